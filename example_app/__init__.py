@@ -1,0 +1,78 @@
+"""A small but real bot: greeting and help handlers of its own, plus kf rules.
+
+``create_app()`` reads ``KF_*`` from the environment; with no ``KF_TOKEN`` set
+it runs on built-in demo credentials (safe mode), which need no WeChat account.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from flask import Flask
+
+from kf_plugin import EVENT, Event, KfPlugin, Keyword, MessageRouter
+from kf_plugin.config import settings_from_env
+
+RULES = Path(__file__).with_name("rules.yaml")
+DEMO_SETTINGS = {
+    "KF_TOKEN": "kf-demo-token",
+    "KF_APPID": "wx00000000demo0000",
+    "KF_ENCODING_AES_KEY": "kfDemoEncodingAesKey0123456789abcdefghijklm",
+}
+
+GREETING = "你好！我是示例机器人。回复“帮助”查看我能做什么，回复“转人工”联系客服。"
+HELP = "可以试试：\n· 转人工 —— 联系客服\n· 营业时间 —— 客服工作时间\n· 菜单“联系 VIP 客服” —— 专属客服"
+WELCOME = "感谢关注！回复“帮助”查看功能。"
+
+log = logging.getLogger(__name__)
+
+
+def build_router(stats: Counter) -> MessageRouter:
+    """The bot's own handlers; the kf rules are put in front of them."""
+    router = MessageRouter("example bot")
+
+    @router.on(Keyword("你好", "hello", "hi", match="exact"))
+    def greet(message: Any) -> str:
+        stats["greet"] += 1
+        return GREETING
+
+    @router.on(Keyword("帮助", "help", "?", "？", match="exact"))
+    def help_(message: Any) -> str:
+        stats["help"] += 1
+        return HELP
+
+    @router.on(Event("subscribe"))
+    def welcome(message: Any) -> str:
+        stats["welcome"] += 1
+        return WELCOME
+
+    @router.on(~EVENT)
+    def fallback(message: Any) -> Optional[str]:
+        stats["fallback"] += 1
+        return "收到。回复“帮助”查看我能做什么。" if message.type == "text" else None
+
+    return router
+
+
+def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
+    """The example bot; ``config`` overrides the environment."""
+    app = Flask(__name__)
+    settings = settings_from_env()
+    if "KF_TOKEN" not in settings and not (config and "KF_TOKEN" in config):
+        settings.update(DEMO_SETTINGS)
+        app.config["KF_DEMO"] = True
+    app.config.update(settings)
+    app.config.setdefault("KF_RULES", os.fspath(RULES))
+    app.config.update(config or {})
+    stats: Counter = Counter()
+    app.extensions["example_bot_stats"] = stats
+    KfPlugin(app, router=build_router(stats))
+
+    @app.get("/")
+    def index() -> str:
+        return f"kf_plugin example bot: point WeChat at {app.config['KF_URL']}\n"
+
+    return app

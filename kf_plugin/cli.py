@@ -1,0 +1,152 @@
+"""The ``kf-plugin`` command (also ``flask kf`` once ``init_app`` ran).
+
+Exit codes: 0 success, 1 the command ran but the answer is negative (no rule
+matched, a push was refused), 2 bad input (invalid rule file, bad options).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+import click
+
+from .errors import BadPush, KfError, RuleFileError
+from .loader import load_rules
+from .replies import render_reply, to_reply
+from .rules import Rule
+from .webhook import parse_push
+
+__all__ = ["cli", "main"]
+
+
+def _rules_path(value: Optional[str]) -> str:
+    if value:
+        return value
+    from flask import current_app, has_app_context
+    path = current_app.config.get("KF_RULES") if has_app_context() else os.environ.get("KF_RULES")
+    if not path:
+        raise click.UsageError("no rule file given: pass FILE or set KF_RULES")
+    return path
+
+
+def _load(path: Optional[str]):
+    try:
+        return load_rules(_rules_path(path))
+    except RuleFileError as exc:
+        click.echo(str(exc), err=True)
+        raise click.exceptions.Exit(2)
+
+
+def _message_options(command: Any) -> Any:
+    options = [
+        click.option("--text", help="A text message saying this."),
+        click.option("--event", help="An event push of this type (CLICK, subscribe, SCAN, ...)."),
+        click.option("--key", help="The event's EventKey (menu key, QR scene, ...)."),
+        click.option("--xml", "xml_file", type=click.File("r", encoding="utf-8"), help="A push read from a file."),
+        click.option("--from", "sender", default="oUser0123456789", show_default=True,
+                     help="The sender's openid."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _build_xml(text: Optional[str], event: Optional[str], key: Optional[str], xml_file: Any, sender: str) -> str:
+    from .testing import message_xml
+    given = [name for name, value in (("--text", text), ("--event", event), ("--xml", xml_file)) if value is not None]
+    if len(given) != 1:
+        raise click.UsageError("give exactly one of --text, --event or --xml")
+    if key is not None and event is None:
+        raise click.UsageError("--key goes with --event")
+    if xml_file is not None:
+        return xml_file.read()
+    if event is not None:
+        return message_xml(event=event, key=key, sender=sender)
+    return message_xml(text=text, sender=sender)
+
+
+@click.group()
+def cli() -> None:
+    """Customer-service hand-off for WeChat official accounts."""
+
+
+@cli.command()
+@click.argument("file", required=False)
+def check(file: Optional[str]) -> None:
+    """Validate a rule file (default: $KF_RULES) and summarise it."""
+    rules = _load(file)
+    active = len(rules.active)
+    click.echo(f"{rules.source}: valid, {len(rules.rules)} rules ({active} enabled)")
+    for rule in rules.rules:
+        state = "" if rule.enabled else "  [disabled]"
+        click.echo(f"  {rule.name}: {rule.filter!r} → {rule.action}{state}")
+    if rules.fallback_text:
+        click.echo(f"  fallback text: {rules.fallback_text!r}")
+
+
+@cli.command()
+@click.argument("file", required=False)
+@_message_options
+def route(file: Optional[str], text: Optional[str], event: Optional[str], key: Optional[str],
+          xml_file: Any, sender: str) -> None:
+    """Show which rule of FILE takes a message, why, and the reply it sends."""
+    rules = _load(file)
+    xml = _build_xml(text, event, key, xml_file, sender)
+    try:
+        message = parse_push(xml)
+    except BadPush as exc:
+        raise click.UsageError(f"the push cannot be parsed: {exc.reason}")
+    match = rules.to_router().dispatch_with_handler(message)
+    rule = match.handler.callback if match.handler is not None else None
+    if not isinstance(rule, Rule):
+        click.echo("no rule takes this message; the webhook would pass it to the bot's own handlers "
+                   "and answer 'success' if none answers")
+        raise click.exceptions.Exit(1)
+    click.echo(f"rule {rule.name!r} takes it ({rule.origin or rules.source})")
+    click.echo(f"  because: {rule.filter!r}")
+    click.echo(f"  action:  {rule.action}")
+    click.echo("reply:")
+    click.echo(render_reply(to_reply(match.result, message)))
+
+
+@cli.command()
+@click.argument("url")
+@_message_options
+@click.option("--token", envvar="KF_TOKEN", required=True, help="The push Token [env KF_TOKEN].")
+@click.option("--aes-key", envvar="KF_ENCODING_AES_KEY", help="EncodingAESKey: encrypt the push [env KF_ENCODING_AES_KEY].")
+@click.option("--appid", envvar="KF_APPID", help="AppID, needed with --aes-key [env KF_APPID].")
+@click.option("--deliveries", default=1, show_default=True, type=click.IntRange(1, 10),
+              help="Send the same push this many times, as WeChat does when it gets no answer.")
+@click.option("--timeout", default=10.0, show_default=True, type=float, help="Seconds to wait for each answer.")
+def push(url: str, text: Optional[str], event: Optional[str], key: Optional[str], xml_file: Any, sender: str,
+         token: str, aes_key: Optional[str], appid: Optional[str], deliveries: int, timeout: float) -> None:
+    """Sign (and encrypt) a push as WeChat does, send it to URL and print the reply, decrypted."""
+    import requests
+
+    from .testing import PushSigner
+    xml = _build_xml(text, event, key, xml_file, sender)
+    try:
+        signer = PushSigner(token, aes_key, appid)
+    except KfError as exc:
+        raise click.UsageError(str(exc))
+    query, body = signer.sign(xml)
+    refused = False
+    for delivery in range(1, deliveries + 1):
+        try:
+            response = requests.post(url, params=query, data=body, timeout=timeout,
+                                     headers={"Content-Type": "text/xml"})
+        except requests.RequestException as exc:
+            raise click.ClickException(f"cannot reach {url}: {exc}")
+        prefix = f"[delivery {delivery}] " if deliveries > 1 else ""
+        click.echo(f"{prefix}HTTP {response.status_code}")
+        try:
+            click.echo(signer.open_reply(response.text) if response.ok else response.text)
+        except KfError as exc:
+            raise click.ClickException(str(exc))
+        refused = refused or not response.ok
+    if refused:
+        raise click.exceptions.Exit(1)
+
+
+def main() -> None:
+    cli(prog_name="kf-plugin")

@@ -1,0 +1,70 @@
+"""The ``KF_*`` settings: names, defaults, types, and reading them from the environment."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Mapping, Optional
+
+from .errors import ConfigError
+
+__all__ = ["Setting", "SETTINGS", "settings_from_env", "read_setting"]
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    convert: Callable[[str], Any]
+    help: str
+
+
+def _text(value: str) -> str:
+    return value
+
+
+def _seconds(value: str) -> float:
+    return float(value)
+
+
+SETTINGS: Dict[str, Setting] = {s.name: s for s in (
+    Setting("KF_TOKEN", None, _text, "Token from the WeChat console (required); signs every push."),
+    Setting("KF_APPID", None, _text, "AppID of the official account; required in safe mode."),
+    Setting("KF_SECRET", None, _text, "AppSecret, for calls to the WeChat API."),
+    Setting("KF_ENCODING_AES_KEY", None, _text,
+            "EncodingAESKey (43 characters); set → safe mode: encrypted pushes are decrypted and replies encrypted."),
+    Setting("KF_ENCODING_AES_KEY_PREVIOUS", None, _text,
+            "The EncodingAESKey before the last change; still accepted for decryption while the new one propagates."),
+    Setting("KF_RULES", None, _text, "Path of the YAML rule file."),
+    Setting("KF_URL", "/wechat", _text, "URL path of the webhook that init_app registers."),
+    Setting("KF_MAX_CLOCK_SKEW", 300, int,
+            "Seconds a push's timestamp may differ from the server clock; 0 turns the check off."),
+    Setting("KF_MAX_BODY", 64 * 1024, int, "Largest accepted push body in bytes; larger → 413."),
+    Setting("KF_DEDUPE_TTL", 60.0, _seconds, "Seconds a reply is kept to answer WeChat's retries of the same push."),
+    Setting("KF_DEDUPE_WAIT", 4.0, _seconds,
+            "Seconds a retry waits for a first delivery that is still being handled."),
+)}
+
+
+def read_setting(config: Mapping[str, Any], name: str) -> Any:
+    """``config[name]`` converted to the setting's type, or its default.
+
+    :raises ConfigError: the value cannot be converted or is negative.
+    """
+    setting = SETTINGS[name]
+    value = config.get(name)
+    if value is None or value == "":
+        return setting.default
+    if setting.convert is not _text:
+        try:
+            value = setting.convert(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be a number, not {value!r}") from None
+        if value < 0:
+            raise ConfigError(f"{name} must not be negative (got {value})")
+    return value
+
+
+def settings_from_env(environ: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
+    """The ``KF_*`` settings present in the environment, converted (for the CLI and the example app)."""
+    environ = os.environ if environ is None else environ
+    return {name: read_setting(environ, name) for name in SETTINGS if environ.get(name)}

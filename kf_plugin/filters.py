@@ -1,0 +1,336 @@
+"""Filters decide whether a handler or a rule applies to a pushed message.
+
+A filter is any callable taking a wechatpy message and returning a truth value.
+Instances of :class:`Filter` compose with ``&``, ``|`` and ``~`` (short-circuit,
+left to right) and print readably, so ``repr(rule.filter)`` says why a rule
+matched::
+
+    >>> Keyword("人工") & Event("CLICK")
+    Keyword('人工') & Event('CLICK')
+
+Ready-made filters are UPPER_CASE instances (:data:`ALL`, :data:`TEXT`,
+:data:`EVENT`); filters that take arguments are classes.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Any, Callable, Iterable, Optional, Pattern, Tuple, Union
+
+__all__ = [
+    "Filter", "ALL", "TEXT", "EVENT", "Keyword", "Regex", "Event", "EventKey",
+    "EventKeyRegex", "MsgType", "Users", "as_filter", "fold", "text_of",
+    "event_of", "event_key_of", "msg_type_of",
+]
+
+MATCH_MODES = ("contains", "exact", "prefix")
+QR_SCENE_PREFIX = "qrscene_"
+# wechatpy renames a follow through a parametric QR code to ``subscribe_scan``
+# (and strips ``qrscene_`` from EventKey); for rules it is still a follow.
+_SUBSCRIBE_ALIASES = frozenset({"subscribe", "subscribe_scan", "subscribe_scan_product"})
+
+
+def fold(text: str) -> str:
+    """Normalise text for keyword comparison.
+
+    Folds full-width and half-width forms (NFKC), case, and surrounding spaces,
+    so ``"  ＨＥＬＰ "`` and ``"help"`` compare equal.
+    """
+    return unicodedata.normalize("NFKC", text).casefold().strip()
+
+
+def _field(message: Any, name: str) -> Optional[str]:
+    value = getattr(message, "_data", {}).get(name)
+    return value if isinstance(value, str) else None
+
+
+def msg_type_of(message: Any) -> Optional[str]:
+    """The message's MsgType, lower case (``text``, ``event``, ...)."""
+    value = _field(message, "MsgType")
+    return value.lower() if value is not None else None
+
+
+def event_of(message: Any) -> Optional[str]:
+    """The event name of an event push, lower case; ``None`` for messages."""
+    if msg_type_of(message) != "event":
+        return None
+    value = _field(message, "Event")
+    return value.lower() if value is not None else None
+
+
+def event_key_of(message: Any) -> Optional[str]:
+    """The EventKey of an event push, with ``qrscene_`` removed for follows."""
+    if msg_type_of(message) != "event":
+        return None
+    key = _field(message, "EventKey")
+    if key is not None and event_of(message) in _SUBSCRIBE_ALIASES and key.startswith(QR_SCENE_PREFIX):
+        key = key[len(QR_SCENE_PREFIX):]
+    return key
+
+
+def text_of(message: Any) -> Optional[str]:
+    """The text a user said: Content of a text message, Recognition of a voice message."""
+    kind = msg_type_of(message)
+    if kind == "text":
+        return _field(message, "Content")
+    if kind == "voice":
+        return _field(message, "Recognition")
+    return None
+
+
+def _folded_text_of(message: Any) -> Optional[str]:
+    # Many keyword rules look at the same message: fold its text once.
+    cache = message.__dict__
+    if "_kf_folded_text" not in cache:
+        text = text_of(message)
+        cache["_kf_folded_text"] = fold(text) if text is not None else None
+    return cache["_kf_folded_text"]
+
+
+class Filter:
+    """Base class: subclasses implement :meth:`check` and ``__repr__``."""
+
+    def check(self, message: Any) -> bool:
+        raise NotImplementedError
+
+    def __call__(self, message: Any) -> bool:
+        return bool(self.check(message))
+
+    def __and__(self, other: Any) -> "Filter":
+        return _And(self, as_filter(other))
+
+    def __rand__(self, other: Any) -> "Filter":
+        return _And(as_filter(other), self)
+
+    def __or__(self, other: Any) -> "Filter":
+        return _Or(self, as_filter(other))
+
+    def __ror__(self, other: Any) -> "Filter":
+        return _Or(as_filter(other), self)
+
+    def __invert__(self) -> "Filter":
+        return _Not(self)
+
+
+FilterLike = Union[Filter, Callable[[Any], Any]]
+
+
+def as_filter(value: FilterLike) -> Filter:
+    """Wrap any callable as a :class:`Filter`; filters pass through unchanged."""
+    if isinstance(value, Filter):
+        return value
+    if callable(value):
+        return _Callable(value)
+    raise TypeError(f"a filter must be callable, not {type(value).__name__}")
+
+
+class _Callable(Filter):
+    def __init__(self, func: Callable[[Any], Any]):
+        self.func = func
+
+    def check(self, message: Any) -> bool:
+        return bool(self.func(message))
+
+    def __repr__(self) -> str:
+        return getattr(self.func, "__qualname__", None) or repr(self.func)
+
+
+class _Compound(Filter):
+    symbol = ""
+
+    def __init__(self, *parts: Filter):
+        flat = []
+        for part in parts:
+            flat.extend(part.parts if type(part) is type(self) else (part,))
+        self.parts: Tuple[Filter, ...] = tuple(flat)
+
+    def __repr__(self) -> str:
+        def show(part: Filter) -> str:
+            text = repr(part)
+            return f"({text})" if isinstance(part, _Compound) else text
+        return f" {self.symbol} ".join(show(p) for p in self.parts)
+
+
+class _And(_Compound):
+    symbol = "&"
+
+    def check(self, message: Any) -> bool:
+        return all(part(message) for part in self.parts)
+
+
+class _Or(_Compound):
+    symbol = "|"
+
+    def check(self, message: Any) -> bool:
+        return any(part(message) for part in self.parts)
+
+
+class _Not(Filter):
+    def __init__(self, inner: Filter):
+        self.inner = inner
+
+    def check(self, message: Any) -> bool:
+        return not self.inner(message)
+
+    def __repr__(self) -> str:
+        inner = repr(self.inner)
+        return f"~({inner})" if isinstance(self.inner, _Compound) else f"~{inner}"
+
+
+class _All(Filter):
+    def check(self, message: Any) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        return "ALL"
+
+
+def _args_repr(values: Iterable[Any]) -> str:
+    return ", ".join(repr(v) for v in values)
+
+
+class MsgType(Filter):
+    """The message's MsgType is one of ``types`` (``text``, ``image``, ``event``, ...)."""
+
+    def __init__(self, *types: str):
+        if not types:
+            raise ValueError("MsgType needs at least one message type")
+        self.types = tuple(types)
+        self._wanted = frozenset(t.lower() for t in types)
+
+    def check(self, message: Any) -> bool:
+        return msg_type_of(message) in self._wanted
+
+    def __repr__(self) -> str:
+        return f"MsgType({_args_repr(self.types)})"
+
+
+class Keyword(Filter):
+    """The user's text holds one of ``words``.
+
+    ``match`` is ``contains`` (default), ``exact`` or ``prefix``. Comparison
+    folds case, full-width forms and surrounding spaces (see :func:`fold`).
+    Looks at text messages and at the speech recognition of voice messages.
+    """
+
+    def __init__(self, *words: str, match: str = "contains"):
+        if match not in MATCH_MODES:
+            raise ValueError(f"match must be one of {', '.join(MATCH_MODES)}, not {match!r}")
+        folded = tuple(fold(w) for w in words)
+        if not folded or not all(folded):
+            raise ValueError("Keyword needs at least one non-blank word")
+        self.words = tuple(words)
+        self.match = match
+        self.folded = folded
+
+    def check(self, message: Any) -> bool:
+        text = _folded_text_of(message)
+        if text is None:
+            return False
+        if self.match == "exact":
+            return text in self.folded
+        if self.match == "prefix":
+            return text.startswith(self.folded)
+        return any(word in text for word in self.folded)
+
+    def __repr__(self) -> str:
+        mode = "" if self.match == "contains" else f", match={self.match!r}"
+        return f"Keyword({_args_repr(self.words)}{mode})"
+
+
+def _compile(pattern: Union[str, Pattern[str]], flags: int = 0) -> Pattern[str]:
+    return pattern if isinstance(pattern, re.Pattern) else re.compile(pattern, flags)
+
+
+class Regex(Filter):
+    """The user's text contains a match of ``pattern`` (``re.search``)."""
+
+    def __init__(self, pattern: Union[str, Pattern[str]], flags: int = 0):
+        self.pattern = _compile(pattern, flags)
+
+    def check(self, message: Any) -> bool:
+        text = text_of(message)
+        return text is not None and self.pattern.search(text) is not None
+
+    def __repr__(self) -> str:
+        return f"Regex({self.pattern.pattern!r})"
+
+
+class Event(Filter):
+    """The push is one of the events ``names``, compared case-insensitively.
+
+    ``subscribe`` also matches a follow through a parametric QR code.
+    """
+
+    def __init__(self, *names: str):
+        if not names:
+            raise ValueError("Event needs at least one event name")
+        self.names = tuple(names)
+        wanted = {n.lower() for n in names}
+        if "subscribe" in wanted:
+            wanted |= _SUBSCRIBE_ALIASES
+        self._wanted = frozenset(wanted)
+
+    def check(self, message: Any) -> bool:
+        return event_of(message) in self._wanted
+
+    def __repr__(self) -> str:
+        return f"Event({_args_repr(self.names)})"
+
+
+class EventKey(Filter):
+    """The event's EventKey equals ``key`` exactly.
+
+    For a follow through a parametric QR code the scene is compared without
+    its ``qrscene_`` prefix, so ``EventKey("123123")`` matches
+    ``qrscene_123123`` (and ``EventKey("qrscene_123123")`` does too).
+    """
+
+    def __init__(self, key: str):
+        self.key = key
+
+    def check(self, message: Any) -> bool:
+        actual = event_key_of(message)
+        if actual is None:
+            return False
+        if actual == self.key:
+            return True
+        return event_of(message) in _SUBSCRIBE_ALIASES and QR_SCENE_PREFIX + actual == self.key
+
+    def __repr__(self) -> str:
+        return f"EventKey({self.key!r})"
+
+
+class EventKeyRegex(Filter):
+    """The event's EventKey (scene without ``qrscene_`` for follows) matches ``pattern`` (``re.search``)."""
+
+    def __init__(self, pattern: Union[str, Pattern[str]], flags: int = 0):
+        self.pattern = _compile(pattern, flags)
+
+    def check(self, message: Any) -> bool:
+        key = event_key_of(message)
+        return key is not None and self.pattern.search(key) is not None
+
+    def __repr__(self) -> str:
+        return f"EventKeyRegex({self.pattern.pattern!r})"
+
+
+class Users(Filter):
+    """The sender's openid is one of ``openids``."""
+
+    def __init__(self, *openids: str):
+        if not openids:
+            raise ValueError("Users needs at least one openid")
+        self.openids = tuple(openids)
+        self._wanted = frozenset(openids)
+
+    def check(self, message: Any) -> bool:
+        return _field(message, "FromUserName") in self._wanted
+
+    def __repr__(self) -> str:
+        return f"Users({_args_repr(self.openids)})"
+
+
+ALL: Filter = _All()
+TEXT: Filter = MsgType("text")
+EVENT: Filter = MsgType("event")

@@ -1,0 +1,97 @@
+"""Passive replies rendered compact and safe.
+
+wechatpy's renderer puts newlines between tags, cannot name a designated agent
+in a transfer, and wraps text in CDATA without escaping ``]]>`` — so text from a
+user or a config file could inject XML. :func:`render_reply` renders any
+wechatpy reply without whitespace between top-level tags and with every CDATA
+section split safely.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any, Optional
+
+from wechatpy.replies import BaseReply, TextReply, TransferCustomerServiceReply
+
+__all__ = ["TransferReply", "TextReply", "cdata", "render_reply", "to_reply"]
+
+_HEADER_FIELDS = ("target", "source", "time")
+
+
+def cdata(text: str) -> str:
+    """Wrap ``text`` in CDATA; a ``]]>`` inside is split across two sections."""
+    return "<![CDATA[" + text.replace("]]>", "]]]]><![CDATA[>") + "]]>"
+
+
+def _defuse(value: Any) -> Any:
+    # wechatpy's field templates put values inside CDATA verbatim: pre-split any
+    # terminator so the section it lands in stays closed where it should.
+    if isinstance(value, str):
+        return value.replace("]]>", "]]]]><![CDATA[>")
+    if isinstance(value, dict):
+        return {k: _defuse(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_defuse(v) for v in value]
+    return value
+
+
+class TransferReply(TransferCustomerServiceReply):
+    """Hand the conversation to customer service (``transfer_customer_service``).
+
+    ``kf_account`` designates an agent (``<TransInfo><KfAccount>``); without it
+    any available agent takes the user.
+    """
+
+    def __init__(self, kf_account: Optional[str] = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.kf_account = kf_account
+
+
+def to_reply(result: Any, message: Any) -> Optional[BaseReply]:
+    """Turn a handler's return value into a wechatpy reply addressed to ``message``'s sender.
+
+    A string becomes a :class:`TextReply`; ``None`` stays ``None``; a reply gets
+    its To/From swapped from the message.
+
+    :raises TypeError: for any other value.
+    """
+    if result is None or isinstance(result, BaseReply):
+        reply = result
+    elif isinstance(result, str):
+        reply = TextReply(content=result)
+    else:
+        raise TypeError(
+            f"a handler must return a wechatpy reply, a string or None, not {type(result).__name__}"
+        )
+    if reply is not None:
+        reply.source = message.target
+        reply.target = message.source
+    return reply
+
+
+def render_reply(reply: BaseReply, now: Optional[float] = None) -> str:
+    """Render ``reply`` as compact, injection-safe XML.
+
+    ``now`` sets CreateTime when the reply has none (defaults to the current time).
+    """
+    created = reply._data.get("CreateTime")
+    created = int(created if created is not None else (now if now is not None else time.time()))
+    nodes = [
+        "<xml><ToUserName>", cdata(reply.target or ""), "</ToUserName>",
+        "<FromUserName>", cdata(reply.source or ""), "</FromUserName>",
+        "<CreateTime>", str(created), "</CreateTime>",
+        "<MsgType>", cdata(reply.type), "</MsgType>",
+    ]
+    for name, field in reply._fields.items():
+        if name in _HEADER_FIELDS:
+            continue
+        value = reply._data.get(field.name)
+        if value is None:
+            value = copy.deepcopy(field.default)
+        nodes.append(field.to_xml(_defuse(value)))
+    kf_account = getattr(reply, "kf_account", None)
+    if kf_account:
+        nodes += ["<TransInfo><KfAccount>", cdata(kf_account), "</KfAccount></TransInfo>"]
+    nodes.append("</xml>")
+    return "".join(nodes)

@@ -1,0 +1,178 @@
+"""A message router for wechatpy bots (wechatpy has none).
+
+Handlers are tried in order; the first whose filter holds and which returns
+something other than ``None`` answers the message::
+
+    router = MessageRouter()
+
+    @router.on(Keyword("你好"))
+    def greet(message):
+        return "你好！"
+
+A handler returns a wechatpy reply, a string (sent as a text reply) or ``None``
+(let the next handler try). Other routers can be included, which is how the
+kf rules sit in front of a bot's own handlers.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
+
+from .filters import ALL, Filter, FilterLike, as_filter
+
+__all__ = ["Handler", "MessageRouter", "Match"]
+
+Callback = Callable[[Any], Any]
+BeforeHook = Callable[[Any], Any]
+AfterHook = Callable[[Any, Any, Optional["Handler"]], Any]
+
+
+@dataclass(frozen=True)
+class Handler:
+    """A callback and the filter that admits messages to it."""
+
+    filter: Filter
+    callback: Callback
+    name: str
+
+    def __call__(self, message: Any) -> Any:
+        return self.callback(message)
+
+
+@dataclass(frozen=True)
+class Match:
+    """The result of :meth:`MessageRouter.dispatch_with_handler`: who answered, and what."""
+
+    handler: Optional[Handler]
+    result: Any
+
+
+Entry = Union[Handler, "MessageRouter"]
+
+
+class MessageRouter:
+    """Ordered handlers, first match wins, with before/after middleware.
+
+    Safe to read from many threads while another thread replaces handlers:
+    the handler list is swapped, never mutated in place.
+    """
+
+    def __init__(self, name: str = "router"):
+        self.name = name
+        self._entries: Tuple[Entry, ...] = ()
+        self._before: Tuple[BeforeHook, ...] = ()
+        self._after: Tuple[AfterHook, ...] = ()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<MessageRouter {self.name!r} with {len(self._entries)} entries>"
+
+    # -- registration -----------------------------------------------------
+
+    def add(self, filter: FilterLike, callback: Callback, *, name: Optional[str] = None,
+            first: bool = False) -> Handler:
+        """Register ``callback`` for messages that pass ``filter``.
+
+        ``first=True`` puts it before every handler registered so far.
+        """
+        handler = Handler(as_filter(filter), callback, name or getattr(callback, "__name__", repr(callback)))
+        self._insert(handler, first)
+        return handler
+
+    def on(self, filter: FilterLike = ALL, *, name: Optional[str] = None,
+           first: bool = False) -> Callable[[Callback], Callback]:
+        """Decorator form of :meth:`add`; returns the function unchanged."""
+        def register(callback: Callback) -> Callback:
+            self.add(filter, callback, name=name, first=first)
+            return callback
+        return register
+
+    def include(self, router: "MessageRouter", *, first: bool = False) -> None:
+        """Consult ``router``'s handlers at this point of the order (its middleware too).
+
+        :raises ValueError: when that would make a router include itself.
+        """
+        if router is self or self in router._routers_below():
+            raise ValueError(f"including {router!r} in {self!r} would make a cycle")
+        self._insert(router, first)
+
+    def replace(self, entries: Sequence[Entry]) -> None:
+        """Swap all handlers at once (used to reload rules without a gap)."""
+        with self._lock:
+            self._entries = tuple(entries)
+
+    def before(self, hook: BeforeHook) -> BeforeHook:
+        """Register ``hook(message)``, run before routing.
+
+        A hook that returns something other than ``None`` answers the message
+        itself and no handler runs.
+        """
+        with self._lock:
+            self._before += (hook,)
+        return hook
+
+    def after(self, hook: AfterHook) -> AfterHook:
+        """Register ``hook(message, result, handler)``, run after routing.
+
+        Its return value replaces the result (return ``result`` to keep it);
+        ``handler`` is ``None`` when nothing answered.
+        """
+        with self._lock:
+            self._after += (hook,)
+        return hook
+
+    def _insert(self, entry: Entry, first: bool) -> None:
+        with self._lock:
+            self._entries = (entry,) + self._entries if first else self._entries + (entry,)
+
+    def _routers_below(self) -> List["MessageRouter"]:
+        found: List[MessageRouter] = []
+        for entry in self._entries:
+            if isinstance(entry, MessageRouter):
+                found.append(entry)
+                found.extend(entry._routers_below())
+        return found
+
+    @property
+    def handlers(self) -> Tuple[Handler, ...]:
+        """Every handler in the order they are tried, included routers flattened."""
+        flat: List[Handler] = []
+        for entry in self._entries:
+            flat.extend(entry.handlers if isinstance(entry, MessageRouter) else (entry,))
+        return tuple(flat)
+
+    # -- dispatch ---------------------------------------------------------
+
+    def candidates(self, message: Any) -> Iterator[Handler]:
+        """The handlers whose filter admits ``message``, in order."""
+        for entry in self._entries:
+            if isinstance(entry, MessageRouter):
+                yield from entry.candidates(message)
+            elif entry.filter(message):
+                yield entry
+
+    def dispatch_with_handler(self, message: Any) -> Match:
+        """Route ``message`` and tell which handler answered."""
+        for hook in self._before:
+            early = hook(message)
+            if early is not None:
+                return Match(None, early)
+        answered: Optional[Handler] = None
+        result = None
+        for entry in self._entries:
+            if isinstance(entry, MessageRouter):
+                inner = entry.dispatch_with_handler(message)
+                answered, result = inner.handler, inner.result
+            elif entry.filter(message):
+                answered, result = entry, entry(message)
+            if result is not None:
+                break
+            answered = None
+        for hook in self._after:
+            result = hook(message, result, answered)
+        return Match(answered, result)
+
+    def dispatch(self, message: Any) -> Any:
+        """Route ``message``; the first non-``None`` handler result, or ``None``."""
+        return self.dispatch_with_handler(message).result

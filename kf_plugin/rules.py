@@ -1,0 +1,169 @@
+"""Rules: declarative conditions plus an action (transfer or text reply).
+
+The YAML loader builds these; Python users build the same objects directly::
+
+    Rule.build("ask-for-human", keywords=["人工", "客服"])
+    Rule.build("vip-menu", event="CLICK", event_key="CONTACT_VIP", kf_account="vip1@gh_example")
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
+
+from wechatpy.replies import BaseReply, TextReply
+
+from .filters import Event, EventKey, EventKeyRegex, Filter, Keyword, MsgType, Regex, Users
+from .replies import TransferReply
+from .router import Handler, MessageRouter
+
+__all__ = ["Transfer", "Reply", "Rule", "RuleSet", "build_filter"]
+
+Names = Union[str, Sequence[str]]
+TEXT_TYPES = frozenset({"text", "voice"})
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """Hand the user to customer service, to ``kf_account`` when given."""
+
+    kf_account: Optional[str] = None
+
+    def respond(self, message: Any) -> BaseReply:
+        return TransferReply(kf_account=self.kf_account, message=message)
+
+    def __str__(self) -> str:
+        return f"transfer to {self.kf_account}" if self.kf_account else "transfer to customer service"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """Answer with a plain text instead of a transfer."""
+
+    text: str
+
+    def respond(self, message: Any) -> BaseReply:
+        return TextReply(content=self.text, message=message)
+
+    def __str__(self) -> str:
+        return f"reply {self.text!r}"
+
+
+Action = Union[Transfer, Reply]
+
+
+def _as_tuple(value: Optional[Names]) -> Tuple[str, ...]:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def build_filter(*, msg_type: Optional[Names] = None, keywords: Optional[Names] = None,
+                 match: str = "contains", regex: Optional[str] = None, event: Optional[Names] = None,
+                 event_key: Optional[str] = None, event_key_regex: Optional[str] = None,
+                 users: Optional[Names] = None) -> Filter:
+    """Combine rule conditions into one filter; every given condition must hold.
+
+    :raises ValueError: no condition given, a condition is invalid (bad regex,
+        blank keyword, unknown match mode), or the conditions contradict each
+        other (text conditions on an event, say) so the rule could never match.
+    """
+    types = {t.lower() for t in _as_tuple(msg_type)}
+    wants_text = bool(keywords) or regex is not None
+    wants_event = bool(_as_tuple(event)) or event_key is not None or event_key_regex is not None
+    if wants_text and wants_event:
+        raise ValueError("keywords/regex look at messages and event/event_key at events: "
+                         "no push has both, so this rule could never match")
+    if types and wants_text and not types & TEXT_TYPES:
+        raise ValueError(f"keywords/regex need msg_type text or voice, not {', '.join(sorted(types))}")
+    if types and wants_event and "event" not in types:
+        raise ValueError(f"event conditions need msg_type event, not {', '.join(sorted(types))}")
+
+    parts: List[Filter] = []
+    if types:
+        parts.append(MsgType(*_as_tuple(msg_type)))
+    if _as_tuple(event):
+        parts.append(Event(*_as_tuple(event)))
+    if event_key is not None:
+        parts.append(EventKey(event_key))
+    if event_key_regex is not None:
+        parts.append(EventKeyRegex(event_key_regex))
+    if users is not None:
+        parts.append(Users(*_as_tuple(users)))
+    if keywords:
+        parts.append(Keyword(*_as_tuple(keywords), match=match))
+    if regex is not None:
+        parts.append(Regex(regex))
+    if not parts:
+        raise ValueError("a rule needs at least one condition "
+                         "(msg_type, keywords, regex, event, event_key, event_key_regex or users)")
+    combined = parts[0]
+    for part in parts[1:]:
+        combined = combined & part
+    return combined
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A named rule: when :attr:`filter` holds, :attr:`action` answers.
+
+    :attr:`origin` says where the rule was written (``rules.yaml:12``), if known.
+    """
+
+    name: str
+    filter: Filter
+    action: Action = field(default_factory=Transfer)
+    enabled: bool = True
+    origin: Optional[str] = None
+
+    @classmethod
+    def build(cls, name: str, *, kf_account: Optional[str] = None, reply: Optional[str] = None,
+              enabled: bool = True, origin: Optional[str] = None, **conditions: Any) -> "Rule":
+        """Build a rule from the same keys as the YAML file.
+
+        ``reply`` answers with that text instead of transferring; ``kf_account``
+        designates an agent. Conditions are those of :func:`build_filter`.
+
+        :raises ValueError: bad conditions, or both ``reply`` and ``kf_account``.
+        """
+        if reply is not None and kf_account is not None:
+            raise ValueError("a rule either replies with a text or transfers to kf_account, not both")
+        action: Action = Reply(reply) if reply is not None else Transfer(kf_account)
+        return cls(name, build_filter(**conditions), action, enabled, origin)
+
+    def __call__(self, message: Any) -> BaseReply:
+        return self.action.respond(message)
+
+    def as_handler(self) -> Handler:
+        return Handler(self.filter, self, self.name)
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """The rules of one file (or built in Python), in order."""
+
+    rules: Tuple[Rule, ...] = ()
+    fallback_text: Optional[str] = None
+    source: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        seen = set()
+        for rule in self.rules:
+            if rule.name in seen:
+                raise ValueError(f"two rules are named {rule.name!r}")
+            seen.add(rule.name)
+
+    @classmethod
+    def of(cls, rules: Iterable[Rule], **kwargs: Any) -> "RuleSet":
+        return cls(tuple(rules), **kwargs)
+
+    @property
+    def active(self) -> Tuple[Rule, ...]:
+        return tuple(rule for rule in self.rules if rule.enabled)
+
+    def handlers(self) -> List[Handler]:
+        return [rule.as_handler() for rule in self.active]
+
+    def to_router(self, name: str = "kf rules") -> MessageRouter:
+        router = MessageRouter(name)
+        router.replace(self.handlers())
+        return router

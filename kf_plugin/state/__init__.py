@@ -1,0 +1,9 @@
+"""State shared by everything that answers pushes for one official account.
+
+Each kind of state has one small interface here and one implementation per
+engine: in-process memory now, Redis for several workers.
+"""
+from .base import ReplayStore
+from .memory import MemoryReplayStore
+
+__all__ = ["ReplayStore", "MemoryReplayStore"]

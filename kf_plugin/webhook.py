@@ -1,0 +1,166 @@
+"""The push pipeline, one named step each, independent of the web framework.
+
+    verify signature → check timestamp → check size → open (decrypt) → parse
+      → dedupe → route and render → seal (encrypt)
+
+Every bad input ends in :class:`~kf_plugin.errors.BadPush` with the status to
+answer (403 signature or timestamp, 413 too large, 400 anything else), never a
+500. A handler's own exception propagates (after the dedupe claim is released).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Optional, Tuple
+
+import xmltodict
+from wechatpy import parse_message
+from wechatpy.replies import BaseReply
+
+from .dedupe import Deduplicator, push_key
+from .errors import BadPush
+from .replies import render_reply
+from .security import PushCipher, sign, signature_matches
+
+__all__ = ["Webhook", "WebhookResponse", "parse_push"]
+
+log = logging.getLogger(__name__)
+
+XML = "application/xml; charset=utf-8"
+TEXT = "text/plain; charset=utf-8"
+_REQUIRED_FIELDS = ("ToUserName", "FromUserName", "CreateTime", "MsgType")
+
+
+@dataclass(frozen=True)
+class WebhookResponse:
+    status: int
+    body: str
+    content_type: str = TEXT
+
+
+def parse_push(xml: str) -> Any:
+    """Parse a decrypted push into a wechatpy message.
+
+    :raises BadPush: (400) not well-formed, entity declarations, or not a
+        WeChat push (missing or malformed ToUserName, FromUserName, CreateTime, MsgType).
+    """
+    try:
+        message = parse_message(xml)
+    except Exception as exc:  # wechatpy lets ExpatError, KeyError, ValueError, ... through
+        raise BadPush(400, f"not a WeChat push: {_reason(exc)}") from None
+    data = getattr(message, "_data", None)
+    if not isinstance(data, dict):
+        raise BadPush(400, "not a WeChat push: <xml> has no fields")
+    for name in _REQUIRED_FIELDS:
+        if not isinstance(data.get(name), str) or not data[name]:
+            raise BadPush(400, f"not a WeChat push: <{name}> is missing or not text")
+    if not data["CreateTime"].isdigit():
+        raise BadPush(400, "not a WeChat push: <CreateTime> is not a unix time")
+    return message
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, KeyError):
+        return f"no <{exc.args[0]}> element" if exc.args else "missing element"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class Webhook:
+    """Answers WeChat's GET (URL verification) and POST (push) requests.
+
+    ``respond(message)`` returns the reply to send or ``None`` ("success").
+    ``max_clock_skew`` (seconds, 0 = off) bounds how far a push's timestamp may
+    be from ``clock()``; ``max_body`` bounds the body in bytes.
+    """
+
+    def __init__(self, token: str, respond: Callable[[Any], Optional[BaseReply]], dedupe: Deduplicator, *,
+                 cipher: Optional[PushCipher] = None, max_clock_skew: int = 300, max_body: int = 64 * 1024,
+                 clock: Callable[[], float] = time.time):
+        self.token = token
+        self.respond = respond
+        self.dedupe = dedupe
+        self.cipher = cipher
+        self.max_clock_skew = max_clock_skew
+        self.max_body = max_body
+        self.clock = clock
+
+    def handle(self, method: str, args: Mapping[str, str], body: bytes) -> WebhookResponse:
+        """Answer one request. ``body`` may be cut at ``max_body + 1`` bytes by the caller."""
+        try:
+            self.verify_signature(args)
+            self.check_timestamp(args)
+            if method == "GET":
+                return self.answer_verification(args)
+            self.check_size(body)
+            xml, key_index = self.open_body(args, body)
+            message = parse_push(xml)
+            reply = self.dedupe.run(push_key(message), lambda: self.route_and_render(message))
+            return self.seal(reply, args, key_index)
+        except BadPush as exc:
+            log.warning("refused a %s request: %s", method, exc)
+            return WebhookResponse(exc.status, exc.reason)
+
+    def verify_signature(self, args: Mapping[str, str]) -> None:
+        timestamp, nonce = args.get("timestamp", ""), args.get("nonce", "")
+        if not args.get("signature"):
+            raise BadPush(403, "signature is missing")
+        if not signature_matches(sign(self.token, timestamp, nonce), args.get("signature")):
+            raise BadPush(403, "signature does not match")
+
+    def check_timestamp(self, args: Mapping[str, str]) -> None:
+        if not self.max_clock_skew:
+            return
+        raw = args.get("timestamp", "")
+        if not raw.isdigit() or len(raw) > 12:
+            raise BadPush(403, "timestamp is not a unix time")
+        skew = abs(self.clock() - int(raw))
+        if skew > self.max_clock_skew:
+            raise BadPush(403, f"timestamp is {int(skew)} s away from now (allowed: {self.max_clock_skew} s)")
+
+    def answer_verification(self, args: Mapping[str, str]) -> WebhookResponse:
+        echo = args.get("echostr")
+        if not echo:
+            raise BadPush(400, "echostr is missing")
+        return WebhookResponse(200, echo)
+
+    def check_size(self, body: bytes) -> None:
+        if len(body) > self.max_body:
+            raise BadPush(413, f"body is larger than {self.max_body} bytes")
+        if not body.strip():
+            raise BadPush(400, "body is empty")
+
+    def open_body(self, args: Mapping[str, str], body: bytes) -> Tuple[str, int]:
+        """The push's plain XML, and the index of the AES key that opened it (0 for plain pushes)."""
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadPush(400, f"body is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+        encrypt_type = args.get("encrypt_type", "raw") or "raw"
+        if encrypt_type == "raw":
+            return text, 0
+        if encrypt_type != "aes":
+            raise BadPush(400, f"unsupported encrypt_type {encrypt_type!r}")
+        if self.cipher is None:
+            raise BadPush(400, "the push is encrypted but KF_ENCODING_AES_KEY is not set")
+        try:
+            envelope = xmltodict.parse(text)["xml"]
+            encrypted = envelope["Encrypt"]
+        except Exception as exc:
+            raise BadPush(400, f"not an encrypted WeChat push: {_reason(exc)}") from None
+        if not isinstance(encrypted, str) or not encrypted:
+            raise BadPush(400, "not an encrypted WeChat push: <Encrypt> is empty or not text")
+        self.cipher.verify(args.get("timestamp", ""), args.get("nonce", ""), encrypted, args.get("msg_signature"))
+        return self.cipher.decrypt(encrypted)
+
+    def route_and_render(self, message: Any) -> str:
+        reply = self.respond(message)
+        return render_reply(reply, now=self.clock()) if reply is not None else ""
+
+    def seal(self, reply: str, args: Mapping[str, str], key_index: int) -> WebhookResponse:
+        """The HTTP answer: ``success`` when there is nothing to say, encrypted if the push was."""
+        if not reply:
+            return WebhookResponse(200, "success")
+        if args.get("encrypt_type") == "aes" and self.cipher is not None:
+            reply = self.cipher.encrypt(reply, args.get("nonce", ""), str(int(self.clock())), key_index)
+        return WebhookResponse(200, reply, XML)
