@@ -27,7 +27,7 @@ def _seconds(value: str) -> float:
 
 
 SETTINGS: Dict[str, Setting] = {s.name: s for s in (
-    Setting("KF_TOKEN", None, _text, "Token from the WeChat console (required); signs every push."),
+    Setting("KF_TOKEN", None, _text, "Token from the WeChat console; signs every push."),
     Setting("KF_APPID", None, _text, "AppID of the official account; required in safe mode."),
     Setting("KF_SECRET", None, _text, "AppSecret, for calls to the WeChat API."),
     Setting("KF_ENCODING_AES_KEY", None, _text,

@@ -1,0 +1,99 @@
+"""Shared fixtures: apps in plain and safe mode, signed-push clients, a settable clock."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Dict
+
+import pytest
+from flask import Flask
+
+from kf_plugin import KfPlugin, MessageRouter
+from kf_plugin.testing import PushSigner, WeChatTestClient
+
+DATA = Path(__file__).parent / "data"
+TOKEN = "test-token"
+APPID = "wx0123456789abcdef"
+AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+RULES_YAML = """\
+version: 1
+fallback_text: "客服暂时不在线，请留言"
+rules:
+  - name: ask-for-human
+    keywords: ["人工", "客服", "转人工"]
+  - name: vip-menu
+    event: CLICK
+    event_key: CONTACT_VIP
+    kf_account: "vip1@gh_example"
+  - name: complaint
+    regex: "投诉|退款"
+"""
+
+
+def sample(name: str) -> str:
+    """A file of tests/data as text."""
+    return (DATA / name).read_text(encoding="utf-8")
+
+
+def vectors() -> Dict[str, Any]:
+    return json.loads(sample("crypto_vectors.json"))
+
+
+class FakeClock:
+    """A clock the test moves by hand: ``clock()`` is the time, ``clock.advance(s)`` moves it."""
+
+    def __init__(self, now: float = 1_700_000_000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def rules_file(tmp_path: Path) -> Path:
+    path = tmp_path / "rules.yaml"
+    path.write_text(RULES_YAML, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def make_app(rules_file: Path) -> Callable[..., Flask]:
+    """``make_app(router=None, plugin_options=None, **config)`` → a Flask app with a KfPlugin.
+
+    The plugin is at ``app.extensions["kf_plugin"].plugin``.
+    """
+    def make(router: MessageRouter = None, plugin_options: Dict[str, Any] = None, **config: Any) -> Flask:
+        app = Flask("kf_test")
+        app.config.update(KF_TOKEN=TOKEN, KF_APPID=APPID, KF_RULES=str(rules_file))
+        app.config.update(config)
+        KfPlugin(app, router=router, **(plugin_options or {}))
+        return app
+    return make
+
+
+@pytest.fixture
+def plain_app(make_app) -> Flask:
+    return make_app()
+
+
+@pytest.fixture
+def safe_app(make_app) -> Flask:
+    return make_app(KF_ENCODING_AES_KEY=AES_KEY)
+
+
+@pytest.fixture
+def plain_client(plain_app) -> WeChatTestClient:
+    return WeChatTestClient(plain_app)
+
+
+@pytest.fixture
+def safe_client(safe_app) -> WeChatTestClient:
+    return WeChatTestClient(safe_app)
+
+
+@pytest.fixture
+def safe_signer() -> PushSigner:
+    return PushSigner(TOKEN, AES_KEY, APPID)

@@ -1,0 +1,133 @@
+"""KfPlugin: the three ways into a bot, configuration, and registration."""
+import pytest
+from flask import Flask, request
+from wechatpy import parse_message
+
+from kf_plugin import ConfigError, Keyword, KfPlugin, MessageRouter, Rule, RuleFileError
+from kf_plugin.replies import render_reply
+from kf_plugin.testing import WeChatTestClient, message_xml
+from kf_plugin.webhook import parse_push
+
+from .conftest import AES_KEY, APPID, TOKEN
+
+
+def test_style_a_own_view_calls_handle(rules_file):
+    """A bot with its own Flask view asks the plugin for a reply."""
+    kf = KfPlugin(rules=rules_file)
+    app = Flask("own_view")
+
+    @app.post("/bot")
+    def bot():
+        message = parse_message(request.get_data())
+        reply = kf.handle(message)
+        return render_reply(reply) if reply is not None else "success"
+
+    client = app.test_client()
+    answer = client.post("/bot", data=message_xml(text="转人工", sender="oU", account="gh_A"))
+    assert "transfer_customer_service" in answer.get_data(as_text=True)
+    assert "<ToUserName><![CDATA[oU]]></ToUserName>" in answer.get_data(as_text=True)
+    assert client.post("/bot", data=message_xml(text="hello")).get_data(as_text=True) == "success"
+    assert kf.handle(parse_push(message_xml(event="CLICK", key="CONTACT_VIP"))).kf_account == "vip1@gh_example"
+
+
+def test_style_b_register_puts_rules_before_the_bots_handlers(rules_file):
+    router = MessageRouter()
+
+    @router.on(Keyword("人工"))
+    def bot_would_answer(message):
+        return "the bot's own answer"
+
+    @router.on(Keyword("hello"))
+    def greet(message):
+        return "hi"
+
+    KfPlugin(rules=rules_file).register(router)
+    assert router.dispatch(parse_push(message_xml(text="人工"))).type == "transfer_customer_service"
+    assert router.dispatch(parse_push(message_xml(text="hello"))) == "hi"
+
+
+def test_style_c_init_app_owns_the_endpoint(make_app):
+    router = MessageRouter()
+    router.add(Keyword("hello"), lambda m: "hi")
+    client = WeChatTestClient(make_app(router=router))
+    assert client.send_text("转人工").message_type == "transfer_customer_service"
+    assert client.send_text("hello").content == "hi"
+    assert client.send_text("nothing here").body == "success"
+
+
+def test_two_phase_init_and_extension_state(rules_file):
+    kf = KfPlugin(rules=rules_file)
+    app = Flask("two_phase")
+    app.config.update(KF_TOKEN=TOKEN)
+    kf.init_app(app)
+    assert app.extensions["kf_plugin"].plugin is kf
+    assert not hasattr(kf, "app")
+    assert app.config["KF_URL"] == "/wechat" and app.config["KF_MAX_CLOCK_SKEW"] == 300
+    assert WeChatTestClient(app).send_text("人工").message_type == "transfer_customer_service"
+
+
+def test_one_plugin_serves_two_apps(rules_file):
+    kf = KfPlugin(rules=rules_file)
+    apps = [Flask(f"app{i}") for i in range(2)]
+    for i, app in enumerate(apps):
+        app.config.update(KF_TOKEN=f"token-{i}")
+        kf.init_app(app)
+    for app in apps:
+        assert WeChatTestClient(app).send_text("人工").message_type == "transfer_customer_service"
+
+
+def test_registering_twice_is_refused(make_app):
+    app = make_app()
+    with pytest.raises(RuntimeError, match="already registered on the app 'kf_test'"):
+        KfPlugin(app)
+
+
+def test_custom_url(make_app):
+    app = make_app(KF_URL="/hooks/wx")
+    client = WeChatTestClient(app)
+    assert client.url == "/hooks/wx"
+    assert client.send_text("人工").status == 200
+    assert app.test_client().post("/wechat").status_code == 404
+
+
+@pytest.mark.parametrize("config, message", [
+    (dict(KF_TOKEN=None), "KF_TOKEN is not set"),
+    (dict(KF_TOKEN=""), "KF_TOKEN is not set"),
+    (dict(KF_ENCODING_AES_KEY="short"), "KF_ENCODING_AES_KEY must be the 43 letters and digits"),
+    (dict(KF_ENCODING_AES_KEY=AES_KEY[:-1] + "+"), "KF_ENCODING_AES_KEY must be the 43"),
+    (dict(KF_ENCODING_AES_KEY=AES_KEY, KF_APPID=None), "KF_APPID is required in safe mode"),
+    (dict(KF_ENCODING_AES_KEY=AES_KEY, KF_ENCODING_AES_KEY_PREVIOUS="x"), "KF_ENCODING_AES_KEY_PREVIOUS must be"),
+    (dict(KF_MAX_CLOCK_SKEW="soon"), "KF_MAX_CLOCK_SKEW must be a number, not 'soon'"),
+    (dict(KF_MAX_BODY=-1), "KF_MAX_BODY must not be negative"),
+])
+def test_config_errors_name_the_key(make_app, config, message):
+    with pytest.raises(ConfigError, match=message):
+        make_app(**config)
+
+
+def test_invalid_rule_file_fails_at_start_up(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nrules:\n  - name: x\n", encoding="utf-8")
+    app = Flask("bad_rules")
+    app.config.update(KF_TOKEN=TOKEN, KF_RULES=str(bad))
+    with pytest.raises(RuleFileError, match="bad.yaml:3: rule 'x': a rule needs at least one condition"):
+        KfPlugin(app)
+    assert "kf_plugin" not in app.extensions
+
+
+def test_rules_given_in_python_take_precedence_over_kf_rules(make_app):
+    app = make_app(plugin_options={"rules": [Rule.build("only", keywords="python", reply="from python")]})
+    client = WeChatTestClient(app)
+    assert client.send_text("python").content == "from python"
+    assert client.send_text("人工").body == "success"
+
+
+def test_safe_mode_settings_from_config(make_app):
+    app = make_app(KF_ENCODING_AES_KEY=AES_KEY, KF_APPID=APPID)
+    answer = WeChatTestClient(app).send_text("人工")
+    assert "<Encrypt>" in answer.body and answer.message_type == "transfer_customer_service"
+
+
+def test_flask_kf_command_group_is_registered(make_app):
+    result = make_app().test_cli_runner().invoke(args=["kf", "--help"])
+    assert result.exit_code == 0 and "check" in result.output and "route" in result.output
