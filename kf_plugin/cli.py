@@ -6,7 +6,7 @@ matched, a push was refused), 2 bad input (invalid rule file, bad options).
 from __future__ import annotations
 
 import os
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import click
 
@@ -19,11 +19,21 @@ from .webhook import parse_push
 __all__ = ["cli", "main"]
 
 
+def _flask_config() -> Optional[Mapping[str, Any]]:
+    """The Flask app's config when running as ``flask kf …`` (with or without an app context)."""
+    from flask import current_app, has_app_context
+    from flask.cli import ScriptInfo
+    if has_app_context():
+        return current_app.config
+    info = click.get_current_context().find_object(ScriptInfo)
+    return info.load_app().config if info is not None else None
+
+
 def _rules_path(value: Optional[str]) -> str:
     if value:
         return value
-    from flask import current_app, has_app_context
-    path = current_app.config.get("KF_RULES") if has_app_context() else os.environ.get("KF_RULES")
+    config = _flask_config()
+    path = config.get("KF_RULES") if config is not None else os.environ.get("KF_RULES")
     if not path:
         raise click.UsageError("no rule file given: pass FILE or set KF_RULES")
     return path

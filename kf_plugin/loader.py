@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Dict, List, Literal, Optional, Tuple, Union
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError, field_validator
 from wechatpy.events import EVENT_TYPES
 from wechatpy.messages import MESSAGE_TYPES
 
@@ -36,7 +36,44 @@ def _listify(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
-StrList = Annotated[List[str], BeforeValidator(_listify)]
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+def _known(known: frozenset, what: str) -> Any:
+    def check(item: str) -> str:
+        if item.lower() not in known:
+            close = difflib.get_close_matches(item.lower(), known, n=1)
+            raise ValueError(f"unknown {what} {item!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        return item
+    return check
+
+
+def _non_empty(items: List[str]) -> List[str]:
+    if not items:
+        raise ValueError("must list at least one entry")
+    return items
+
+
+def _str_list(check: Any) -> Any:
+    """A string or a non-empty list of strings, each passing ``check`` (errors point at the entry)."""
+    return Annotated[List[Annotated[str, AfterValidator(check)]], BeforeValidator(_listify), AfterValidator(_non_empty)]
+
+
+Text = Annotated[str, AfterValidator(_not_blank)]
+
+
+def _valid_regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression: {exc}") from None
+    return value
+
+
+Pattern = Annotated[str, AfterValidator(_valid_regex)]
 
 
 class _Model(BaseModel):
@@ -44,67 +81,18 @@ class _Model(BaseModel):
 
 
 class _RuleModel(_Model):
-    name: str
+    name: Text
     enabled: bool = True
-    msg_type: Optional[StrList] = None
-    keywords: Optional[StrList] = None
+    msg_type: Optional[_str_list(_known(KNOWN_MSG_TYPES, "message type"))] = None
+    keywords: Optional[_str_list(_not_blank)] = None
     match: Literal["contains", "exact", "prefix"] = "contains"
-    regex: Optional[str] = None
-    event: Optional[StrList] = None
-    event_key: Optional[str] = None
-    event_key_regex: Optional[str] = None
-    users: Optional[StrList] = None
-    kf_account: Optional[str] = None
-    reply: Optional[str] = None
-
-    @field_validator("name", "kf_account", "reply", "event_key")
-    @classmethod
-    def _not_blank(cls, value: Optional[str]) -> Optional[str]:
-        if value is not None and not value.strip():
-            raise ValueError("must not be blank")
-        return value
-
-    @field_validator("regex", "event_key_regex")
-    @classmethod
-    def _valid_regex(cls, value: Optional[str]) -> Optional[str]:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression: {exc}") from None
-        return value
-
-    @field_validator("keywords", "users")
-    @classmethod
-    def _no_blank_items(cls, value: Optional[List[str]]) -> Optional[List[str]]:
-        if value is not None:
-            if not value:
-                raise ValueError("must list at least one entry")
-            blank = [i for i, item in enumerate(value) if not item.strip()]
-            if blank:
-                raise ValueError(f"entry {blank[0] + 1} is blank")
-        return value
-
-    @field_validator("event")
-    @classmethod
-    def _known_events(cls, value: Optional[List[str]]) -> Optional[List[str]]:
-        return _check_known(value, KNOWN_EVENTS, "event")
-
-    @field_validator("msg_type")
-    @classmethod
-    def _known_msg_types(cls, value: Optional[List[str]]) -> Optional[List[str]]:
-        return _check_known(value, KNOWN_MSG_TYPES, "message type")
-
-
-def _check_known(value: Optional[List[str]], known: frozenset, what: str) -> Optional[List[str]]:
-    for item in value or ():
-        if item.lower() not in known:
-            close = difflib.get_close_matches(item.lower(), known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"unknown {what} {item!r}{hint}")
-    if value is not None and not value:
-        raise ValueError("must list at least one entry")
-    return value
+    regex: Optional[Pattern] = None
+    event: Optional[_str_list(_known(KNOWN_EVENTS, "event"))] = None
+    event_key: Optional[Text] = None
+    event_key_regex: Optional[Pattern] = None
+    users: Optional[_str_list(_not_blank)] = None
+    kf_account: Optional[Text] = None
+    reply: Optional[Text] = None
 
 
 class _FileModel(_Model):
@@ -125,7 +113,7 @@ _FIELDS = {"file": set(_FileModel.model_fields), "rule": set(_RuleModel.model_fi
 
 
 def _line_map(node: yaml.Node, path: Path_, lines: Dict[Path_, int],
-              problems: List[Tuple[int, str]]) -> None:
+              problems: List[Tuple[int, str, Path_]]) -> None:
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         seen: Dict[Any, int] = {}
@@ -133,7 +121,7 @@ def _line_map(node: yaml.Node, path: Path_, lines: Dict[Path_, int],
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else repr(key_node)
             line = key_node.start_mark.line + 1
             if key in seen:
-                problems.append((line, f"duplicate key {key!r} (first at line {seen[key]})"))
+                problems.append((line, f"duplicate key {key!r} (first at line {seen[key]})", path))
             seen.setdefault(key, line)
             lines[path + (key, "<key>")] = line
             _line_map(value_node, path + (key,), lines, problems)
@@ -156,9 +144,11 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
-def _message(error: Dict[str, Any], section: str) -> str:
+def _message(error: Dict[str, Any], section: str, in_list: bool) -> str:
+    """Plain words for a pydantic error; ``in_list``: the value at the error's index is a YAML list entry."""
     loc = error["loc"]
     key = next((str(part) for part in reversed(loc) if isinstance(part, str)), "")
+    item = f"{key} entry {loc[-1] + 1}" if loc and isinstance(loc[-1], int) and in_list else key
     kind = error["type"]
     value = error.get("input")
     if kind == "extra_forbidden":
@@ -170,9 +160,10 @@ def _message(error: Dict[str, Any], section: str) -> str:
         hint = ""
         if isinstance(value, (bool, int, float)):
             hint = " — quote it, YAML reads it unquoted as a " + ("boolean" if isinstance(value, bool) else "number")
-        item = f"{key} entry {loc[-1] + 1}" if isinstance(loc[-1], int) else key
         return f"{item} must be a string, not {_describe(value)}{hint}"
     if kind == "list_type":
+        if key == "rules":
+            return f"rules must be a list of rules, not {_describe(value)}"
         return f"{key} must be a string or a list of strings, not {_describe(value)}"
     if kind == "bool_type":
         return f"{key} must be true or false, not {_describe(value)}"
@@ -183,8 +174,8 @@ def _message(error: Dict[str, Any], section: str) -> str:
     if kind == "model_type" or kind == "dict_type":
         return f"{'each rule' if section == 'rule' else 'the file'} must be a mapping of keys, not {_describe(value)}"
     if kind == "value_error":
-        return f"{key}: {error['ctx']['error']}"
-    return f"{key}: {error['msg']}"
+        return f"{item}: {error['ctx']['error']}"
+    return f"{item}: {error['msg']}"
 
 
 class _Locator:
@@ -202,13 +193,45 @@ class _Locator:
             path = path[:-1]
         return self.lines.get(())
 
+    def in_list(self, path: Path_) -> bool:
+        """Whether the value at ``path[:-1]`` is a list in the file (not a string made into one)."""
+        value: Any = self.data
+        for part in path[:-1]:
+            try:
+                value = value[part]
+            except (KeyError, IndexError, TypeError):
+                return False
+        return isinstance(value, list)
+
     def rule_name(self, path: Path_) -> Optional[str]:
         if len(path) >= 2 and path[0] == "rules" and isinstance(path[1], int):
             rules = self.data.get("rules")
             rule = rules[path[1]] if isinstance(rules, list) and path[1] < len(rules) else None
             name = rule.get("name") if isinstance(rule, dict) else None
-            return name if isinstance(name, str) else f"#{path[1] + 1}"
+            return name if isinstance(name, str) and name.strip() else f"#{path[1] + 1}"
         return None
+
+
+_UNCLOSED = ("while parsing a flow", "while scanning a quoted scalar")
+
+
+def _syntax_problem(source: str, text: str, exc: yaml.YAMLError) -> RuleProblem:
+    """A YAML syntax error, at the line where the broken construct starts (an unclosed bracket or quote)."""
+    last_line = max(1, text.count("\n") + (0 if text.endswith("\n") else 1))
+
+    def line_of(mark: Any) -> Optional[int]:
+        return min(mark.line + 1, last_line) if mark is not None else None
+
+    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    problem, problem_mark = getattr(exc, "problem", None), getattr(exc, "problem_mark", None)
+    if not problem:
+        return RuleProblem(source, line_of(context_mark), f"not valid YAML: {context or exc}")
+    if context and context.startswith(_UNCLOSED):
+        # The error shows where the parser gave up; the mistake is where the bracket or quote opened.
+        return RuleProblem(source, line_of(context_mark),
+                           f"not valid YAML: {context} that is never closed: {problem} (line {line_of(problem_mark)})")
+    said = f"{context}: {problem}" if context and not context.startswith("while") else problem
+    return RuleProblem(source, line_of(problem_mark), f"not valid YAML: {said}")
 
 
 def load_rules_text(text: str, source: str = "<string>") -> RuleSet:
@@ -226,24 +249,23 @@ def load_rules_text(text: str, source: str = "<string>") -> RuleSet:
             raise fail(root.start_mark.line + 1, "the top level must be a mapping with 'version' and 'rules'")
         data = loader.construct_document(root) if root is not None else None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise fail(mark.line + 1 if mark else None, f"not valid YAML: {problem}") from None
+        raise RuleFileError([_syntax_problem(source, text, exc)]) from None
     finally:
         loader.dispose()
     if root is None:
         raise fail(None, "the file is empty; expected a mapping with 'version' and 'rules'")
     lines: Dict[Path_, int] = {}
-    duplicates: List[Tuple[int, str]] = []
+    duplicates: List[Tuple[int, str, Path_]] = []
     _line_map(root, (), lines, duplicates)
     locate = _Locator(data, lines)
-    problems = [RuleProblem(source, line, message) for line, message in duplicates]
+    problems = [RuleProblem(source, line, message, locate.rule_name(path)) for line, message, path in duplicates]
 
     def report(exc: ValidationError, prefix: Path_, section: str) -> None:
         for error in exc.errors():
             path = prefix + tuple(error["loc"])
             line = locate.line(path, key_line=error["type"] == "extra_forbidden")
-            problems.append(RuleProblem(source, line, _message(error, section), locate.rule_name(path)))
+            problems.append(RuleProblem(source, line, _message(error, section, locate.in_list(path)),
+                                        locate.rule_name(path)))
 
     model: Optional[_FileModel] = None
     try:
