@@ -137,7 +137,8 @@ class KfPlugin:
             cipher = PushCipher(token, config["KF_ENCODING_AES_KEY"], config["KF_APPID"], previous)
         if config["KF_RULES"] and self._rules_path is None and not self._rules.rules:
             self.load_rules(config["KF_RULES"])
-        dedupe = Deduplicator(self._replay_store or MemoryReplayStore(),
+        store = self._replay_store if self._replay_store is not None else MemoryReplayStore()
+        dedupe = Deduplicator(store,
                               ttl=config["KF_DEDUPE_TTL"], wait=config["KF_DEDUPE_WAIT"])
         webhook = Webhook(token, self.handle, dedupe, cipher=cipher, max_clock_skew=config["KF_MAX_CLOCK_SKEW"],
                           max_body=config["KF_MAX_BODY"], clock=self._clock)

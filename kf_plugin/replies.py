@@ -73,10 +73,11 @@ def to_reply(result: Any, message: Any) -> Optional[BaseReply]:
 def render_reply(reply: BaseReply, now: Optional[float] = None) -> str:
     """Render ``reply`` as compact, injection-safe XML.
 
-    ``now`` sets CreateTime when the reply has none (defaults to the current time).
+    ``now`` sets CreateTime; without it the reply's own time (wechatpy sets one
+    when the reply is built), or the current time.
     """
-    created = reply._data.get("CreateTime")
-    created = int(created if created is not None else (now if now is not None else time.time()))
+    created = now if now is not None else reply._data.get("CreateTime")
+    created = int(created if created is not None else time.time())
     nodes = [
         "<xml><ToUserName>", cdata(reply.target or ""), "</ToUserName>",
         "<FromUserName>", cdata(reply.source or ""), "</FromUserName>",

@@ -10,6 +10,7 @@ answer (403 signature or timestamp, 413 too large, 400 anything else), never a
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Tuple
@@ -30,6 +31,9 @@ log = logging.getLogger(__name__)
 XML = "application/xml; charset=utf-8"
 TEXT = "text/plain; charset=utf-8"
 _REQUIRED_FIELDS = ("ToUserName", "FromUserName", "CreateTime", "MsgType")
+_UNIX_TIME = re.compile(r"[0-9]{1,12}")  # ASCII digits only: str.isdigit() also takes "¹²³"
+# Characters XML 1.0 forbids; a NUL here also means UTF-16 bytes that happened to decode as UTF-8.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,7 @@ def parse_push(xml: str) -> Any:
     for name in _REQUIRED_FIELDS:
         if not isinstance(data.get(name), str) or not data[name]:
             raise BadPush(400, f"not a WeChat push: <{name}> is missing or not text")
-    if not data["CreateTime"].isdigit():
+    if not _UNIX_TIME.fullmatch(data["CreateTime"]):
         raise BadPush(400, "not a WeChat push: <CreateTime> is not a unix time")
     return message
 
@@ -112,7 +116,7 @@ class Webhook:
         if not self.max_clock_skew:
             return
         raw = args.get("timestamp", "")
-        if not raw.isdigit() or len(raw) > 12:
+        if not _UNIX_TIME.fullmatch(raw):
             raise BadPush(403, "timestamp is not a unix time")
         skew = abs(self.clock() - int(raw))
         if skew > self.max_clock_skew:
@@ -136,8 +140,14 @@ class Webhook:
             text = body.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise BadPush(400, f"body is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+        bad = _NOT_XML.search(text)
+        if bad:
+            raise BadPush(400, f"body holds a character XML does not allow (U+{ord(bad.group()):04X})")
         encrypt_type = args.get("encrypt_type", "raw") or "raw"
         if encrypt_type == "raw":
+            if self.cipher is not None:
+                # Accepting plain pushes here would let anyone who knows only the Token forge them.
+                raise BadPush(403, "safe mode: the push must be encrypted (encrypt_type=aes with msg_signature)")
             return text, 0
         if encrypt_type != "aes":
             raise BadPush(400, f"unsupported encrypt_type {encrypt_type!r}")

@@ -441,6 +441,7 @@ def test_flask_kf_check_uses_the_apps_KF_RULES(make_app, rules_file, monkeypatch
 def test_flask_command_kf_check_uses_the_apps_KF_RULES(make_app, rules_file, monkeypatch, runner):
     """The same through the ``flask`` command's own group (FlaskGroup), which pushes an app context."""
     monkeypatch.delenv("KF_RULES", raising=False)
+    monkeypatch.setenv("FLASK_RUN_FROM_CLI", "")  # FlaskGroup sets it; restored after the test
     app = make_app()
     group = FlaskGroup(create_app=lambda: app, load_dotenv=False)
     result = runner.invoke(group, ["kf", "check"])

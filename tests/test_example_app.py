@@ -93,7 +93,7 @@ def _free_port():
 
 def test_python_m_example_app_serves_the_webhook():
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KF_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KF_", "FLASK_"))}
     server = subprocess.Popen([sys.executable, "-m", "example_app", "--port", str(port)], cwd=ROOT, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
