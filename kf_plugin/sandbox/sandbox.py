@@ -1,0 +1,221 @@
+"""The :class:`Sandbox` facade: control, inspection and serving of the WeChat API stand-in."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from typing import Callable, Dict, List, Mapping, Optional
+
+from flask import Flask
+
+from .calls import Call, CallLog
+from .errors import ApiError
+from .faults import Faults
+from .records import RECEIVED
+from .server import SandboxServer, create_app, run_forever
+from .state import SandboxState
+from .window import Quota
+
+__all__ = ["Sandbox"]
+
+
+class Sandbox:
+    """A stand-in for ``https://api.weixin.qq.com`` that answers as WeChat does.
+
+    ::
+
+        sandbox = Sandbox(clock=clock)
+        sandbox.add_agent("kf1@test", "Alice", wx="alice_wx", online=True)
+        sandbox.interact("oUser1", "message")
+        with sandbox.serve() as server:
+            client = WeChatClient(sandbox.appid, sandbox.secret)
+            client._http = server.session()  # wechatpy builds some URLs absolutely
+            client.message.send_text("oUser1", "hi")
+        assert sandbox.sent[0]["text"] == {"content": "hi"}
+
+    ``clock`` (unix seconds) drives every lifetime and limit: tokens, invitations,
+    the 48-hour window, typing, daily limits (days start at Beijing midnight).
+    ``quotas`` overrides rows of the window's table: ``{"message": (20, 172800)}``,
+    each (sends or None for unlimited, seconds). ``kf_enabled=False`` makes the
+    customer-service API answer 65400. ``token_daily_limit`` is 2000 as for a real
+    account (200 for WeChat's test accounts).
+
+    Every method is thread-safe. Control methods apply WeChat's rules and raise
+    :class:`~kf_plugin.sandbox.errors.ApiError` (a ``ValueError`` carrying the errcode
+    the API would answer) when one refuses, or ``ValueError`` for a call the real
+    world cannot produce.
+
+    :raises ValueError: ``quotas`` names an unknown action or has a bad row.
+    """
+
+    def __init__(self, appid: str = "wxsandbox0000000", secret: str = "sandbox-secret",
+                 clock: Callable[[], float] = time.time, quotas: Optional[Mapping[str, Quota]] = None, *,
+                 kf_enabled: bool = True, token_daily_limit: int = 2000):
+        self.appid = appid
+        self.secret = secret
+        self.clock = clock
+        self.state = SandboxState(appid, secret, clock, quotas, kf_enabled, token_daily_limit)
+        self.faults = Faults()
+        self._calls = CallLog()
+        self.app: Flask = create_app(self.state, self.faults, self._calls)
+
+    def __repr__(self) -> str:
+        return f"<Sandbox appid={self.appid!r}>"
+
+    # -- serving ------------------------------------------------------------------
+
+    def serve(self, host: str = "127.0.0.1", port: int = 0) -> SandboxServer:
+        """Start serving in a daemon thread; ``port=0`` picks a free port (see ``server.url``).
+
+        :raises OSError: the address cannot be bound.
+        """
+        return SandboxServer(self.app, host, port)
+
+    def run(self, host: str = "127.0.0.1", port: int = 8081) -> None:
+        """Serve in this thread until Ctrl-C (for ``kf-plugin sandbox``).
+
+        :raises OSError: the address cannot be bound.
+        """
+        run_forever(self.app, host, port)
+
+    # -- control ------------------------------------------------------------------
+
+    @property
+    def kf_enabled(self) -> bool:
+        return self.state.kf_enabled
+
+    @kf_enabled.setter
+    def kf_enabled(self, enabled: bool) -> None:
+        with self.state.lock:
+            self.state.kf_enabled = enabled
+
+    def add_agent(self, kf_account: str, nickname: str, wx: Optional[str] = None, online: bool = False,
+                  status: int = 1) -> None:
+        """Create a kf account, bound to WeChat id ``wx`` (no invitation needed) and online if asked.
+
+        Nothing is created when any step is refused.
+
+        :raises ApiError: the errcode ``kfaccount/add`` would answer (65403–65406),
+            65409/65410 for ``wx``, 65402 for ``online`` without ``wx``.
+        """
+        with self.state.lock:
+            if online and wx is None:
+                raise ApiError(65402)
+            self.state.accounts.add(kf_account, nickname)
+            try:
+                if wx is not None:
+                    self.state.accounts.bind(kf_account, wx)
+                if online:
+                    self.state.accounts.set_online(kf_account, True, status)
+            except ValueError:
+                self.state.accounts.delete(kf_account)
+                raise
+
+    def set_online(self, kf_account: str, online: bool = True, status: int = 1) -> None:
+        """The agent goes online (``status`` 1; legacy 2, 3) or offline; open sessions stay open.
+
+        :raises ApiError: 65401 unknown account, 65402 going online while unbound.
+        """
+        with self.state.lock:
+            self.state.accounts.set_online(kf_account, online, status)
+
+    def interact(self, openid: str, action: str, at: Optional[float] = None) -> None:
+        """The user acts (``message``, ``click``, ``follow``, ``scan``, ``payment``) at ``at`` (default now).
+
+        Grants sends by the quota table, counts as an interaction for typing, and marks
+        the user as following.
+
+        :raises ValueError: unknown action or empty openid.
+        """
+        with self.state.lock:
+            self.state.window.interact(openid, action, self.clock() if at is None else at)
+
+    def unsubscribe(self, openid: str) -> None:
+        """The user unfollows: grants vanish, the session and waiting place end.
+
+        :raises ValueError: the user never interacted.
+        """
+        with self.state.lock:
+            self.state.unsubscribe(openid)
+
+    def enqueue(self, openid: str) -> None:
+        """The user joins the wait queue (``getwaitcase``); again: same place, newer ``latest_time``.
+
+        :raises ValueError: the user never interacted, unfollowed, or is in a session.
+        """
+        with self.state.lock:
+            self.state.enqueue(openid)
+
+    def accept_invite(self, kf_account: str) -> None:
+        """The invited WeChat user accepts: the account becomes bound to them.
+
+        :raises ApiError: 65401 unknown account, 65410 the user would have 6 accounts.
+        :raises ValueError: no waiting invitation (none, rejected or expired).
+        """
+        with self.state.lock:
+            self.state.accounts.answer_invitation(kf_account, True, self.clock())
+
+    def reject_invite(self, kf_account: str) -> None:
+        """The invited WeChat user rejects: ``invite_status`` becomes ``rejected``.
+
+        :raises ApiError: 65401 unknown account.
+        :raises ValueError: no waiting invitation.
+        """
+        with self.state.lock:
+            self.state.accounts.answer_invitation(kf_account, False, self.clock())
+
+    def add_record(self, openid: str, text: str, opercode: int = RECEIVED, worker: str = "",
+                   at: Optional[float] = None) -> int:
+        """Add a message record (2003 received from the user, 2002 sent by ``worker``); its msgid."""
+        with self.state.lock:
+            return self.state.records.add(openid, text, opercode, worker, self.clock() if at is None else at).msgid
+
+    def invalidate_tokens(self) -> None:
+        """Every token issued so far answers 40001 from now on (as after an AppSecret reset)."""
+        with self.state.lock:
+            self.state.tokens.invalidate_all()
+
+    def clear_calls(self) -> None:
+        """Forget the calls received so far."""
+        self._calls.clear()
+
+    # -- inspection (copies: they never change under the caller) -------------------------
+
+    @property
+    def calls(self) -> List[Call]:
+        """Every request received, oldest first."""
+        return self._calls.snapshot()
+
+    def calls_to(self, path: str) -> List[Call]:
+        """The requests received for ``path`` (e.g. ``"/cgi-bin/message/custom/send"``)."""
+        return self._calls.snapshot("/" + path.lstrip("/"))
+
+    @property
+    def sent(self) -> List[dict]:
+        """Custom messages delivered: touser, msgtype, the type's object, kf_account (or None), time."""
+        with self.state.lock:
+            return copy.deepcopy(self.state.sent)
+
+    @property
+    def sessions(self) -> Dict[str, dict]:
+        """Open sessions: openid → {kf_account, createtime}."""
+        with self.state.lock:
+            return self.state.sessions_view()
+
+    @property
+    def agents(self) -> Dict[str, dict]:
+        """kf accounts: kf_account → the ``getkflist`` entry plus online, status, accepted_case."""
+        with self.state.lock:
+            return self.state.agents_view()
+
+    @property
+    def wait_queue(self) -> List[dict]:
+        """Every waiting user, oldest first: {latest_time, openid} (unlike the API, not cut at 100)."""
+        with self.state.lock:
+            return self.state.sessions.waiting()
+
+    @property
+    def records(self) -> List[dict]:
+        """Every message record with its msgid, in id order."""
+        with self.state.lock:
+            return [dataclasses.asdict(record) for record in self.state.records]
