@@ -42,6 +42,16 @@ SETTINGS: Dict[str, Setting] = {s.name: s for s in (
     Setting("KF_DEDUPE_TTL", 60.0, _seconds, "Seconds a reply is kept to answer WeChat's retries of the same push."),
     Setting("KF_DEDUPE_WAIT", 4.0, _seconds,
             "Seconds a retry waits for a first delivery that is still being handled."),
+    Setting("KF_API_BASE_URL", "https://api.weixin.qq.com", _text,
+            "Base URL of the WeChat API, for every call including the token (an API proxy, or the sandbox)."),
+    Setting("KF_API_TIMEOUT", 5.0, _seconds, "Seconds before any WeChat API call times out."),
+    Setting("KF_REPLY_BUDGET", 4.5, _seconds,
+            "Seconds the handlers get before the push is answered 'success' and their reply is sent as a "
+            "customer-service message instead (needs KF_APPID and KF_SECRET); 0 turns this off."),
+    Setting("KF_HANDOFF_BUDGET", 0.3, _seconds,
+            "Seconds a push may wait on the WeChat API for a hand-off (online agents, opening a session)."),
+    Setting("KF_AGENTS_REFRESH", 20.0, _seconds, "Seconds between background refreshes of the online agents."),
+    Setting("KF_WORKER_THREADS", 8, int, "Threads for handlers under the reply budget and for background sends."),
 )}
 
 

@@ -52,3 +52,116 @@ class BadPush(KfError):
         self.status = status
         self.reason = reason
         super().__init__(f"{status}: {reason}")
+
+
+# -- the WeChat HTTP API ------------------------------------------------------
+
+#: What each errcode means (the API's own errmsg is often terse or misleading).
+ERROR_MEANINGS = {
+    -1: "WeChat system busy; try again later",
+    40001: "the access token is invalid or not the latest",
+    40002: "invalid grant_type",
+    40003: "invalid openid (not a follower of this account)",
+    40008: "invalid message type",
+    40013: "invalid AppID",
+    40014: "invalid access token",
+    40125: "invalid AppSecret",
+    40164: "this server's IP address is not on the account's IP whitelist",
+    41001: "the access token is missing",
+    42001: "the access token has expired",
+    43004: "the user must follow the account first",
+    44002: "empty request body",
+    45002: "the content is too long",
+    45008: "too many articles: a news message carries one article",
+    45009: "API call frequency or daily limit reached",
+    45015: "outside the 48-hour window: the user has not interacted recently, or has unfollowed",
+    45047: "over the send quota: the user's interactions allow no more messages now",
+    45072: "invalid typing command (Typing or CancelTyping)",
+    45080: "typing needs an interaction from the user in the last 30 seconds",
+    45081: "the user is already being shown 'typing'",
+    47001: "malformed request data",
+    65400: "customer service is not enabled for this account",
+    65401: "invalid customer-service account",
+    65402: "the customer-service account is not bound to a WeChat user",
+    65403: "illegal nickname",
+    65404: "illegal customer-service account name",
+    65405: "the number of customer-service accounts has reached its limit",
+    65406: "the customer-service account already exists",
+    65407: "that WeChat user is already a worker of this account",
+    65408: "that WeChat user has already been invited",
+    65409: "invalid WeChat id",
+    65410: "that WeChat user is bound to too many customer-service accounts",
+    65411: "the account has a pending invitation",
+    65412: "the account is already bound to a WeChat user",
+    65413: "the customer has no open session",
+    65414: "another worker is serving the customer",
+    65415: "the worker is not online",
+    65416: "invalid query parameters",
+    65417: "the query period is too long (at most 24 hours)",
+}
+
+TOKEN_ERRCODES = frozenset({40001, 40014, 42001})
+
+
+class WeChatAPIError(KfError):
+    """The WeChat API answered with an errcode other than 0.
+
+    :attr:`errcode`, :attr:`errmsg` (WeChat's text) and :attr:`meaning` (ours);
+    :attr:`path` is the API path called (never with the access token).
+    """
+
+    def __init__(self, errcode: int, errmsg: str = "", path: str = "", note: str = ""):
+        self.errcode = errcode
+        self.errmsg = errmsg
+        self.path = path
+        self.meaning = ERROR_MEANINGS.get(errcode, "see the WeChat error-code reference")
+        where = f" on {path}" if path else ""
+        said = f" (WeChat said: {errmsg})" if errmsg else ""
+        super().__init__(f"WeChat API error {errcode}{where}: {self.meaning}{said}{note}")
+
+
+class InvalidTokenError(WeChatAPIError):
+    """40001, 40014, 42001: the access token was refused."""
+
+
+class RateLimitedError(WeChatAPIError):
+    """45009: frequency or daily limit reached."""
+
+
+class OutsideWindowError(WeChatAPIError):
+    """45015: the user is outside the 48-hour window (or has unfollowed)."""
+
+
+class QuotaExceededError(WeChatAPIError):
+    """45047: the user's interactions allow no more messages for now."""
+
+
+class AgentOfflineError(WeChatAPIError):
+    """65415: the customer-service worker is not online."""
+
+
+class KfAccountError(WeChatAPIError):
+    """65400–65412: a problem with a customer-service account or its invitation."""
+
+
+class SessionError(WeChatAPIError):
+    """65413, 65414: the customer's session is missing or held by another worker."""
+
+
+_ERROR_CLASSES = {45009: RateLimitedError, 45015: OutsideWindowError, 45047: QuotaExceededError,
+                  65415: AgentOfflineError, 65413: SessionError, 65414: SessionError}
+
+
+def api_error(errcode: int, errmsg: str = "", path: str = "", note: str = "") -> WeChatAPIError:
+    """The most specific :class:`WeChatAPIError` subclass for ``errcode``."""
+    if errcode in TOKEN_ERRCODES:
+        cls = InvalidTokenError
+    elif 65400 <= errcode <= 65412:
+        cls = KfAccountError
+    else:
+        cls = _ERROR_CLASSES.get(errcode, WeChatAPIError)
+    return cls(errcode, errmsg, path, note)
+
+
+class WeChatNetworkError(KfError):
+    """The WeChat API could not be reached, timed out, or answered HTTP 5xx / non-JSON."""

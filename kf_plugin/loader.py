@@ -8,108 +8,20 @@ reports every problem at once, each with the file, the line and the rule::
 from __future__ import annotations
 
 import difflib
-import re
 from pathlib import Path
-from typing import Annotated, Any, Dict, List, Literal, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError, field_validator
-from wechatpy.events import EVENT_TYPES
-from wechatpy.messages import MESSAGE_TYPES
+from pydantic import ValidationError
 
 from .errors import RuleFileError, RuleProblem
-from .filters import MATCH_MODES
 from .rules import Rule, RuleSet
+from .schema import FileModel, RuleModel, fields_at
 
-__all__ = ["load_rules", "load_rules_text", "SUPPORTED_VERSIONS", "KNOWN_EVENTS", "KNOWN_MSG_TYPES"]
-
-SUPPORTED_VERSIONS = (1,)
-KNOWN_MSG_TYPES = frozenset(MESSAGE_TYPES) | {"event"}
-KNOWN_EVENTS = frozenset(EVENT_TYPES) | {
-    "subscribe_msg_popup_event", "subscribe_msg_change_event", "subscribe_msg_sent_event",
-}
+__all__ = ["load_rules", "load_rules_text"]
 
 Path_ = Tuple[Union[str, int], ...]
 
-
-def _listify(value: Any) -> Any:
-    return [value] if isinstance(value, str) else value
-
-
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be blank")
-    return value
-
-
-def _known(known: frozenset, what: str) -> Any:
-    def check(item: str) -> str:
-        if item.lower() not in known:
-            close = difflib.get_close_matches(item.lower(), known, n=1)
-            raise ValueError(f"unknown {what} {item!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        return item
-    return check
-
-
-def _non_empty(items: List[str]) -> List[str]:
-    if not items:
-        raise ValueError("must list at least one entry")
-    return items
-
-
-def _str_list(check: Any) -> Any:
-    """A string or a non-empty list of strings, each passing ``check`` (errors point at the entry)."""
-    return Annotated[List[Annotated[str, AfterValidator(check)]], BeforeValidator(_listify), AfterValidator(_non_empty)]
-
-
-Text = Annotated[str, AfterValidator(_not_blank)]
-
-
-def _valid_regex(value: str) -> str:
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"invalid regular expression: {exc}") from None
-    return value
-
-
-Pattern = Annotated[str, AfterValidator(_valid_regex)]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class _RuleModel(_Model):
-    name: Text
-    enabled: bool = True
-    msg_type: Optional[_str_list(_known(KNOWN_MSG_TYPES, "message type"))] = None
-    keywords: Optional[_str_list(_not_blank)] = None
-    match: Literal["contains", "exact", "prefix"] = "contains"
-    regex: Optional[Pattern] = None
-    event: Optional[_str_list(_known(KNOWN_EVENTS, "event"))] = None
-    event_key: Optional[Text] = None
-    event_key_regex: Optional[Pattern] = None
-    users: Optional[_str_list(_not_blank)] = None
-    kf_account: Optional[Text] = None
-    reply: Optional[Text] = None
-
-
-class _FileModel(_Model):
-    version: int
-    fallback_text: Optional[str] = None
-    rules: List[Any]
-
-    @field_validator("version")
-    @classmethod
-    def _supported(cls, value: int) -> int:
-        if value not in SUPPORTED_VERSIONS:
-            raise ValueError(f"unsupported version {value}; this kf_plugin reads version "
-                             f"{', '.join(map(str, SUPPORTED_VERSIONS))}")
-        return value
-
-
-_FIELDS = {"file": set(_FileModel.model_fields), "rule": set(_RuleModel.model_fields)}
 
 
 def _line_map(node: yaml.Node, path: Path_, lines: Dict[Path_, int],
@@ -144,7 +56,7 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
-def _message(error: Dict[str, Any], section: str, in_list: bool) -> str:
+def _message(error: Dict[str, Any], path: Path_, in_list: bool) -> str:
     """Plain words for a pydantic error; ``in_list``: the value at the error's index is a YAML list entry."""
     loc = error["loc"]
     key = next((str(part) for part in reversed(loc) if isinstance(part, str)), "")
@@ -152,7 +64,7 @@ def _message(error: Dict[str, Any], section: str, in_list: bool) -> str:
     kind = error["type"]
     value = error.get("input")
     if kind == "extra_forbidden":
-        close = difflib.get_close_matches(key, _FIELDS[section], n=1)
+        close = difflib.get_close_matches(key, fields_at(path[:-1]), n=1)
         return f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
     if kind == "missing":
         return f"missing required key {key!r}"
@@ -170,9 +82,10 @@ def _message(error: Dict[str, Any], section: str, in_list: bool) -> str:
     if kind == "int_type":
         return f"{key} must be a whole number, not {_describe(value)}"
     if kind == "literal_error":
-        return f"{key} must be one of {', '.join(MATCH_MODES)}, not {_describe(value)}"
+        return f"{key} must be {error['ctx']['expected']}, not {_describe(value)}"
     if kind == "model_type" or kind == "dict_type":
-        return f"{'each rule' if section == 'rule' else 'the file'} must be a mapping of keys, not {_describe(value)}"
+        what = "each rule" if len(path) == 2 and path[0] == "rules" else (key or "the file")
+        return f"{what} must be a mapping of keys, not {_describe(value)}"
     if kind == "value_error":
         return f"{item}: {error['ctx']['error']}"
     return f"{item}: {error['msg']}"
@@ -260,27 +173,30 @@ def load_rules_text(text: str, source: str = "<string>") -> RuleSet:
     locate = _Locator(data, lines)
     problems = [RuleProblem(source, line, message, locate.rule_name(path)) for line, message, path in duplicates]
 
-    def report(exc: ValidationError, prefix: Path_, section: str) -> None:
+    def report(exc: ValidationError, prefix: Path_) -> None:
         for error in exc.errors():
             path = prefix + tuple(error["loc"])
-            line = locate.line(path, key_line=error["type"] == "extra_forbidden")
-            problems.append(RuleProblem(source, line, _message(error, section, locate.in_list(path)),
+            if error["type"] == "missing":  # at the key that should hold it
+                line = locate.line(path[:-1], key_line=True)
+            else:
+                line = locate.line(path, key_line=error["type"] == "extra_forbidden")
+            problems.append(RuleProblem(source, line, _message(error, path, locate.in_list(path)),
                                         locate.rule_name(path)))
 
-    model: Optional[_FileModel] = None
+    model: Optional[FileModel] = None
     try:
-        model = _FileModel.model_validate(data)
+        model = FileModel.model_validate(data)
     except ValidationError as exc:
-        report(exc, (), "file")
+        report(exc, ())
 
     rules: List[Rule] = []
     first_seen: Dict[str, int] = {}
     raw_rules = data.get("rules") if isinstance(data.get("rules"), list) else []
     for index, raw in enumerate(raw_rules):
         try:
-            fields = _RuleModel.model_validate(raw).model_dump(exclude_unset=True)
+            fields = RuleModel.model_validate(raw).model_dump(exclude_unset=True)
         except ValidationError as exc:
-            report(exc, ("rules", index), "rule")
+            report(exc, ("rules", index))
             fields = None
         name = raw.get("name") if isinstance(raw, dict) else None
         if isinstance(name, str):
@@ -301,7 +217,9 @@ def load_rules_text(text: str, source: str = "<string>") -> RuleSet:
         problems.sort(key=lambda p: p.line or 0)
         raise RuleFileError(problems)
     assert model is not None
-    return RuleSet(tuple(rules), fallback_text=model.fallback_text, source=source)
+    return RuleSet(tuple(rules), fallback_text=model.fallback_text, source=source, handoff_text=model.handoff_text,
+                   quotas=model.quotas.to_quotas() if model.quotas else {}, unknown_users=model.unknown_users,
+                   business_hours=model.business_hours.to_hours() if model.business_hours else None)
 
 
 def load_rules(path: Union[str, Path]) -> RuleSet:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import copy
 import time
-from typing import Any, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from wechatpy.replies import BaseReply, TextReply, TransferCustomerServiceReply
 
-__all__ = ["TransferReply", "TextReply", "cdata", "render_reply", "to_reply"]
+__all__ = ["TransferReply", "TextReply", "cdata", "render_reply", "to_reply", "as_custom_message"]
 
 _HEADER_FIELDS = ("target", "source", "time")
 
@@ -96,3 +96,28 @@ def render_reply(reply: BaseReply, now: Optional[float] = None) -> str:
         nodes += ["<TransInfo><KfAccount>", cdata(kf_account), "</KfAccount></TransInfo>"]
     nodes.append("</xml>")
     return "".join(nodes)
+
+
+def as_custom_message(reply: BaseReply) -> Optional[Tuple[str, Dict[str, Any]]]:
+    """The customer-service message (``msgtype``, body) that says what a passive ``reply`` said.
+
+    ``None`` for a reply that has no such equivalent (a transfer, say). A news
+    reply keeps its first article: custom news messages carry one.
+    """
+    kind = reply.type
+    if kind == "text":
+        return "text", {"content": reply.content or ""}
+    if kind in ("image", "voice"):
+        return kind, {"media_id": reply.media_id}
+    if kind == "video":
+        return "video", {"media_id": reply.media_id, "thumb_media_id": "", "title": reply.title or "",
+                         "description": reply.description or ""}
+    if kind == "music":
+        return "music", {"title": reply.title or "", "description": reply.description or "",
+                         "musicurl": reply.music_url or "", "hqmusicurl": reply.hq_music_url or "",
+                         "thumb_media_id": reply.thumb_media_id or ""}
+    if kind == "news" and reply.articles:
+        first = reply.articles[0]
+        return "news", {"articles": [{"title": first.get("title", ""), "description": first.get("description", ""),
+                                      "url": first.get("url", ""), "picurl": first.get("image", "")}]}
+    return None

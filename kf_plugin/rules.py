@@ -8,7 +8,7 @@ The YAML loader builds these; Python users build the same objects directly::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from wechatpy.replies import BaseReply, TextReply
 
@@ -20,19 +20,44 @@ __all__ = ["Transfer", "Reply", "Rule", "RuleSet", "build_filter"]
 
 Names = Union[str, Sequence[str]]
 TEXT_TYPES = frozenset({"text", "voice"})
+HANDOFF_MODES = ("transfer", "session")
+DEFAULT_FALLBACK_TEXT = "客服暂时不在线，请稍后再试。"
+DEFAULT_HANDOFF_TEXT = "正在为您接入人工客服，请稍候。"
 
 
 @dataclass(frozen=True)
 class Transfer:
-    """Hand the user to customer service, to ``kf_account`` when given."""
+    """Hand the user to customer service, to ``kf_account`` when given.
+
+    ``require_online``: hand off only if an agent (the designated one, when
+    set) is online, else answer the fallback text. ``fallback_to_pool``: the
+    designated agent is offline → any online agent. ``session``: open a kf
+    session with the least busy online agent (``kfsession/create``) and answer
+    with a text — the reliable hand-off for event triggers. ``notice``: a
+    customer-service text sent to the user right after the hand-off.
+    """
 
     kf_account: Optional[str] = None
+    require_online: bool = False
+    fallback_to_pool: bool = False
+    session: bool = False
+    notice: Optional[str] = None
+
+    @property
+    def needs_agents(self) -> bool:
+        """Whether handing off depends on who is online."""
+        return self.require_online or self.fallback_to_pool or self.session
 
     def respond(self, message: Any) -> BaseReply:
+        """The plain transfer reply (what the rule answers when nothing is known of the agents)."""
         return TransferReply(kf_account=self.kf_account, message=message)
 
     def __str__(self) -> str:
-        return f"transfer to {self.kf_account}" if self.kf_account else "transfer to customer service"
+        how = "open a session with" if self.session else "transfer to"
+        text = f"{how} {self.kf_account}" if self.kf_account else f"{how} customer service"
+        options = [name for name, on in (("if online", self.require_online), ("else any agent", self.fallback_to_pool),
+                                         ("then notify", bool(self.notice))) if on]
+        return text + (f" ({', '.join(options)})" if options else "")
 
 
 @dataclass(frozen=True)
@@ -117,33 +142,68 @@ class Rule:
 
     @classmethod
     def build(cls, name: str, *, kf_account: Optional[str] = None, reply: Optional[str] = None,
-              enabled: bool = True, origin: Optional[str] = None, **conditions: Any) -> "Rule":
+              require_online: bool = False, fallback_to_pool: bool = False, handoff: str = "transfer",
+              notice: Optional[str] = None, enabled: bool = True, origin: Optional[str] = None,
+              **conditions: Any) -> "Rule":
         """Build a rule from the same keys as the YAML file.
 
-        ``reply`` answers with that text instead of transferring; ``kf_account``
-        designates an agent. Conditions are those of :func:`build_filter`.
+        ``reply`` answers with that text instead of handing off. Otherwise the
+        options of :class:`Transfer` apply; ``handoff`` is ``transfer`` (the
+        passive reply, default) or ``session``. Conditions are those of
+        :func:`build_filter`.
 
-        :raises ValueError: bad conditions, or both ``reply`` and ``kf_account``.
+        :raises ValueError: bad conditions, or options that contradict each other.
         """
-        if reply is not None and kf_account is not None:
-            raise ValueError("a rule either replies with a text or transfers to kf_account, not both")
-        action: Action = Reply(reply) if reply is not None else Transfer(kf_account)
+        if handoff not in HANDOFF_MODES:
+            raise ValueError(f"handoff must be one of {', '.join(HANDOFF_MODES)}, not {handoff!r}")
+        if reply is not None:
+            clashing = [key for key, value in (("kf_account", kf_account), ("require_online", require_online),
+                                               ("fallback_to_pool", fallback_to_pool), ("notice", notice),
+                                               ("handoff", handoff != "transfer")) if value]
+            if clashing:
+                raise ValueError(f"a rule either replies with a text or hands off, not both: "
+                                 f"reply does not go with {', '.join(clashing)}")
+            action: Action = Reply(reply)
+        else:
+            if fallback_to_pool and kf_account is None:
+                raise ValueError("fallback_to_pool needs a kf_account to fall back from")
+            action = Transfer(kf_account, require_online, fallback_to_pool, handoff == "session", notice)
         return cls(name, build_filter(**conditions), action, enabled, origin)
 
     def __call__(self, message: Any) -> BaseReply:
         return self.action.respond(message)
 
-    def as_handler(self) -> Handler:
-        return Handler(self.filter, self, self.name)
+    def as_handler(self, respond: Optional[Callable[["Rule", Any], Any]] = None) -> Handler:
+        """This rule as a router handler; ``respond(rule, message)`` replaces the plain action."""
+        return Handler(self.filter, self if respond is None else _Bound(self, respond), self.name)
+
+
+@dataclass(frozen=True)
+class _Bound:
+    rule: Rule
+    respond: Callable[[Rule, Any], Any]
+
+    def __call__(self, message: Any) -> Any:
+        return self.respond(self.rule, message)
 
 
 @dataclass(frozen=True)
 class RuleSet:
-    """The rules of one file (or built in Python), in order."""
+    """The rules of one file (or built in Python), in order, with the file's settings.
+
+    ``fallback_text``: what a rule answers when it cannot hand off.
+    ``handoff_text``: the answer to a session hand-off. ``quotas`` and
+    ``unknown_users``: the 48-hour window (see :mod:`kf_plugin.window`).
+    ``business_hours``: when hand-offs are taken.
+    """
 
     rules: Tuple[Rule, ...] = ()
     fallback_text: Optional[str] = None
     source: Optional[str] = None
+    handoff_text: Optional[str] = None
+    quotas: Mapping[str, Any] = field(default_factory=dict)
+    unknown_users: str = "attempt"
+    business_hours: Optional[Any] = None
 
     def __post_init__(self) -> None:
         seen = set()
@@ -160,8 +220,13 @@ class RuleSet:
     def active(self) -> Tuple[Rule, ...]:
         return tuple(rule for rule in self.rules if rule.enabled)
 
-    def handlers(self) -> List[Handler]:
-        return [rule.as_handler() for rule in self.active]
+    @property
+    def needs_agents(self) -> bool:
+        """Whether any active rule depends on who is online."""
+        return any(isinstance(r.action, Transfer) and r.action.needs_agents for r in self.active)
+
+    def handlers(self, respond: Optional[Callable[[Rule, Any], Any]] = None) -> List[Handler]:
+        return [rule.as_handler(respond) for rule in self.active]
 
     def to_router(self, name: str = "kf rules") -> MessageRouter:
         router = MessageRouter(name)

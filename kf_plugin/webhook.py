@@ -9,6 +9,7 @@ answer (403 signature or timestamp, 413 too large, 400 anything else), never a
 """
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import re
 import time
@@ -24,7 +25,7 @@ from .errors import BadPush
 from .replies import render_reply
 from .security import PushCipher, sign, signature_matches
 
-__all__ = ["Webhook", "WebhookResponse", "parse_push"]
+__all__ = ["Webhook", "WebhookResponse", "LateReplies", "parse_push"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,19 @@ class WebhookResponse:
     status: int
     body: str
     content_type: str = TEXT
+
+
+@dataclass(frozen=True)
+class LateReplies:
+    """The deadline: handlers still running after ``budget`` seconds get the push answered with
+    ``success``; their reply, when it comes, goes to ``deliver(message, reply)``.
+
+    WeChat gives up on an answer after 5 s, so the budget keeps a margin below that.
+    """
+
+    executor: concurrent.futures.Executor
+    budget: float
+    deliver: Callable[[Any, Optional[BaseReply]], None]
 
 
 def parse_push(xml: str) -> Any:
@@ -75,18 +89,20 @@ class Webhook:
 
     ``respond(message)`` returns the reply to send or ``None`` ("success").
     ``max_clock_skew`` (seconds, 0 = off) bounds how far a push's timestamp may
-    be from ``clock()``; ``max_body`` bounds the body in bytes.
+    be from ``clock()``; ``max_body`` bounds the body in bytes. ``late``
+    enables the deadline (:class:`LateReplies`).
     """
 
     def __init__(self, token: str, respond: Callable[[Any], Optional[BaseReply]], dedupe: Deduplicator, *,
                  cipher: Optional[PushCipher] = None, max_clock_skew: int = 300, max_body: int = 64 * 1024,
-                 clock: Callable[[], float] = time.time):
+                 late: Optional[LateReplies] = None, clock: Callable[[], float] = time.time):
         self.token = token
         self.respond = respond
         self.dedupe = dedupe
         self.cipher = cipher
         self.max_clock_skew = max_clock_skew
         self.max_body = max_body
+        self.late = late
         self.clock = clock
 
     def handle(self, method: str, args: Mapping[str, str], body: bytes) -> WebhookResponse:
@@ -164,8 +180,19 @@ class Webhook:
         return self.cipher.decrypt(encrypted)
 
     def route_and_render(self, message: Any) -> str:
-        reply = self.respond(message)
+        reply = self.respond(message) if self.late is None else self.respond_in_time(message, self.late)
         return render_reply(reply, now=self.clock()) if reply is not None else ""
+
+    def respond_in_time(self, message: Any, late: LateReplies) -> Optional[BaseReply]:
+        """The handlers' reply if it comes within the budget; otherwise ``None`` now and delivery later."""
+        future = late.executor.submit(self.respond, message)
+        try:
+            return future.result(timeout=late.budget)
+        except concurrent.futures.TimeoutError:
+            log.warning("the handlers took more than %.1f s; answering 'success' and sending their reply "
+                        "as a customer-service message when it comes", late.budget)
+            future.add_done_callback(lambda done: _deliver(late, message, done))
+            return None
 
     def seal(self, reply: str, args: Mapping[str, str], key_index: int) -> WebhookResponse:
         """The HTTP answer: ``success`` when there is nothing to say, encrypted if the push was."""
@@ -174,3 +201,11 @@ class Webhook:
         if args.get("encrypt_type") == "aes" and self.cipher is not None:
             reply = self.cipher.encrypt(reply, args.get("nonce", ""), str(int(self.clock())), key_index)
         return WebhookResponse(200, reply, XML)
+
+
+def _deliver(late: LateReplies, message: Any, done: "concurrent.futures.Future[Any]") -> None:
+    error = done.exception()
+    if error is not None:
+        log.error("a handler failed after its push was answered", exc_info=error)
+        return
+    late.deliver(message, done.result())

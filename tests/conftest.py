@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict
 
@@ -97,3 +99,35 @@ def safe_client(safe_app) -> WeChatTestClient:
 @pytest.fixture
 def safe_signer() -> PushSigner:
     return PushSigner(TOKEN, AES_KEY, APPID)
+
+
+# -- the WeChat API sandbox ---------------------------------------------------------------------------
+
+@dataclass
+class Api:
+    """A served sandbox: ``sandbox`` to control and inspect it, ``url`` its base, ``clock`` its time."""
+
+    sandbox: Any
+    url: str
+    clock: FakeClock
+
+
+@pytest.fixture
+def api():
+    from kf_plugin.sandbox import Sandbox
+    clock = FakeClock(time.time())
+    sandbox = Sandbox(clock=clock)
+    with sandbox.serve() as server:
+        yield Api(sandbox, server.url, clock)
+
+
+@pytest.fixture
+def client(api):
+    from kf_plugin.client import KfClient
+    return KfClient(api.sandbox.appid, api.sandbox.secret, api_base_url=api.url, timeout=2)
+
+
+@pytest.fixture
+def admin(client):
+    from kf_plugin.admin import KfAdmin
+    return KfAdmin(client)

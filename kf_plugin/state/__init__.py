@@ -3,7 +3,7 @@
 Each kind of state has one small interface here and one implementation per
 engine: in-process memory now, Redis for several workers.
 """
-from .base import ReplayStore
-from .memory import MemoryReplayStore
+from .base import Grant, ReplayStore, WindowRecord, WindowStore
+from .memory import MemoryReplayStore, MemoryWindowStore
 
-__all__ = ["ReplayStore", "MemoryReplayStore"]
+__all__ = ["ReplayStore", "MemoryReplayStore", "WindowStore", "MemoryWindowStore", "Grant", "WindowRecord"]

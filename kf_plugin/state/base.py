@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Optional
+from dataclasses import dataclass
+from typing import Optional, Tuple
 
 
 class ReplayStore(ABC):
@@ -30,4 +31,51 @@ class ReplayStore(ABC):
         """The stored reply of ``key``, waiting up to ``timeout`` seconds while it is pending.
 
         ``None`` when the key is absent, or still pending when the time is up.
+        """
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Send rights one interaction gave: ``count`` messages (``None``: no limit) until ``expires_at``."""
+
+    action: str
+    count: Optional[int]
+    expires_at: float
+    used: int = 0
+
+    def usable(self, now: float) -> bool:
+        return self.expires_at > now and (self.count is None or self.used < self.count)
+
+
+@dataclass(frozen=True)
+class WindowRecord:
+    """What is known of one user's send rights."""
+
+    grants: Tuple[Grant, ...] = ()
+
+
+class WindowStore(ABC):
+    """Per-user send rights (the 48-hour window and its quotas).
+
+    Implementations keep each user's record at least until its last grant
+    expires, and make :meth:`consume` atomic.
+    """
+
+    @abstractmethod
+    def get(self, openid: str, now: float) -> Optional[WindowRecord]:
+        """The user's record with expired grants dropped; ``None`` if the user is unknown."""
+
+    @abstractmethod
+    def add_grant(self, openid: str, grant: Grant, now: float) -> None:
+        """Record new send rights for the user."""
+
+    @abstractmethod
+    def consume(self, openid: str, now: float) -> Optional[Grant]:
+        """Use one unit of the usable grant that expires first; the grant used, or ``None`` if none is usable."""
+
+    @abstractmethod
+    def revoke(self, openid: str, now: float, *, exhausted: bool) -> None:
+        """WeChat refused a send: ``exhausted`` (45047) uses every grant up; otherwise (45015) drops them.
+
+        Either way the user becomes known, so strict sends are refused until the next interaction.
         """

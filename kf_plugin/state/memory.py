@@ -4,9 +4,10 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import replace
 from typing import Callable, Optional, Tuple
 
-from .base import ReplayStore
+from .base import Grant, ReplayStore, WindowRecord, WindowStore
 
 _PENDING = object()
 
@@ -84,3 +85,57 @@ class MemoryReplayStore(ReplayStore):
                 if remaining <= 0:
                     return None
                 self._changed.wait(remaining)
+
+
+class MemoryWindowStore(WindowStore):
+    """A :class:`WindowStore` in a dict of at most ``max_users`` users (the least recently updated go first)."""
+
+    def __init__(self, max_users: int = 200_000):
+        self._max_users = max_users
+        self._records: "OrderedDict[str, WindowRecord]" = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _live(self, openid: str, now: float) -> Optional[WindowRecord]:
+        record = self._records.get(openid)
+        if record is None:
+            return None
+        return WindowRecord(tuple(g for g in record.grants if g.expires_at > now))
+
+    def _store(self, openid: str, record: WindowRecord) -> None:
+        self._records[openid] = record
+        self._records.move_to_end(openid)
+        while len(self._records) > self._max_users:
+            self._records.popitem(last=False)
+
+    def get(self, openid: str, now: float) -> Optional[WindowRecord]:
+        with self._lock:
+            return self._live(openid, now)
+
+    def add_grant(self, openid: str, grant: Grant, now: float) -> None:
+        with self._lock:
+            record = self._live(openid, now) or WindowRecord()
+            self._store(openid, WindowRecord(record.grants + (grant,)))
+
+    def consume(self, openid: str, now: float) -> Optional[Grant]:
+        with self._lock:
+            record = self._live(openid, now)
+            usable = [g for g in (record.grants if record else ()) if g.usable(now)]
+            if not usable:
+                return None
+            chosen = min(usable, key=lambda g: g.expires_at)
+            used = replace(chosen, used=chosen.used + 1)
+            grants = list(record.grants)
+            grants[grants.index(chosen)] = used
+            self._store(openid, WindowRecord(tuple(grants)))
+            return used
+
+    def revoke(self, openid: str, now: float, *, exhausted: bool) -> None:
+        with self._lock:
+            record = self._live(openid, now) or WindowRecord()
+            if exhausted:
+                grants = tuple(g if g.count is None else replace(g, used=g.count) for g in record.grants)
+                # An unlimited grant cannot be used up: WeChat said no, so stop trusting it.
+                grants = tuple(g for g in grants if g.count is not None)
+            else:
+                grants = ()
+            self._store(openid, WindowRecord(grants))

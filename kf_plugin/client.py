@@ -1,0 +1,154 @@
+"""wechatpy's WeChatClient, made safe for production and pointable at any API base URL.
+
+Compared with a plain ``WeChatClient``:
+
+- every call — wechatpy's own API methods and the paths kf_plugin calls itself —
+  goes to ``api_base_url`` (an API proxy, or the sandbox), the token included;
+- every HTTP call has a timeout;
+- an invalid-token answer (40001, 40014, 42001) drops the token only if it is
+  still the one that failed, fetches a new one, and retries the call exactly
+  once — never the unbounded recursion of ``auto_retry``;
+- errors come out as :class:`~kf_plugin.errors.WeChatAPIError` subclasses or
+  :class:`~kf_plugin.errors.WeChatNetworkError`, and neither the access token
+  nor the AppSecret ever appears in a message or a log line.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Any, Dict, Optional
+from urllib.parse import urlsplit
+
+import requests
+from wechatpy import WeChatClient
+from wechatpy.exceptions import WeChatClientException
+
+from .errors import TOKEN_ERRCODES, ConfigError, WeChatNetworkError, api_error
+
+__all__ = ["KfClient", "DEFAULT_API_BASE_URL", "redact"]
+
+DEFAULT_API_BASE_URL = "https://api.weixin.qq.com"
+TOKEN_MODES = ("stable", "classic")
+_SECRETS_IN_TEXT = re.compile(r"((?:access_token|secret)=)[^&\s'\"]+")
+
+log = logging.getLogger(__name__)
+
+
+def redact(text: str) -> str:
+    """``text`` with every ``access_token=`` and ``secret=`` value masked."""
+    return _SECRETS_IN_TEXT.sub(r"\1***", text)
+
+
+class _RedactSecrets(logging.Filter):
+    """Masks tokens in the request lines urllib3 and wechatpy log at DEBUG level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "access_token=" in message or "secret=" in message:
+            record.msg, record.args = redact(message), ()
+        return True
+
+
+_REDACTOR = _RedactSecrets()
+for _name in ("urllib3.connectionpool", "wechatpy", "wechatpy.client.base"):
+    _logger = logging.getLogger(_name)
+    if _REDACTOR not in _logger.filters:
+        _logger.addFilter(_REDACTOR)
+
+
+class KfClient(WeChatClient):
+    """A ``WeChatClient`` for one official account (see the module docstring).
+
+    ``session`` is any wechatpy session storage (memory by default); the
+    token is kept under wechatpy's own key, so other ``WeChatClient``\\ s sharing
+    the storage use it. ``token_mode``: ``stable`` (``/cgi-bin/stable_token``)
+    or ``classic`` (``/cgi-bin/token``).
+
+    :raises ConfigError: missing AppID/AppSecret, or an unknown ``token_mode``.
+    """
+
+    def __init__(self, appid: str, secret: str, *, api_base_url: str = DEFAULT_API_BASE_URL,
+                 timeout: float = 5.0, session: Any = None, token_mode: str = "stable"):
+        if not appid or not secret:
+            raise ConfigError("KF_APPID and KF_SECRET are both needed to call the WeChat API")
+        if token_mode not in TOKEN_MODES:
+            raise ConfigError(f"the token mode must be one of {', '.join(TOKEN_MODES)}, not {token_mode!r}")
+        super().__init__(appid, secret, session=session, timeout=timeout, auto_retry=False)
+        self.api_base_url = (api_base_url or DEFAULT_API_BASE_URL).rstrip("/")
+        self.token_mode = token_mode
+
+    def __repr__(self) -> str:
+        return f"<KfClient {self.appid} → {self.api_base_url}>"
+
+    def resolve(self, url_or_endpoint: str, api_base_url: Optional[str] = None) -> str:
+        """The full URL for a path (``/cgi-bin/...``), a wechatpy endpoint, or an official URL."""
+        if url_or_endpoint.startswith("/"):
+            return self.api_base_url + url_or_endpoint
+        if url_or_endpoint.startswith(("http://", "https://")):
+            url = url_or_endpoint
+        else:
+            url = (api_base_url or self.API_BASE_URL) + url_or_endpoint
+        # wechatpy's API classes name the official host: send them to ours.
+        if url.startswith(DEFAULT_API_BASE_URL):
+            url = self.api_base_url + url[len(DEFAULT_API_BASE_URL):]
+        return url
+
+    def _request(self, method: str, url_or_endpoint: str, **kwargs: Any) -> Any:
+        url = self.resolve(url_or_endpoint, kwargs.pop("api_base_url", None))
+        path = urlsplit(url).path
+        params: Dict[str, Any] = dict(kwargs.pop("params", None) or {})
+        kwargs["timeout"] = kwargs.get("timeout") or self.timeout
+        for attempt in (1, 2):
+            token = self.access_token
+            try:
+                return super()._request(method, url, params={**params, "access_token": token}, **kwargs)
+            except WeChatClientException as exc:
+                if exc.errcode is None:
+                    status = getattr(exc.response, "status_code", "?")
+                    raise WeChatNetworkError(f"the WeChat API answered HTTP {status} on {path}") from None
+                if exc.errcode in TOKEN_ERRCODES and attempt == 1:
+                    log.info("WeChat refused the access token (%s) on %s; renewing it once", exc.errcode, path)
+                    self.invalidate_token(token)
+                    continue
+                raise api_error(exc.errcode, exc.errmsg or "", path) from exc
+            except requests.RequestException as exc:
+                raise WeChatNetworkError(f"cannot reach the WeChat API on {path}: {redact(str(exc))}") from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def invalidate_token(self, token: str) -> None:
+        """Forget ``token`` — only if it is still the stored one (another caller may have renewed it)."""
+        if self.session.get(self.access_token_key) == token:
+            self.session.delete(self.access_token_key)
+            self.expires_at = None
+
+    def fetch_access_token(self) -> Dict[str, Any]:
+        """Fetch a token from the configured endpoint and store it.
+
+        :raises WeChatAPIError: WeChat refused (40013 AppID, 40125 secret, 40164 IP, 45009 limit, ...).
+        :raises WeChatNetworkError: the API could not be reached.
+        """
+        if self.token_mode == "stable":
+            path = "/cgi-bin/stable_token"
+            call = dict(method="POST", json={"grant_type": "client_credential", "appid": self.appid,
+                                             "secret": self.secret, "force_refresh": False})
+        else:
+            path = "/cgi-bin/token"
+            call = dict(method="GET", params={"grant_type": "client_credential", "appid": self.appid,
+                                              "secret": self.secret})
+        try:
+            response = self._http.request(url=self.api_base_url + path, timeout=self.timeout, **call)
+            result = response.json()
+        except requests.RequestException as exc:
+            raise WeChatNetworkError(f"cannot reach the WeChat API on {path}: {redact(str(exc))}") from None
+        except ValueError:
+            raise WeChatNetworkError(f"the WeChat API answered HTTP {response.status_code} "
+                                     f"with no JSON on {path}") from None
+        if result.get("errcode"):
+            raise api_error(int(result["errcode"]), result.get("errmsg", ""), path)
+        if not result.get("access_token"):
+            raise WeChatNetworkError(f"the WeChat API answered without an access_token on {path}")
+        expires_in = int(result.get("expires_in", 7200))
+        self.session.set(self.access_token_key, result["access_token"], expires_in)
+        self.expires_at = int(time.time()) + expires_in
+        return result

@@ -1,0 +1,205 @@
+"""The shape of a rule file, as pydantic models (strict types, no unknown keys).
+
+The loader maps validation errors back to file lines; these models only say
+what is allowed.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Annotated, Any, Dict, List, Literal, Optional, Tuple, Union
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, field_validator
+from wechatpy.events import EVENT_TYPES
+from wechatpy.messages import MESSAGE_TYPES
+
+from .hours import BusinessHours, parse_weekdays
+from .window import ACTIONS, Quota
+
+__all__ = ["FileModel", "RuleModel", "fields_at", "SUPPORTED_VERSIONS", "KNOWN_EVENTS", "KNOWN_MSG_TYPES",
+           "parse_duration"]
+
+SUPPORTED_VERSIONS = (1,)
+KNOWN_MSG_TYPES = frozenset(MESSAGE_TYPES) | {"event"}
+KNOWN_EVENTS = frozenset(EVENT_TYPES) | {
+    "subscribe_msg_popup_event", "subscribe_msg_change_event", "subscribe_msg_sent_event",
+}
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """``"48h"``, ``"60s"``, ``"1m"``, ``"2d"`` → seconds. :raises ValueError: other text."""
+    match = _DURATION.fullmatch(text)
+    if not match or float(match.group(1)) <= 0:
+        raise ValueError(f"{text!r} is not a duration like 48h, 60s, 1m or 2d")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _listify(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+def _known(known: frozenset, what: str) -> Any:
+    import difflib
+
+    def check(item: str) -> str:
+        if item.lower() not in known:
+            close = difflib.get_close_matches(item.lower(), known, n=1)
+            raise ValueError(f"unknown {what} {item!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        return item
+    return check
+
+
+def _non_empty(items: List[Any]) -> List[Any]:
+    if not items:
+        raise ValueError("must list at least one entry")
+    return items
+
+
+def _str_list(check: Any) -> Any:
+    """A string or a non-empty list of strings, each passing ``check`` (errors point at the entry)."""
+    return Annotated[List[Annotated[str, AfterValidator(check)]], BeforeValidator(_listify), AfterValidator(_non_empty)]
+
+
+def _valid_regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression: {exc}") from None
+    return value
+
+
+def _check_with(parse: Any) -> Any:
+    def check(value: Any) -> Any:
+        parse(value)
+        return value
+    return check
+
+
+Text = Annotated[str, AfterValidator(_not_blank)]
+Pattern = Annotated[str, AfterValidator(_valid_regex)]
+Duration = Annotated[str, AfterValidator(_check_with(parse_duration))]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class RuleModel(_Model):
+    name: Text
+    enabled: bool = True
+    msg_type: Optional[_str_list(_known(KNOWN_MSG_TYPES, "message type"))] = None
+    keywords: Optional[_str_list(_not_blank)] = None
+    match: Literal["contains", "exact", "prefix"] = "contains"
+    regex: Optional[Pattern] = None
+    event: Optional[_str_list(_known(KNOWN_EVENTS, "event"))] = None
+    event_key: Optional[Text] = None
+    event_key_regex: Optional[Pattern] = None
+    users: Optional[_str_list(_not_blank)] = None
+    kf_account: Optional[Text] = None
+    reply: Optional[Text] = None
+    require_online: bool = False
+    fallback_to_pool: bool = False
+    handoff: Literal["transfer", "session"] = "transfer"
+    notice: Optional[Text] = None
+
+
+def _count(value: Any) -> Any:
+    if value == "unlimited" or (type(value) is int and value >= 1):
+        return value
+    raise ValueError(f"must be a whole number of messages (at least 1) or unlimited, not {value!r}")
+
+
+def _date(value: Any) -> dt.date:
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValueError(f"{value!r} is not a date like 2026-10-01")
+
+
+class QuotaModel(_Model):
+    count: Annotated[Any, AfterValidator(_count)]
+    within: Duration
+
+    def to_quota(self) -> Quota:
+        return Quota(None if self.count == "unlimited" else self.count, parse_duration(self.within))
+
+
+class QuotasModel(_Model):
+    message: Optional[QuotaModel] = None
+    click: Optional[QuotaModel] = None
+    follow: Optional[QuotaModel] = None
+    scan: Optional[QuotaModel] = None
+    payment: Optional[QuotaModel] = None
+
+    def to_quotas(self) -> Dict[str, Quota]:
+        return {action: getattr(self, action).to_quota() for action in ACTIONS if getattr(self, action) is not None}
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown timezone {value!r} (use an IANA name like Asia/Shanghai)") from None
+    return value
+
+
+def _clock_time(value: str) -> str:
+    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d|24:00", value):
+        raise ValueError(f"{value!r} is not a time like \"09:00\"")
+    return value
+
+
+class BusinessHoursModel(_Model):
+    timezone: Annotated[str, AfterValidator(_timezone)] = "Asia/Shanghai"
+    weekdays: Annotated[List[str], BeforeValidator(_listify), AfterValidator(_check_with(parse_weekdays))] = ["mon-fri"]
+    open: Annotated[str, AfterValidator(_clock_time)]
+    close: Annotated[str, AfterValidator(_clock_time)]
+    closed_dates: List[Annotated[Any, AfterValidator(_date)]] = []
+    closed_text: Optional[Text] = None
+
+    def to_hours(self) -> BusinessHours:
+        """:raises ValueError: unknown timezone or a malformed closed date."""
+        return BusinessHours(self.timezone, self.weekdays, self.open, self.close, tuple(self.closed_dates),
+                             self.closed_text)
+
+
+class FileModel(_Model):
+    version: int
+    fallback_text: Optional[Text] = None
+    handoff_text: Optional[Text] = None
+    unknown_users: Literal["attempt", "refuse"] = "attempt"
+    quotas: Optional[QuotasModel] = None
+    business_hours: Optional[BusinessHoursModel] = None
+    rules: List[Any]
+
+    @field_validator("version")
+    @classmethod
+    def _supported(cls, value: int) -> int:
+        if value not in SUPPORTED_VERSIONS:
+            raise ValueError(f"unsupported version {value}; this kf_plugin reads version "
+                             f"{', '.join(map(str, SUPPORTED_VERSIONS))}")
+        return value
+
+
+def fields_at(path: Tuple[Union[str, int], ...]) -> frozenset:
+    """The keys allowed in the mapping at ``path`` of the file (for did-you-mean hints)."""
+    if len(path) >= 2 and path[0] == "rules":
+        return frozenset(RuleModel.model_fields)
+    if path[:1] == ("business_hours",):
+        return frozenset(BusinessHoursModel.model_fields)
+    if path[:1] == ("quotas",):
+        return frozenset(QuotaModel.model_fields if len(path) >= 2 else QuotasModel.model_fields)
+    return frozenset(FileModel.model_fields)

@@ -1,0 +1,165 @@
+"""The 48-hour window: who may be sent customer-service messages, how many, until when.
+
+Each interaction a push reveals grants send rights (PROTOCOL: a message gives 5
+messages within 48 h; a menu click, follow or QR scan gives 3 within a minute).
+Sends consult the tracker: in strict mode a send WeChat would refuse is refused
+before any HTTP call; a successful send consumes a unit; WeChat's own 45015 and
+45047 answers correct the record.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Mapping, Optional
+
+from .errors import OutsideWindowError, QuotaExceededError
+from .filters import event_of, msg_type_of
+from .state import Grant, MemoryWindowStore, WindowStore
+
+__all__ = ["Quota", "DEFAULT_QUOTAS", "ACTIONS", "action_of", "WindowStatus", "WindowTracker"]
+
+HOUR = 3600.0
+
+
+@dataclass(frozen=True)
+class Quota:
+    """``count`` messages (``None``: no limit) within ``seconds`` of an interaction."""
+
+    count: Optional[int]
+    seconds: float
+
+
+#: The current documentation's table (PROTOCOL §4).
+DEFAULT_QUOTAS: Dict[str, Quota] = {
+    "message": Quota(5, 48 * HOUR),
+    "click": Quota(3, 60.0),
+    "follow": Quota(3, 60.0),
+    "scan": Quota(3, 60.0),
+    "payment": Quota(None, 48 * HOUR),
+}
+ACTIONS = tuple(DEFAULT_QUOTAS)
+UNKNOWN_USER_POLICIES = ("attempt", "refuse")
+
+_CLICK_EVENTS = frozenset({"click", "scancode_push", "scancode_waitmsg"})
+_FOLLOW_EVENTS = frozenset({"subscribe", "subscribe_scan"})
+
+
+def action_of(message: Any) -> Optional[str]:
+    """The interaction a push shows (``message``, ``click``, ``follow``, ``scan``), or ``None``.
+
+    Views, locations and customer-service events grant nothing.
+    """
+    kind = msg_type_of(message)
+    if kind is None:
+        return None
+    if kind != "event":
+        return "message"
+    event = event_of(message)
+    if event in _CLICK_EVENTS:
+        return "click"
+    if event in _FOLLOW_EVENTS:
+        return "follow"
+    if event == "scan":
+        return "scan"
+    return None
+
+
+@dataclass(frozen=True)
+class WindowStatus:
+    """Whether a customer-service message to ``openid`` can be sent now.
+
+    ``known``: the tracker has seen the user. ``remaining``: units left
+    (``None``: no limit, or unknown user). ``until``: when the last grant ends.
+    """
+
+    openid: str
+    known: bool
+    can_send: bool
+    remaining: Optional[int]
+    until: Optional[float]
+    reason: str
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {"openid": self.openid, "known": self.known, "can_send": self.can_send,
+                "remaining": self.remaining, "until": self.until, "reason": self.reason}
+
+
+class WindowTracker:
+    """Tracks send rights per user; see the module docstring.
+
+    ``quotas`` overrides entries of :data:`DEFAULT_QUOTAS`. ``unknown_users``:
+    ``attempt`` (send and let WeChat decide) or ``refuse``.
+    """
+
+    def __init__(self, store: Optional[WindowStore] = None, quotas: Optional[Mapping[str, Quota]] = None,
+                 unknown_users: str = "attempt", clock: Callable[[], float] = time.time):
+        self.store = store if store is not None else MemoryWindowStore()
+        self.clock = clock
+        self.configure(quotas, unknown_users)
+
+    def configure(self, quotas: Optional[Mapping[str, Quota]] = None, unknown_users: str = "attempt") -> None:
+        """Change the quota table and the unknown-user policy; what is recorded stays.
+
+        :raises ValueError: an unknown interaction or policy.
+        """
+        if unknown_users not in UNKNOWN_USER_POLICIES:
+            raise ValueError(f"unknown_users must be attempt or refuse, not {unknown_users!r}")
+        unknown = set(quotas or ()) - set(ACTIONS)
+        if unknown:
+            raise ValueError(f"no such interaction: {', '.join(sorted(unknown))} (known: {', '.join(ACTIONS)})")
+        self.quotas = {**DEFAULT_QUOTAS, **(quotas or {})}
+        self.unknown_users = unknown_users
+
+    def record(self, message: Any) -> Optional[str]:
+        """Grant the rights a pushed message gives its sender; the action recorded, if any."""
+        action = action_of(message)
+        sender = getattr(message, "source", None)
+        if action is not None and sender:
+            self.record_action(sender, action)
+        return action
+
+    def record_action(self, openid: str, action: str, at: Optional[float] = None) -> None:
+        """Grant the rights of ``action`` (``message``, ``click``, ``follow``, ``scan``, ``payment``)."""
+        quota = self.quotas[action]
+        now = self.clock() if at is None else at
+        self.store.add_grant(openid, Grant(action, quota.count, now + quota.seconds), self.clock())
+
+    def status(self, openid: str) -> WindowStatus:
+        now = self.clock()
+        record = self.store.get(openid, now)
+        if record is None:
+            can = self.unknown_users == "attempt"
+            return WindowStatus(openid, False, can, None, None,
+                                "no interaction seen: " + ("WeChat decides" if can else "refused (unknown_users: refuse)"))
+        usable = [g for g in record.grants if g.usable(now)]
+        until = max((g.expires_at for g in record.grants), default=None)
+        if not record.grants:
+            return WindowStatus(openid, True, False, 0, None, "outside the 48-hour window")
+        if not usable:
+            return WindowStatus(openid, True, False, 0, until, "send quota used up")
+        unlimited = any(g.count is None for g in usable)
+        remaining = None if unlimited else sum(g.count - g.used for g in usable)
+        return WindowStatus(openid, True, True, remaining, max(g.expires_at for g in usable), "within the window")
+
+    def check(self, openid: str) -> WindowStatus:
+        """The user's status, if a send is possible now.
+
+        :raises OutsideWindowError: no usable rights (45015 predicted).
+        :raises QuotaExceededError: rights exist but are used up (45047 predicted).
+        """
+        status = self.status(openid)
+        if status.can_send:
+            return status
+        note = f" — refused before calling WeChat ({status.reason}); pass strict=False to try anyway"
+        if status.known and status.until is not None:
+            raise QuotaExceededError(45047, "", "", note)
+        raise OutsideWindowError(45015, "", "", note)
+
+    def sent(self, openid: str) -> None:
+        """A send succeeded: consume one unit."""
+        self.store.consume(openid, self.clock())
+
+    def refused(self, openid: str, errcode: int) -> None:
+        """WeChat refused a send with 45015 or 45047: believe it."""
+        if errcode in (45015, 45047):
+            self.store.revoke(openid, self.clock(), exhausted=errcode == 45047)

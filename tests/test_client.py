@@ -1,0 +1,150 @@
+"""KfClient against the sandbox over real HTTP: base URL, tokens, retries, errors, redaction."""
+import logging
+
+import pytest
+
+from kf_plugin.client import KfClient, redact
+from kf_plugin.errors import (
+    ConfigError, InvalidTokenError, RateLimitedError, WeChatAPIError, WeChatNetworkError,
+)
+
+
+def token_calls(api, path="/cgi-bin/stable_token"):
+    return len(api.sandbox.calls_to(path))
+
+
+def test_every_call_goes_to_the_configured_base(api, client):
+    client.get("/cgi-bin/customservice/getkflist")
+    client.customservice.get_accounts()          # wechatpy's own method, official URL in its code
+    paths = [c.path for c in api.sandbox.calls]
+    assert paths == ["/cgi-bin/stable_token", "/cgi-bin/customservice/getkflist", "/cgi-bin/customservice/getkflist"]
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("/cgi-bin/x", "BASE/cgi-bin/x"),
+    ("https://api.weixin.qq.com/customservice/y", "BASE/customservice/y"),
+    ("message/custom/send", "BASE/cgi-bin/message/custom/send"),
+    ("https://elsewhere.example/z", "https://elsewhere.example/z"),
+])
+def test_resolve(url, expected):
+    client = KfClient("wx", "secret", api_base_url="http://proxy:8080/")
+    assert client.resolve(url) == expected.replace("BASE", "http://proxy:8080")
+
+
+@pytest.mark.parametrize("mode, path, method", [("stable", "/cgi-bin/stable_token", "POST"),
+                                                ("classic", "/cgi-bin/token", "GET")])
+def test_token_modes(api, mode, path, method):
+    client = KfClient(api.sandbox.appid, api.sandbox.secret, api_base_url=api.url, token_mode=mode)
+    client.get("/cgi-bin/customservice/getkflist")
+    call = api.sandbox.calls[0]
+    assert (call.method, call.path) == (method, path)
+    if mode == "stable":
+        assert call.body == {"grant_type": "client_credential", "appid": api.sandbox.appid,
+                             "secret": api.sandbox.secret, "force_refresh": False}
+    # The token is kept under wechatpy's own key, so a plain WeChatClient sharing the storage reads it.
+    assert client.session.get(f"{api.sandbox.appid}_access_token") == api.sandbox.calls[1].query["access_token"]
+
+
+def test_one_token_serves_many_calls(api, client):
+    for _ in range(5):
+        client.get("/cgi-bin/customservice/getkflist")
+    assert token_calls(api) == 1
+
+
+def test_an_invalidated_token_is_renewed_once_and_the_call_retried(api, client):
+    client.get("/cgi-bin/customservice/getkflist")
+    api.sandbox.invalidate_tokens()
+    client.get("/cgi-bin/customservice/getkflist")
+    kflist = api.sandbox.calls_to("/cgi-bin/customservice/getkflist")
+    assert [c.errcode for c in kflist] == [0, 40001, 0]
+    assert token_calls(api) == 2
+
+
+def test_no_retry_storm_when_the_token_keeps_failing(api, client):
+    client.get("/cgi-bin/customservice/getkflist")
+    api.sandbox.faults.fail_next(40001, times=10, path="/cgi-bin/customservice/getkflist")
+    with pytest.raises(InvalidTokenError, match="40001"):
+        client.get("/cgi-bin/customservice/getkflist")
+    assert len(api.sandbox.calls_to("/cgi-bin/customservice/getkflist")) == 3  # first ok, then one failure + one retry
+    assert token_calls(api) == 2
+
+
+def test_a_token_renewed_elsewhere_is_not_dropped(api, client):
+    client.get("/cgi-bin/customservice/getkflist")
+    stale = client.session.get(client.access_token_key)
+    client.session.set(client.access_token_key, "renewed-by-another-worker")
+    client.invalidate_token(stale)
+    assert client.session.get(client.access_token_key) == "renewed-by-another-worker"
+
+
+@pytest.mark.parametrize("appid, secret, errcode", [("wxnope", "sandbox-secret", 40013), (None, "wrong", 40125)])
+def test_bad_credentials(api, appid, secret, errcode):
+    client = KfClient(appid or api.sandbox.appid, secret, api_base_url=api.url)
+    with pytest.raises(WeChatAPIError) as info:
+        client.get("/cgi-bin/customservice/getkflist")
+    assert info.value.errcode == errcode and info.value.path == "/cgi-bin/stable_token"
+    assert secret not in str(info.value)
+
+
+def test_rate_limit_is_typed(api, client):
+    api.sandbox.faults.fail_next(45009, path="/cgi-bin/customservice/getkflist")
+    with pytest.raises(RateLimitedError, match="45009 on /cgi-bin/customservice/getkflist: API call frequency"):
+        client.get("/cgi-bin/customservice/getkflist")
+
+
+def test_dropped_connection_is_a_network_error_without_the_token(api, client):
+    client.get("/cgi-bin/customservice/getkflist")
+    token = client.session.get(client.access_token_key)
+    api.sandbox.faults.drop_next(path="/cgi-bin/customservice/getkflist")
+    with pytest.raises(WeChatNetworkError, match="cannot reach the WeChat API on /cgi-bin/customservice/getkflist") as info:
+        client.get("/cgi-bin/customservice/getkflist")
+    assert token not in str(info.value) and info.value.__cause__ is None
+
+
+def test_http_5xx_is_a_network_error(api, client):
+    api.sandbox.faults.http_error(502, path="/cgi-bin/customservice/getkflist")
+    with pytest.raises(WeChatNetworkError, match="HTTP 502 on /cgi-bin/customservice/getkflist"):
+        client.get("/cgi-bin/customservice/getkflist")
+
+
+def test_every_call_has_a_timeout(api):
+    client = KfClient(api.sandbox.appid, api.sandbox.secret, api_base_url=api.url, timeout=0.2)
+    client.get("/cgi-bin/customservice/getkflist")
+    api.sandbox.faults.add_latency(1.0, path="/cgi-bin/customservice/getkflist", times=1)
+    with pytest.raises(WeChatNetworkError, match="timed out"):
+        client.get("/cgi-bin/customservice/getkflist")
+    api.sandbox.faults.add_latency(1.0, path="/cgi-bin/stable_token", times=1)
+    client.invalidate_token(client.session.get(client.access_token_key))
+    with pytest.raises(WeChatNetworkError, match="cannot reach the WeChat API on /cgi-bin/stable_token"):
+        client.get("/cgi-bin/customservice/getkflist")
+
+
+def test_unreachable_token_endpoint(api):
+    client = KfClient("wx", "s3cret", api_base_url="http://127.0.0.1:9", timeout=1, token_mode="classic")
+    with pytest.raises(WeChatNetworkError) as info:
+        client.get("/cgi-bin/customservice/getkflist")
+    assert "s3cret" not in str(info.value)
+
+
+def test_tokens_never_reach_the_logs(api, client, caplog):
+    caplog.set_level(logging.DEBUG)
+    client.get("/cgi-bin/customservice/getkflist")
+    api.sandbox.invalidate_tokens()
+    client.get("/cgi-bin/customservice/getkflist")
+    tokens = {c.query.get("access_token") for c in api.sandbox.calls if c.query.get("access_token")}
+    assert tokens and any("getkflist" in r.getMessage() for r in caplog.records)
+    for record in caplog.records:
+        text = record.getMessage()
+        assert not any(token in text for token in tokens), text
+        assert api.sandbox.secret not in text
+
+
+def test_redact():
+    assert redact("GET /x?access_token=abc&b=1 secret=zz") == "GET /x?access_token=***&b=1 secret=***"
+
+
+@pytest.mark.parametrize("kwargs, error", [(dict(appid="", secret="s"), "KF_APPID and KF_SECRET"),
+                                           (dict(appid="a", secret="s", token_mode="fast"), "token mode")])
+def test_config_errors(kwargs, error):
+    with pytest.raises(ConfigError, match=error):
+        KfClient(**kwargs)
