@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from .client import KfClient
-from .errors import KfError, OutsideWindowError, QuotaExceededError, WeChatNetworkError
+from .errors import OutsideWindowError, QuotaExceededError, WeChatNetworkError
 from .window import WindowTracker
 
 __all__ = ["KfAdmin", "Agent", "OnlineAgent", "Session", "WaitingUser", "WaitQueue", "Record", "MSG_TYPES"]
@@ -131,7 +132,7 @@ class KfAdmin:
 
     def upload_avatar(self, kf_account: str, image: Union[str, "os.PathLike[str]", bytes]) -> None:
         """Set the account's head image: a JPEG file path or its bytes (≤ 5 MB)."""
-        data = image if isinstance(image, bytes) else open(os.fspath(image), "rb").read()
+        data = image if isinstance(image, bytes) else Path(image).read_bytes()
         self._call("POST", "/customservice/kfaccount/uploadheadimg", params={"kf_account": kf_account},
                    files={"media": ("avatar.jpg", data, "image/jpeg")})
 
@@ -231,7 +232,7 @@ class KfAdmin:
         try:
             self._call("POST", "/cgi-bin/message/custom/send", data=payload)
         except (OutsideWindowError, QuotaExceededError) as exc:
-            if self.window is not None and not exc.path == "":
+            if self.window is not None:
                 self.window.refused(openid, exc.errcode)
             raise
         if self.window is not None:
@@ -302,7 +303,3 @@ def _day_windows(since: int, until: int) -> Iterator[Tuple[int, int]]:
         end = min(start + DAY - 1, until)
         yield start, end
         start = end + 1
-
-
-class RecordExportError(KfError):
-    """Chat records could not be written."""

@@ -17,14 +17,19 @@ from __future__ import annotations
 import logging
 import re
 import time
-from typing import Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 from wechatpy import WeChatClient
 from wechatpy.exceptions import WeChatClientException
 
-from .errors import TOKEN_ERRCODES, ConfigError, WeChatNetworkError, api_error
+from .errors import TOKEN_ERRCODES, ConfigError, WeChatNetworkError, api_error, is_transient
+
+if TYPE_CHECKING:
+    from .state import TokenStore
 
 __all__ = ["KfClient", "DEFAULT_API_BASE_URL", "redact"]
 
@@ -60,16 +65,22 @@ for _name in ("urllib3.connectionpool", "wechatpy", "wechatpy.client.base"):
 class KfClient(WeChatClient):
     """A ``WeChatClient`` for one official account (see the module docstring).
 
-    ``session`` is any wechatpy session storage (memory by default); the
-    token is kept under wechatpy's own key, so other ``WeChatClient``\\ s sharing
-    the storage use it. ``token_mode``: ``stable`` (``/cgi-bin/stable_token``)
-    or ``classic`` (``/cgi-bin/token``).
+    The access token comes from :attr:`tokens`, a :class:`~kf_plugin.tokens.TokenService`
+    keeping it in ``token_store`` (this process's memory by default; a
+    :class:`~kf_plugin.state.redis.RedisTokenStore` shares it between workers).
+    ``token_mode``: ``stable`` (``/cgi-bin/stable_token``) or ``classic``
+    (``/cgi-bin/token``); ``token_margin`` and ``token_interval``: see
+    :class:`~kf_plugin.tokens.TokenService`. ``attempts``: how often a call that failed
+    for a passing reason (network, HTTP 5xx, errcode -1) is tried, with exponential
+    backoff and jitter.
 
     :raises ConfigError: missing AppID/AppSecret, or an unknown ``token_mode``.
     """
 
     def __init__(self, appid: str, secret: str, *, api_base_url: str = DEFAULT_API_BASE_URL,
-                 timeout: float = 5.0, session: Any = None, token_mode: str = "stable"):
+                 timeout: float = 5.0, session: Any = None, token_mode: str = "stable",
+                 token_store: Optional["TokenStore"] = None, token_margin: float = 600.0,
+                 token_interval: float = 60.0, attempts: int = 3):
         if not appid or not secret:
             raise ConfigError("KF_APPID and KF_SECRET are both needed to call the WeChat API")
         if token_mode not in TOKEN_MODES:
@@ -77,9 +88,17 @@ class KfClient(WeChatClient):
         super().__init__(appid, secret, session=session, timeout=timeout, auto_retry=False)
         self.api_base_url = (api_base_url or DEFAULT_API_BASE_URL).rstrip("/")
         self.token_mode = token_mode
+        self.attempts = attempts
+        from .tokens import TokenService
+        self.tokens = TokenService(self.request_token, token_store, mode=token_mode, margin=token_margin,
+                                   interval=token_interval, attempts=attempts)
 
     def __repr__(self) -> str:
         return f"<KfClient {self.appid} → {self.api_base_url}>"
+
+    @property
+    def access_token(self) -> str:  # type: ignore[override]
+        return self.tokens.current()
 
     def resolve(self, url_or_endpoint: str, api_base_url: Optional[str] = None) -> str:
         """The full URL for a path (``/cgi-bin/...``), a wechatpy endpoint, or an official URL."""
@@ -96,34 +115,45 @@ class KfClient(WeChatClient):
 
     def _request(self, method: str, url_or_endpoint: str, **kwargs: Any) -> Any:
         url = self.resolve(url_or_endpoint, kwargs.pop("api_base_url", None))
-        path = urlsplit(url).path
         params: Dict[str, Any] = dict(kwargs.pop("params", None) or {})
         kwargs["timeout"] = kwargs.get("timeout") or self.timeout
+        # A POST that may have reached WeChat is not repeated: it could send a message twice.
+        safe = method.upper() == "GET"
+        retrying = Retrying(retry=retry_if_exception(lambda exc: is_transient(exc) and (safe or not _maybe_sent(exc))),
+                            stop=stop_after_attempt(self.attempts), reraise=True,
+                            wait=wait_random_exponential(multiplier=0.2, max=2.0))
+        return retrying(self._call_with_token, method, url, params, kwargs)
+
+    def _call_with_token(self, method: str, url: str, params: Dict[str, Any], kwargs: Dict[str, Any]) -> Any:
+        path = urlsplit(url).path
+        token = self.access_token
         for attempt in (1, 2):
-            token = self.access_token
             try:
                 return super()._request(method, url, params={**params, "access_token": token}, **kwargs)
             except WeChatClientException as exc:
                 if exc.errcode is None:
                     status = getattr(exc.response, "status_code", "?")
-                    raise WeChatNetworkError(f"the WeChat API answered HTTP {status} on {path}") from None
+                    raise WeChatNetworkError(f"the WeChat API answered HTTP {status} on {path}",
+                                             sent=not str(status).startswith("5")) from None
                 if exc.errcode in TOKEN_ERRCODES and attempt == 1:
                     log.info("WeChat refused the access token (%s) on %s; renewing it once", exc.errcode, path)
-                    self.invalidate_token(token)
+                    token = self.tokens.recover(token)
                     continue
                 raise api_error(exc.errcode, exc.errmsg or "", path) from exc
             except requests.RequestException as exc:
-                raise WeChatNetworkError(f"cannot reach the WeChat API on {path}: {redact(str(exc))}") from None
+                raise WeChatNetworkError(f"cannot reach the WeChat API on {path}: {redact(str(exc))}",
+                                         sent=not _never_connected(exc)) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def invalidate_token(self, token: str) -> None:
-        """Forget ``token`` — only if it is still the stored one (another caller may have renewed it)."""
-        if self.session.get(self.access_token_key) == token:
-            self.session.delete(self.access_token_key)
-            self.expires_at = None
-
     def fetch_access_token(self) -> Dict[str, Any]:
-        """Fetch a token from the configured endpoint and store it.
+        """wechatpy's entry point: renew the token now (through the token service) and return it."""
+        stored = self.tokens.store.get()
+        token = self.tokens.renew(stored.value if stored is not None else None)
+        return {"access_token": token.value, "expires_in": int(token.expires_at - self.tokens.clock())}
+
+    def request_token(self, force: bool = False) -> Tuple[str, int]:
+        """Ask WeChat for a token and its lifetime in seconds (the token service calls this;
+        ``force`` = stable force_refresh).
 
         :raises WeChatAPIError: WeChat refused (40013 AppID, 40125 secret, 40164 IP, 45009 limit, ...).
         :raises WeChatNetworkError: the API could not be reached.
@@ -131,7 +161,7 @@ class KfClient(WeChatClient):
         if self.token_mode == "stable":
             path = "/cgi-bin/stable_token"
             call = dict(method="POST", json={"grant_type": "client_credential", "appid": self.appid,
-                                             "secret": self.secret, "force_refresh": False})
+                                             "secret": self.secret, "force_refresh": force})
         else:
             path = "/cgi-bin/token"
             call = dict(method="GET", params={"grant_type": "client_credential", "appid": self.appid,
@@ -148,7 +178,17 @@ class KfClient(WeChatClient):
             raise api_error(int(result["errcode"]), result.get("errmsg", ""), path)
         if not result.get("access_token"):
             raise WeChatNetworkError(f"the WeChat API answered without an access_token on {path}")
-        expires_in = int(result.get("expires_in", 7200))
-        self.session.set(self.access_token_key, result["access_token"], expires_in)
-        self.expires_at = int(time.time()) + expires_in
-        return result
+        return result["access_token"], int(result.get("expires_in", 7200))
+
+
+def _never_connected(exc: requests.RequestException) -> bool:
+    """Whether the request failed before a connection existed (so WeChat cannot have seen it)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, urllib3.exceptions.NewConnectionError)
+
+
+def _maybe_sent(exc: BaseException) -> bool:
+    # An errcode -1 answer means WeChat was too busy to do anything.
+    return isinstance(exc, WeChatNetworkError) and exc.sent

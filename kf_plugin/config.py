@@ -52,6 +52,17 @@ SETTINGS: Dict[str, Setting] = {s.name: s for s in (
             "Seconds a push may wait on the WeChat API for a hand-off (online agents, opening a session)."),
     Setting("KF_AGENTS_REFRESH", 20.0, _seconds, "Seconds between background refreshes of the online agents."),
     Setting("KF_WORKER_THREADS", 8, int, "Threads for handlers under the reply budget and for background sends."),
+    Setting("KF_REDIS_URL", None, _text,
+            "Redis URL (redis://host:6379/0); set → the access token, duplicate pushes and the 48-hour window are "
+            "shared by every worker; unset → kept in each process's memory."),
+    Setting("KF_REDIS_PREFIX", "kf:", _text, "Prefix of kf_plugin's Redis keys (followed by the AppID)."),
+    Setting("KF_TOKEN_MODE", "stable", _text,
+            "stable (/cgi-bin/stable_token, default) or classic (/cgi-bin/token)."),
+    Setting("KF_TOKEN_MARGIN", 600.0, _seconds,
+            "Renew the access token when fewer seconds than this remain (stable mode: at most 270)."),
+    Setting("KF_TOKEN_INTERVAL", 60.0, _seconds, "Seconds between the token job's checks."),
+    Setting("KF_TOKEN_SESSION_PREFIX", "wechatpy", _text,
+            "Key prefix of the token in Redis, as wechatpy's RedisStorage(prefix=...) expects it."),
 )}
 
 

@@ -164,4 +164,21 @@ def api_error(errcode: int, errmsg: str = "", path: str = "", note: str = "") ->
 
 
 class WeChatNetworkError(KfError):
-    """The WeChat API could not be reached, timed out, or answered HTTP 5xx / non-JSON."""
+    """The WeChat API could not be reached, timed out, or answered HTTP 5xx / non-JSON.
+
+    :attr:`sent` is ``False`` when the request surely never reached WeChat (it could not
+    connect, or WeChat answered 5xx), so repeating it cannot do anything twice.
+    """
+
+    def __init__(self, message: str, sent: bool = True):
+        super().__init__(message)
+        self.sent = sent
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether trying again later may succeed: a network failure, HTTP 5xx, or errcode -1 (system busy)."""
+    return isinstance(exc, WeChatNetworkError) or (isinstance(exc, WeChatAPIError) and exc.errcode == -1)
+
+
+class RecordExportError(KfError):
+    """Chat records could not be written to the export file."""

@@ -26,7 +26,8 @@ from .router import Handler, MessageRouter
 from .rules import Rule, RuleSet
 from .scheduling import Jobs
 from .security import PushCipher
-from .state import MemoryReplayStore, MemoryWindowStore, ReplayStore, WindowStore
+from .state import MemoryWindowStore, ReplayStore, WindowStore
+from .state.shared import SharedState, open_state
 from .webhook import LateReplies, Webhook
 from .window import WindowTracker
 
@@ -70,6 +71,8 @@ class KfPlugin:
         self.router = router if router is not None else MessageRouter("bot")
         self.router.include(self.rules_router, first=True)
         self.window = WindowTracker(window_store if window_store is not None else MemoryWindowStore(), clock=clock)
+        self._own_window_store = window_store is None
+        self._shared: Optional[SharedState] = None
         self.jobs = Jobs(scheduler)
         self._rules = RuleSet()
         self._rules_path: Optional[str] = None
@@ -211,7 +214,10 @@ class KfPlugin:
         [65536], ``KF_DEDUPE_TTL`` [60], ``KF_DEDUPE_WAIT`` [4],
         ``KF_API_BASE_URL`` [https://api.weixin.qq.com], ``KF_API_TIMEOUT`` [5],
         ``KF_REPLY_BUDGET`` [4.5], ``KF_HANDOFF_BUDGET`` [0.3],
-        ``KF_AGENTS_REFRESH`` [20], ``KF_WORKER_THREADS`` [8].
+        ``KF_AGENTS_REFRESH`` [20], ``KF_WORKER_THREADS`` [8], ``KF_REDIS_URL``
+        (set → state shared through Redis), ``KF_REDIS_PREFIX`` [kf:], ``KF_TOKEN_MODE``
+        [stable], ``KF_TOKEN_MARGIN`` [600], ``KF_TOKEN_INTERVAL`` [60],
+        ``KF_TOKEN_SESSION_PREFIX`` [wechatpy].
 
         :raises RuntimeError: a KfPlugin is already registered on ``app``.
         :raises ConfigError: a setting is missing or invalid.
@@ -231,12 +237,17 @@ class KfPlugin:
         if config["KF_ENCODING_AES_KEY"]:
             previous = [config["KF_ENCODING_AES_KEY_PREVIOUS"]] if config["KF_ENCODING_AES_KEY_PREVIOUS"] else []
             cipher = PushCipher(token, config["KF_ENCODING_AES_KEY"], config["KF_APPID"], previous)
+        if self._shared is None:
+            self._shared = open_state(config["KF_REDIS_URL"], config["KF_APPID"] or "default",
+                                      config["KF_REDIS_PREFIX"], config["KF_TOKEN_SESSION_PREFIX"])
+            if self._own_window_store:
+                self.window.store = self._shared.window
         self._connect_api(config)
         if config["KF_RULES"] and self._rules_path is None and not self._rules.rules:
             self.load_rules(config["KF_RULES"])
         else:
             self.load_rules(self._rules)  # rebinds the rules to the API services just made
-        store = self._replay_store if self._replay_store is not None else MemoryReplayStore()
+        store = self._replay_store if self._replay_store is not None else self._shared.replay
         dedupe = Deduplicator(store, ttl=config["KF_DEDUPE_TTL"], wait=config["KF_DEDUPE_WAIT"])
         late = None
         if self._admin is not None and config["KF_REPLY_BUDGET"]:
@@ -253,8 +264,13 @@ class KfPlugin:
         """Create the API client, the agent cache and the worker pool (once per plugin)."""
         if self._admin is not None or not (config["KF_APPID"] and config["KF_SECRET"]):
             return
+        if config["KF_TOKEN_MODE"] not in ("stable", "classic"):
+            raise ConfigError(f"KF_TOKEN_MODE must be stable or classic, not {config['KF_TOKEN_MODE']!r}")
         client = KfClient(config["KF_APPID"], config["KF_SECRET"], api_base_url=config["KF_API_BASE_URL"],
-                          timeout=config["KF_API_TIMEOUT"])
+                          timeout=config["KF_API_TIMEOUT"], token_store=self._shared.tokens,
+                          token_mode=config["KF_TOKEN_MODE"], token_margin=config["KF_TOKEN_MARGIN"],
+                          token_interval=config["KF_TOKEN_INTERVAL"])
+        self.jobs.add(f"kf_plugin:{client.appid}:access-token", client.tokens.tick, config["KF_TOKEN_INTERVAL"])
         self._admin = KfAdmin(client, window=self.window)
         self._handoff_budget = config["KF_HANDOFF_BUDGET"]
         self._agents_refresh = config["KF_AGENTS_REFRESH"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,3 +132,34 @@ def client(api):
 def admin(client):
     from kf_plugin.admin import KfAdmin
     return KfAdmin(client)
+
+
+# -- Redis ----------------------------------------------------------------------------------------------
+
+REDIS_URL = os.environ.get("KF_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture(scope="session")
+def redis_server_url():
+    """The Redis the tests may use (database 15 unless KF_TEST_REDIS_URL says otherwise).
+
+    Without one the Redis tests are skipped — except in CI (CI=true), where they must run.
+    """
+    import redis
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+    except Exception as exc:  # any failure to reach it means "no Redis here"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI needs Redis at {REDIS_URL}: {exc}")
+        pytest.skip(f"no Redis at {REDIS_URL} ({exc}); start redis-server or set KF_TEST_REDIS_URL")
+    return REDIS_URL
+
+
+@pytest.fixture
+def redis_url(redis_server_url):
+    """A Redis URL whose database is empty at the start of the test and emptied after it."""
+    import redis
+    connection = redis.Redis.from_url(redis_server_url)
+    connection.flushdb()
+    yield redis_server_url
+    connection.flushdb()

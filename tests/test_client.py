@@ -1,5 +1,6 @@
 """KfClient against the sandbox over real HTTP: base URL, tokens, retries, errors, redaction."""
 import logging
+import time
 
 import pytest
 
@@ -41,8 +42,7 @@ def test_token_modes(api, mode, path, method):
     if mode == "stable":
         assert call.body == {"grant_type": "client_credential", "appid": api.sandbox.appid,
                              "secret": api.sandbox.secret, "force_refresh": False}
-    # The token is kept under wechatpy's own key, so a plain WeChatClient sharing the storage reads it.
-    assert client.session.get(f"{api.sandbox.appid}_access_token") == api.sandbox.calls[1].query["access_token"]
+    assert client.tokens.store.get().value == api.sandbox.calls[1].query["access_token"]
 
 
 def test_one_token_serves_many_calls(api, client):
@@ -70,11 +70,12 @@ def test_no_retry_storm_when_the_token_keeps_failing(api, client):
 
 
 def test_a_token_renewed_elsewhere_is_not_dropped(api, client):
+    from kf_plugin.state import Token
     client.get("/cgi-bin/customservice/getkflist")
-    stale = client.session.get(client.access_token_key)
-    client.session.set(client.access_token_key, "renewed-by-another-worker")
-    client.invalidate_token(stale)
-    assert client.session.get(client.access_token_key) == "renewed-by-another-worker"
+    stale = client.tokens.store.get().value
+    client.tokens.store.put(Token("renewed-by-another-worker", time.time() + 3600), time.time())
+    assert client.tokens.recover(stale) == "renewed-by-another-worker"
+    assert token_calls(api) == 1
 
 
 @pytest.mark.parametrize("appid, secret, errcode", [("wxnope", "sandbox-secret", 40013), (None, "wrong", 40125)])
@@ -94,15 +95,16 @@ def test_rate_limit_is_typed(api, client):
 
 def test_dropped_connection_is_a_network_error_without_the_token(api, client):
     client.get("/cgi-bin/customservice/getkflist")
-    token = client.session.get(client.access_token_key)
-    api.sandbox.faults.drop_next(path="/cgi-bin/customservice/getkflist")
+    token = client.tokens.store.get().value
+    api.sandbox.faults.drop_next(times=5, path="/cgi-bin/customservice/getkflist")
     with pytest.raises(WeChatNetworkError, match="cannot reach the WeChat API on /cgi-bin/customservice/getkflist") as info:
         client.get("/cgi-bin/customservice/getkflist")
     assert token not in str(info.value) and info.value.__cause__ is None
+    assert len(api.sandbox.calls_to("/cgi-bin/customservice/getkflist")) == 1 + 3  # three attempts
 
 
 def test_http_5xx_is_a_network_error(api, client):
-    api.sandbox.faults.http_error(502, path="/cgi-bin/customservice/getkflist")
+    api.sandbox.faults.http_error(502, times=5, path="/cgi-bin/customservice/getkflist")
     with pytest.raises(WeChatNetworkError, match="HTTP 502 on /cgi-bin/customservice/getkflist"):
         client.get("/cgi-bin/customservice/getkflist")
 
@@ -110,13 +112,14 @@ def test_http_5xx_is_a_network_error(api, client):
 def test_every_call_has_a_timeout(api):
     client = KfClient(api.sandbox.appid, api.sandbox.secret, api_base_url=api.url, timeout=0.2)
     client.get("/cgi-bin/customservice/getkflist")
-    api.sandbox.faults.add_latency(1.0, path="/cgi-bin/customservice/getkflist", times=1)
+    api.sandbox.faults.add_latency(1.0, path="/cgi-bin/customservice/getkflist", times=3)
     with pytest.raises(WeChatNetworkError, match="timed out"):
         client.get("/cgi-bin/customservice/getkflist")
-    api.sandbox.faults.add_latency(1.0, path="/cgi-bin/stable_token", times=1)
-    client.invalidate_token(client.session.get(client.access_token_key))
+    api.sandbox.faults.add_latency(1.0, path="/cgi-bin/stable_token")   # until cleared
+    client.tokens.store.invalidate(client.tokens.store.get().value)
     with pytest.raises(WeChatNetworkError, match="cannot reach the WeChat API on /cgi-bin/stable_token"):
         client.get("/cgi-bin/customservice/getkflist")
+    api.sandbox.faults.clear()
 
 
 def test_unreachable_token_endpoint(api):
@@ -148,3 +151,36 @@ def test_redact():
 def test_config_errors(kwargs, error):
     with pytest.raises(ConfigError, match=error):
         KfClient(**kwargs)
+
+
+def test_passing_failures_are_retried_with_backoff(api, client):
+    api.sandbox.faults.http_error(502, times=2, path="/cgi-bin/customservice/getkflist")
+    assert client.get("/cgi-bin/customservice/getkflist")["errcode"] == 0
+    api.sandbox.faults.fail_next(-1, times=1, path="/customservice/kfaccount/add")
+    client.post("/customservice/kfaccount/add", data={"kf_account": "a@test", "nickname": "A"})
+    assert [c.errcode for c in api.sandbox.calls_to("/customservice/kfaccount/add")] == [-1, 0]
+
+
+def test_a_post_that_may_have_arrived_is_not_repeated(api, client):
+    api.sandbox.interact("oU", "message")
+    client.get("/cgi-bin/customservice/getkflist")
+    api.sandbox.faults.drop_next(times=1, path="/cgi-bin/message/custom/send")
+    with pytest.raises(WeChatNetworkError):
+        client.post("/cgi-bin/message/custom/send", data={"touser": "oU", "msgtype": "text", "text": {"content": "x"}})
+    assert len(api.sandbox.calls_to("/cgi-bin/message/custom/send")) == 1
+
+
+def test_a_plain_wechatpy_client_shares_the_redis_token(api, redis_url):
+    """The token kept by KfClient is read by an ordinary WeChatClient on the same RedisStorage."""
+    import redis
+    from wechatpy import WeChatClient
+    from wechatpy.session.redisstorage import RedisStorage
+
+    from kf_plugin.state.redis import RedisTokenStore
+    connection = redis.Redis.from_url(redis_url)
+    ours = KfClient(api.sandbox.appid, api.sandbox.secret, api_base_url=api.url,
+                    token_store=RedisTokenStore(connection, api.sandbox.appid))
+    ours.get("/cgi-bin/customservice/getkflist")
+    plain = WeChatClient(api.sandbox.appid, api.sandbox.secret, session=RedisStorage(connection))
+    assert plain.access_token == ours.tokens.store.get().value
+    assert token_calls(api) == 1                   # the plain client fetched nothing

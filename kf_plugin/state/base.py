@@ -79,3 +79,48 @@ class WindowStore(ABC):
 
         Either way the user becomes known, so strict sends are refused until the next interaction.
         """
+
+
+@dataclass(frozen=True)
+class Token:
+    """An access token and when it stops working (unix time)."""
+
+    value: str
+    expires_at: float
+
+
+class TokenStore(ABC):
+    """Where the access token lives, plus the locks that make one worker renew it.
+
+    Locks are leases: ``acquire`` succeeds when the lock is free, expired, or
+    already held by ``owner`` (then it is extended), so a dead holder blocks
+    nobody for longer than ``ttl``.
+    """
+
+    @abstractmethod
+    def get(self) -> Optional[Token]:
+        """The stored token, or ``None``."""
+
+    @abstractmethod
+    def put(self, token: Token, now: float) -> None:
+        """Store ``token`` until it expires."""
+
+    @abstractmethod
+    def invalidate(self, value: str) -> bool:
+        """Drop the token only if it is still ``value`` (compare-and-swap); whether it was dropped."""
+
+    @abstractmethod
+    def acquire(self, name: str, owner: str, ttl: float) -> bool:
+        """Take or extend the lease ``name`` for ``owner``."""
+
+    @abstractmethod
+    def release(self, name: str, owner: str) -> None:
+        """Give the lease up if ``owner`` holds it."""
+
+    @abstractmethod
+    def holder(self, name: str) -> Optional[str]:
+        """Who holds the lease ``name`` now."""
+
+    @abstractmethod
+    def count(self, name: str, ttl: float) -> int:
+        """Add one to the counter ``name`` (which resets ``ttl`` seconds after its first use); the new value."""

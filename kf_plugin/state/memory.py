@@ -5,9 +5,9 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import replace
-from typing import Callable, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
-from .base import Grant, ReplayStore, WindowRecord, WindowStore
+from .base import Grant, ReplayStore, Token, TokenStore, WindowRecord, WindowStore
 
 _PENDING = object()
 
@@ -139,3 +139,55 @@ class MemoryWindowStore(WindowStore):
             else:
                 grants = ()
             self._store(openid, WindowRecord(grants))
+
+
+class MemoryTokenStore(TokenStore):
+    """A :class:`TokenStore` for one process. ``clock``: unix time, replaceable in tests."""
+
+    def __init__(self, clock: Callable[[], float] = time.time):
+        self._clock = clock
+        self._token: Optional[Token] = None
+        self._leases: Dict[str, Tuple[str, float]] = {}
+        self._counters: Dict[str, Tuple[int, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self) -> Optional[Token]:
+        token = self._token
+        return token if token is not None and token.expires_at > self._clock() else None
+
+    def put(self, token: Token, now: float) -> None:
+        self._token = token
+
+    def invalidate(self, value: str) -> bool:
+        with self._lock:
+            if self._token is not None and self._token.value == value:
+                self._token = None
+                return True
+            return False
+
+    def acquire(self, name: str, owner: str, ttl: float) -> bool:
+        with self._lock:
+            now = self._clock()
+            held = self._leases.get(name)
+            if held is not None and held[0] != owner and held[1] > now:
+                return False
+            self._leases[name] = (owner, now + ttl)
+            return True
+
+    def release(self, name: str, owner: str) -> None:
+        with self._lock:
+            if self._leases.get(name, ("", 0))[0] == owner:
+                del self._leases[name]
+
+    def holder(self, name: str) -> Optional[str]:
+        held = self._leases.get(name)
+        return held[0] if held is not None and held[1] > self._clock() else None
+
+    def count(self, name: str, ttl: float) -> int:
+        with self._lock:
+            now = self._clock()
+            value, resets = self._counters.get(name, (0, now + ttl))
+            if resets <= now:
+                value, resets = 0, now + ttl
+            self._counters[name] = (value + 1, resets)
+            return value + 1
