@@ -19,6 +19,7 @@ def main(argv=None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     if args.demo:
         from .demo import run
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # werkzeug sets its own logger to INFO
         return run()
     app = create_app()
     if app.config.get("KF_DEMO"):

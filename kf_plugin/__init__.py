@@ -7,12 +7,35 @@ conversations go to a human; :class:`KfPlugin` wires them into a Flask bot,
 from .admin import KfAdmin
 from .client import KfClient
 from .errors import (
-    AgentOfflineError, BadPush, ConfigError, InvalidTokenError, KfAccountError, KfError, OutsideWindowError,
-    QuotaExceededError, RateLimitedError, RuleFileError, RuleProblem, SessionError, WeChatAPIError,
+    AgentOfflineError,
+    BadPush,
+    ConfigError,
+    InvalidTokenError,
+    KfAccountError,
+    KfError,
+    OutsideWindowError,
+    QuotaExceededError,
+    RateLimitedError,
+    RuleFileError,
+    RuleProblem,
+    SessionError,
+    WeChatAPIError,
     WeChatNetworkError,
 )
 from .extension import KfPlugin
-from .filters import ALL, EVENT, TEXT, Event, EventKey, EventKeyRegex, Filter, Keyword, MsgType, Regex, Users
+from .filters import (
+    ALL,
+    EVENT,
+    TEXT,
+    Event,
+    EventKey,
+    EventKeyRegex,
+    Filter,
+    Keyword,
+    MsgType,
+    Regex,
+    Users,
+)
 from .hours import BusinessHours
 from .loader import load_rules, load_rules_text
 from .replies import TransferReply, render_reply

@@ -6,7 +6,7 @@ matched, a push was refused), 2 bad input (invalid rule file, bad options).
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 import click
 
@@ -19,21 +19,21 @@ from .webhook import parse_push
 __all__ = ["cli", "main"]
 
 
-def _flask_config() -> Optional[Mapping[str, Any]]:
-    """The Flask app's config when running as ``flask kf …`` (with or without an app context)."""
+def flask_app() -> Any:
+    """The Flask app when running as ``flask kf …`` (with or without an app context), else ``None``."""
     from flask import current_app, has_app_context
     from flask.cli import ScriptInfo
     if has_app_context():
-        return current_app.config
+        return current_app._get_current_object()
     info = click.get_current_context().find_object(ScriptInfo)
-    return info.load_app().config if info is not None else None
+    return info.load_app() if info is not None else None
 
 
 def _rules_path(value: Optional[str]) -> str:
     if value:
         return value
-    config = _flask_config()
-    path = config.get("KF_RULES") if config is not None else os.environ.get("KF_RULES")
+    app = flask_app()
+    path = app.config.get("KF_RULES") if app is not None else os.environ.get("KF_RULES")
     if not path:
         raise click.UsageError("no rule file given: pass FILE or set KF_RULES")
     return path
@@ -156,6 +156,9 @@ def push(url: str, text: Optional[str], event: Optional[str], key: Optional[str]
         refused = refused or not response.ok
     if refused:
         raise click.exceptions.Exit(1)
+
+
+from . import cli_admin, cli_token  # noqa: E402,F401  (add the WeChat API commands to the group)
 
 
 def main() -> None:

@@ -16,17 +16,27 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 from urllib.parse import urlsplit
 
 import requests
 import urllib3
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 from wechatpy import WeChatClient
 from wechatpy.exceptions import WeChatClientException
 
-from .errors import TOKEN_ERRCODES, ConfigError, WeChatNetworkError, api_error, is_transient
+from .errors import (
+    TOKEN_ERRCODES,
+    ConfigError,
+    WeChatNetworkError,
+    api_error,
+    is_transient,
+)
 
 if TYPE_CHECKING:
     from .state import TokenStore

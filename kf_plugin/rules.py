@@ -8,11 +8,30 @@ The YAML loader builds these; Python users build the same objects directly::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import (
+    Any,
+    Callable,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 from wechatpy.replies import BaseReply, TextReply
 
-from .filters import Event, EventKey, EventKeyRegex, Filter, Keyword, MsgType, Regex, Users
+from .filters import (
+    Event,
+    EventKey,
+    EventKeyRegex,
+    Filter,
+    Keyword,
+    MsgType,
+    Regex,
+    Users,
+)
 from .replies import TransferReply
 from .router import Handler, MessageRouter
 

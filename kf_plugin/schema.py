@@ -10,7 +10,13 @@ import re
 from typing import Annotated, Any, Dict, List, Literal, Optional, Tuple, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    field_validator,
+)
 from wechatpy.events import EVENT_TYPES
 from wechatpy.messages import MESSAGE_TYPES
 

@@ -24,7 +24,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
 
-from tenacity import RetryCallState, retry, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import (
+    RetryCallState,
+    retry,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
 from .errors import KfError, RateLimitedError, is_transient
 from .state import MemoryTokenStore, Token, TokenStore

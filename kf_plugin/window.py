@@ -150,7 +150,7 @@ class WindowTracker:
         status = self.status(openid)
         if status.can_send:
             return status
-        note = f" — refused before calling WeChat ({status.reason}); pass strict=False to try anyway"
+        note = f" — refused before calling WeChat ({status.reason})"
         if status.known and status.until is not None:
             raise QuotaExceededError(45047, "", "", note)
         raise OutsideWindowError(45015, "", "", note)

@@ -136,23 +136,40 @@ def admin(client):
 
 # -- Redis ----------------------------------------------------------------------------------------------
 
-REDIS_URL = os.environ.get("KF_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+CLAIM = "kf-test:claimed-by"
+
+
+def _claim_database(base_url):
+    """A Redis database no other test session is using (15 down to 1), claimed for this session."""
+    import redis
+    for db in range(15, 0, -1):
+        connection = redis.Redis.from_url(base_url, db=db, socket_connect_timeout=1)
+        if connection.set(CLAIM, os.getpid(), nx=True, ex=4 * 3600):
+            return connection, db
+    pytest.fail("every Redis database 1-15 is claimed by another test session; set KF_TEST_REDIS_URL")
 
 
 @pytest.fixture(scope="session")
 def redis_server_url():
-    """The Redis the tests may use (database 15 unless KF_TEST_REDIS_URL says otherwise).
+    """The Redis the tests may use: KF_TEST_REDIS_URL, or a free database of 127.0.0.1:6379.
 
     Without one the Redis tests are skipped — except in CI (CI=true), where they must run.
     """
     import redis
+    chosen = os.environ.get("KF_TEST_REDIS_URL")
+    base = chosen or "redis://127.0.0.1:6379/0"
     try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+        redis.Redis.from_url(base, socket_connect_timeout=1).ping()
     except Exception as exc:  # any failure to reach it means "no Redis here"
         if os.environ.get("CI") == "true":
-            pytest.fail(f"CI needs Redis at {REDIS_URL}: {exc}")
-        pytest.skip(f"no Redis at {REDIS_URL} ({exc}); start redis-server or set KF_TEST_REDIS_URL")
-    return REDIS_URL
+            pytest.fail(f"CI needs Redis at {base}: {exc}")
+        pytest.skip(f"no Redis at {base} ({exc}); start redis-server or set KF_TEST_REDIS_URL")
+    if chosen:
+        yield chosen
+        return
+    connection, db = _claim_database(base)
+    yield f"redis://127.0.0.1:6379/{db}"
+    connection.flushdb()
 
 
 @pytest.fixture
@@ -160,6 +177,12 @@ def redis_url(redis_server_url):
     """A Redis URL whose database is empty at the start of the test and emptied after it."""
     import redis
     connection = redis.Redis.from_url(redis_server_url)
-    connection.flushdb()
+    owner = connection.get(CLAIM)
+
+    def empty():
+        connection.flushdb()
+        if owner is not None:
+            connection.set(CLAIM, owner, ex=4 * 3600)
+    empty()
     yield redis_server_url
-    connection.flushdb()
+    empty()

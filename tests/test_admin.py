@@ -1,7 +1,7 @@
 """KfAdmin against the sandbox over real HTTP: exact requests, typed results, errors, the window."""
 import pytest
 
-from kf_plugin.admin import MSG_TYPES, Agent, KfAdmin, OnlineAgent, Record, Session, WaitingUser
+from kf_plugin.admin import MSG_TYPES, KfAdmin, OnlineAgent, Record, Session, WaitingUser
 from kf_plugin.errors import (
     AgentOfflineError, KfAccountError, OutsideWindowError, QuotaExceededError, SessionError, WeChatAPIError,
 )

@@ -12,7 +12,7 @@ import pytest
 import redis
 import requests
 
-from kf_plugin import KfPlugin, MessageRouter, TEXT
+from kf_plugin import MessageRouter, TEXT
 from kf_plugin.sandbox import Sandbox
 from kf_plugin.testing import PushSigner, WeChatTestClient, message_xml
 

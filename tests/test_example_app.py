@@ -81,8 +81,11 @@ def test_demo_runs_end_to_end():
     assert run_demo(echo=lines.append) == 0
     output = "\n".join(lines)
     assert "FAILED" not in output
-    assert output.count("ok:") == 5
+    assert output.count("ok:") == 10
     assert "agent vip1@gh_example" in output and "the greeting handler ran 1 time(s)" in output
+    assert "a session with xiaowang@gh_example is open" in output
+    assert "refused by the window tracker with 45047, and WeChat was never called" in output
+    assert "2 record(s) written" in output
 
 
 def _free_port():

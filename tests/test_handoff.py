@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from kf_plugin import KfPlugin, MessageRouter, TEXT
+from kf_plugin import MessageRouter, TEXT
 from kf_plugin.testing import WeChatTestClient
 
 from .conftest import FakeClock

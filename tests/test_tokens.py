@@ -1,5 +1,4 @@
 """The token service: passive renewal, the leader's job, compare-and-swap recovery, single flight."""
-import logging
 import threading
 
 import pytest

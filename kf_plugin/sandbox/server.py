@@ -190,7 +190,9 @@ class SandboxServer:
 
     def session(self) -> "requests.Session":
         """A ``requests`` session sending WeChat API URLs here, e.g. ``wechat_client._http = server.session()``."""
-        from .redirect import RedirectingSession  # requests is only needed by those who ask for it
+        from .redirect import (
+            RedirectingSession,  # requests is only needed by those who ask for it
+        )
         return RedirectingSession(self.url)
 
     def __enter__(self) -> "SandboxServer":

@@ -6,7 +6,12 @@ from typing import Any, Optional
 
 from ..errors import ConfigError
 from .base import ReplayStore, TokenStore, WindowStore
-from .failover import Failover, FailoverReplayStore, FailoverTokenStore, FailoverWindowStore
+from .failover import (
+    Failover,
+    FailoverReplayStore,
+    FailoverTokenStore,
+    FailoverWindowStore,
+)
 from .memory import MemoryReplayStore, MemoryTokenStore, MemoryWindowStore
 
 __all__ = ["SharedState", "open_state"]
