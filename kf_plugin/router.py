@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from .filters import ALL, Filter, FilterLike, as_filter
+from .matching import KeywordIndex, candidates
 
 __all__ = ["Handler", "MessageRouter", "Match"]
 
@@ -49,18 +50,23 @@ class Match:
 
 
 Entry = Union[Handler, "MessageRouter"]
+#: Below this many entries a plain scan is as fast as consulting the keyword index.
+INDEX_MIN_ENTRIES = 16
 
 
 class MessageRouter:
     """Ordered handlers, first match wins, with before/after middleware.
 
     Safe to read from many threads while another thread replaces handlers:
-    the handler list is swapped, never mutated in place.
+    the handler list is swapped, never mutated in place. With many handlers, a
+    keyword index (:mod:`kf_plugin.matching`) skips those whose required
+    keywords are not in the text — same results, a cost that barely grows.
     """
 
     def __init__(self, name: str = "router"):
         self.name = name
         self._entries: Tuple[Entry, ...] = ()
+        self._plan: Tuple[Tuple[Entry, ...], Optional[KeywordIndex]] = ((), None)
         self._before: Tuple[BeforeHook, ...] = ()
         self._after: Tuple[AfterHook, ...] = ()
         self._lock = threading.Lock()
@@ -144,9 +150,19 @@ class MessageRouter:
 
     # -- dispatch ---------------------------------------------------------
 
+    def _entries_for(self, message: Any) -> Iterable[Entry]:
+        """The entries worth trying for ``message``, in order (the index skips hopeless ones)."""
+        entries, index = self._plan
+        if entries is not self._entries:
+            # Built on first use after a change, so registering many handlers stays linear.
+            entries = self._entries
+            index = KeywordIndex(entries) if len(entries) >= INDEX_MIN_ENTRIES else None
+            self._plan = (entries, index)
+        return candidates(entries, index, message)
+
     def candidates(self, message: Any) -> Iterator[Handler]:
         """The handlers whose filter admits ``message``, in order."""
-        for entry in self._entries:
+        for entry in self._entries_for(message):
             if isinstance(entry, MessageRouter):
                 yield from entry.candidates(message)
             elif entry.filter(message):
@@ -160,7 +176,7 @@ class MessageRouter:
                 return Match(None, early)
         answered: Optional[Handler] = None
         result = None
-        for entry in self._entries:
+        for entry in self._entries_for(message):
             if isinstance(entry, MessageRouter):
                 inner = entry.dispatch_with_handler(message)
                 answered, result = inner.handler, inner.result

@@ -1,0 +1,70 @@
+"""Finding the handlers that may match a message without asking every one of them.
+
+A handler whose filter *requires* a keyword — a :class:`~kf_plugin.filters.Keyword`,
+alone or inside an ``&`` — can only match a text that contains one of its
+words (``contains``, ``exact`` and ``prefix`` all imply that). One Aho-Corasick
+automaton over every such word finds, in a single pass over the text, the
+handlers worth asking; all other handlers are always asked. The candidates are
+then tried in their original order with their full filters, so results are
+exactly those of a linear scan.
+"""
+from __future__ import annotations
+
+import heapq
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Set
+
+import ahocorasick
+
+from .filters import Filter, Keyword, _And, _folded_text_of
+
+__all__ = ["KeywordIndex", "required_keyword"]
+
+
+def required_keyword(filter: Filter) -> Optional[Keyword]:
+    """The Keyword a message must satisfy for ``filter`` to hold, if there is one."""
+    if isinstance(filter, Keyword):
+        return filter
+    if isinstance(filter, _And):
+        return next((part for part in filter.parts if isinstance(part, Keyword)), None)
+    return None
+
+
+class KeywordIndex:
+    """Positions of ``entries`` (handlers or anything else) worth trying for a message."""
+
+    def __init__(self, entries: Sequence[Any]):
+        by_word: Dict[str, List[int]] = {}
+        self.always: List[int] = []
+        for position, entry in enumerate(entries):
+            keyword = required_keyword(entry.filter) if hasattr(entry, "filter") else None
+            if keyword is None:
+                self.always.append(position)
+                continue
+            for word in set(keyword.folded):
+                by_word.setdefault(word, []).append(position)
+        self.indexed = len(entries) - len(self.always)
+        self._automaton: Optional[ahocorasick.Automaton] = None
+        if by_word:
+            self._automaton = ahocorasick.Automaton()
+            for word, positions in by_word.items():
+                self._automaton.add_word(word, tuple(positions))
+            self._automaton.make_automaton()
+
+    def positions(self, message: Any) -> Iterator[int]:
+        """Every position that may match ``message``, in ascending order."""
+        text = _folded_text_of(message) if self._automaton is not None else None
+        if not text:
+            return iter(self.always)
+        hits: Set[int] = set()
+        for _, positions in self._automaton.iter(text):
+            hits.update(positions)
+        if not hits:
+            return iter(self.always)
+        return heapq.merge(self.always, sorted(hits))
+
+
+def candidates(entries: Sequence[Any], index: Optional[KeywordIndex], message: Any) -> Iterable[Any]:
+    """``entries`` worth trying for ``message``, in order (all of them without an index)."""
+    if index is None:
+        return entries
+    return (entries[position] for position in index.positions(message))

@@ -1,0 +1,103 @@
+"""The keyword index: the same answers as asking every handler, found without asking them all."""
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kf_plugin import Event, Keyword, MessageRouter, MsgType, Regex, Users
+from kf_plugin.matching import KeywordIndex, required_keyword
+from kf_plugin.router import INDEX_MIN_ENTRIES
+from kf_plugin.testing import message_xml
+from kf_plugin.webhook import parse_push
+
+ALPHABET = "ab人工Ａ "   # few letters: words collide, overlap and fold into each other (Ａ → a)
+words = st.text(ALPHABET, min_size=1, max_size=3).filter(lambda w: w.strip())
+
+
+@st.composite
+def filters(draw):
+    kind = draw(st.sampled_from(["keyword", "keyword-and-user", "regex", "event", "msgtype"]))
+    if kind.startswith("keyword"):
+        keyword = Keyword(*draw(st.lists(words, min_size=1, max_size=3)),
+                          match=draw(st.sampled_from(["contains", "exact", "prefix"])))
+        return keyword & Users("oA") if kind == "keyword-and-user" else keyword
+    if kind == "regex":
+        return Regex(draw(st.sampled_from(["a+", "^人", "工$", "b.a"])))
+    if kind == "event":
+        return Event("CLICK")
+    return MsgType("text")
+
+
+pushes = st.one_of(
+    st.builds(lambda text, sender: message_xml(text=text, sender=sender),
+              st.text(ALPHABET, max_size=8), st.sampled_from(["oA", "oB"])),
+    st.just(message_xml(event="CLICK", key="K")),
+    st.just(message_xml(msg_type="image")),
+)
+
+
+def linear(router, message):
+    """What a plain scan answers: the first handler whose filter holds."""
+    return next((h.name for h in router._entries if h.filter(message)), None)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.lists(filters(), min_size=INDEX_MIN_ENTRIES, max_size=40), st.lists(pushes, min_size=1, max_size=5))
+def test_the_index_answers_as_a_linear_scan(rule_filters, xmls):
+    router = MessageRouter()
+    for number, filter_ in enumerate(rule_filters):
+        router.add(filter_, lambda message, n=number: f"rule {n}", name=f"rule {number}")
+    for xml in xmls:
+        message = parse_push(xml)
+        match = router.dispatch_with_handler(message)
+        assert (match.handler.name if match.handler else None) == linear(router, message)
+        assert [h.name for h in router.candidates(message)] == [h.name for h in router._entries if h.filter(message)]
+
+
+def test_only_handlers_with_a_word_in_the_text_are_asked():
+    asked = []
+
+    def spy(name):
+        def check(message):
+            asked.append(name)
+            return False
+        return check
+
+    router = MessageRouter()
+    for i in range(100):
+        router.add(Keyword(f"产品{i}") & spy(f"k{i}"), lambda m: "x", name=f"k{i}")
+    router.add(spy("catch-all"), lambda m: "x", name="catch-all")
+    router.dispatch(parse_push(message_xml(text="我想问产品42和产品7")))
+    assert asked == ["k4", "k7", "k42", "catch-all"]       # "产品4" is inside "产品42"
+    asked.clear()
+    router.dispatch(parse_push(message_xml(event="CLICK", key="K")))
+    assert asked == ["catch-all"]                         # events never carry keywords
+
+
+def test_the_index_follows_changes():
+    router = MessageRouter()
+    for i in range(INDEX_MIN_ENTRIES):
+        router.add(Keyword(f"w{i}"), lambda m, i=i: f"old {i}")
+    assert router.dispatch(parse_push(message_xml(text="w3"))) == "old 3"
+    router.add(Keyword("new"), lambda m: "added")
+    assert router.dispatch(parse_push(message_xml(text="new"))) == "added"
+    router.replace([])
+    assert router.dispatch(parse_push(message_xml(text="w3"))) is None
+
+
+@pytest.mark.parametrize("built, required", [
+    (Keyword("a"), "Keyword('a')"),
+    (Keyword("a") & Users("o"), "Keyword('a')"),
+    (Users("o") & Keyword("b"), "Keyword('b')"),
+    (Keyword("a") | Keyword("b"), None),                  # either may hold: neither is required
+    (~Keyword("a"), None),
+    (Regex("a"), None),
+])
+def test_required_keyword(built, required):
+    found = required_keyword(built)
+    assert (repr(found) if found else None) == required
+
+
+def test_index_counts():
+    handlers = [type("H", (), {"filter": f})() for f in (Keyword("a"), Regex("b"), Keyword("c") & Users("o"))]
+    index = KeywordIndex(handlers)
+    assert index.indexed == 2 and index.always == [1]
