@@ -50,12 +50,14 @@ class AgentDirectory:
         self._fetched_at = float("-inf")
         self._lock = threading.Lock()
         self._refreshing: Optional[threading.Event] = None
+        self._refresh_started = 0.0
 
     def _start_refresh(self) -> threading.Event:
         """The event of the refresh in progress, starting one in the background if none is."""
         with self._lock:
             if self._refreshing is None:
                 self._refreshing = threading.Event()
+                self._refresh_started = time.monotonic()
                 threading.Thread(target=self._run_refresh, args=(self._refreshing,),
                                  name="kf-agents-refresh", daemon=True).start()
             return self._refreshing
@@ -85,9 +87,14 @@ class AgentDirectory:
         return self._fresh()
 
     def online(self, budget: float = 0.3) -> Optional[List[OnlineAgent]]:
-        """The online agents, or ``None`` when unknown; waits for a refresh at most ``budget`` seconds."""
+        """The online agents, or ``None`` when unknown.
+
+        Waits for a refresh only until ``budget`` seconds after that refresh began: once it has
+        taken longer, the API is slow and nobody else waits for it.
+        """
         agents = self._fresh()
         if agents is not None:
             return agents
-        self._start_refresh().wait(budget)
+        refresh = self._start_refresh()
+        refresh.wait(max(0.0, self._refresh_started + budget - time.monotonic()))
         return self._fresh()

@@ -51,7 +51,8 @@ SETTINGS: Dict[str, Setting] = {s.name: s for s in (
     Setting("KF_HANDOFF_BUDGET", 0.3, _seconds,
             "Seconds a push may wait on the WeChat API for a hand-off (online agents, opening a session)."),
     Setting("KF_AGENTS_REFRESH", 20.0, _seconds, "Seconds between background refreshes of the online agents."),
-    Setting("KF_WORKER_THREADS", 8, int, "Threads for handlers under the reply budget and for background sends."),
+    Setting("KF_WORKER_THREADS", 8, int,
+            "Threads for handlers under the reply budget, and as many again for background sends."),
     Setting("KF_REDIS_URL", None, _text,
             "Redis URL (redis://host:6379/0); set → the access token, duplicate pushes and the 48-hour window are "
             "shared by every worker; unset → kept in each process's memory."),

@@ -14,6 +14,7 @@ from wechatpy.replies import BaseReply
 
 from .admin import KfAdmin
 from .agents import AgentDirectory
+from .background import Background
 from .client import KfClient
 from .config import SETTINGS, read_setting
 from .dedupe import Deduplicator
@@ -81,7 +82,8 @@ class KfPlugin:
         self._session_hooks: Dict[str, List[SessionHook]] = {}
         self._admin: Optional[KfAdmin] = None
         self._agents: Optional[AgentDirectory] = None
-        self._executor: Optional[concurrent.futures.ThreadPoolExecutor] = None
+        self._executor: Optional[Background] = None   # notices, hooks, late replies
+        self._handler_pool: Optional[concurrent.futures.ThreadPoolExecutor] = None   # handlers under the deadline
         self._handoff_budget = SETTINGS["KF_HANDOFF_BUDGET"].default
         self._agents_refresh = SETTINGS["KF_AGENTS_REFRESH"].default
         self._handoff = Handoff(self._rules, clock=clock)
@@ -251,7 +253,7 @@ class KfPlugin:
         dedupe = Deduplicator(store, ttl=config["KF_DEDUPE_TTL"], wait=config["KF_DEDUPE_WAIT"])
         late = None
         if self._admin is not None and config["KF_REPLY_BUDGET"]:
-            late = LateReplies(self._executor, config["KF_REPLY_BUDGET"], self._handoff_deliver_late)
+            late = LateReplies(self._handler_pool, config["KF_REPLY_BUDGET"], self._handoff_deliver_late)
         webhook = Webhook(token, self.handle, dedupe, cipher=cipher, max_clock_skew=config["KF_MAX_CLOCK_SKEW"],
                           max_body=config["KF_MAX_BODY"], late=late, clock=self._clock)
         app.extensions[EXTENSION] = _AppState(self, webhook)
@@ -275,8 +277,10 @@ class KfPlugin:
         self._handoff_budget = config["KF_HANDOFF_BUDGET"]
         self._agents_refresh = config["KF_AGENTS_REFRESH"]
         self._agents = AgentDirectory(self._admin, max_age=3 * self._agents_refresh)
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, config["KF_WORKER_THREADS"]),
-                                                               thread_name_prefix="kf-plugin")
+        threads = max(1, config["KF_WORKER_THREADS"])
+        self._executor = Background(threads)
+        # Handlers get threads of their own: background sends on a slow API must never delay a reply.
+        self._handler_pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kf-handlers")
 
     def shutdown(self) -> None:
         """Stop the background work this plugin started (its own scheduler and worker threads).
@@ -284,8 +288,9 @@ class KfPlugin:
         Called at exit anyway; tests and embedding code call it to stop early.
         """
         self.jobs.shutdown()
-        if self._executor is not None:
-            self._executor.shutdown(wait=False)
+        for pool in (self._executor, self._handler_pool):
+            if pool is not None:
+                pool.shutdown(wait=False)
 
     def _handoff_deliver_late(self, message: Any, reply: Optional[BaseReply]) -> None:
         self._handoff.deliver_late(message, reply)

@@ -82,3 +82,22 @@ def test_a_reader_waits_no_longer_than_its_budget(api, directory):
     api.sandbox.faults.add_latency(1.0, path="/cgi-bin/customservice/getonlinekflist", times=1)
     assert directory.online(budget=0.05) is None        # not known yet; the refresh goes on
     assert directory.refresh()[0].kf_account == "wang@gh_test"
+
+
+def test_readers_stop_waiting_for_a_slow_refresh(api, directory, monkeypatch):
+    api.sandbox.faults.add_latency(1.0, path="/cgi-bin/customservice/getonlinekflist", times=1)
+    waits = []
+    real_wait = threading.Event.wait
+
+    def recorded_wait(event, timeout=None):
+        if timeout is not None:     # Thread.start() waits too, without a timeout
+            waits.append(timeout)
+        return real_wait(event, timeout)
+
+    monkeypatch.setattr(threading.Event, "wait", recorded_wait)
+    assert directory.online(budget=0.2) is None          # the first reader waits (up to) its budget
+    for _ in range(5):
+        assert directory.online(budget=0.2) is None      # later readers find the refresh already late …
+    assert 0 < waits[0] <= 0.2 and waits[1:] == [0.0] * 5   # … and do not wait for it again
+    monkeypatch.undo()
+    assert directory.refresh()[0].kf_account == "wang@gh_test"
