@@ -44,18 +44,35 @@ def _field(message: Any, name: str) -> Optional[str]:
     return value if isinstance(value, str) else None
 
 
+def _cached(message: Any, name: str, compute: Callable[[Any], Any]) -> Any:
+    # Every rule asks the same few questions of a message: answer each once.
+    cache = message.__dict__
+    if name not in cache:
+        cache[name] = compute(message)
+    return cache[name]
+
+
+def _lower_field(name: str) -> Callable[[Any], Optional[str]]:
+    def read(message: Any) -> Optional[str]:
+        value = _field(message, name)
+        return value.lower() if value is not None else None
+    return read
+
+
+_read_msg_type = _lower_field("MsgType")
+_read_event = _lower_field("Event")
+
+
 def msg_type_of(message: Any) -> Optional[str]:
     """The message's MsgType, lower case (``text``, ``event``, ...)."""
-    value = _field(message, "MsgType")
-    return value.lower() if value is not None else None
+    return _cached(message, "_kf_msg_type", _read_msg_type)
 
 
 def event_of(message: Any) -> Optional[str]:
     """The event name of an event push, lower case; ``None`` for messages."""
     if msg_type_of(message) != "event":
         return None
-    value = _field(message, "Event")
-    return value.lower() if value is not None else None
+    return _cached(message, "_kf_event", _read_event)
 
 
 def event_key_of(message: Any) -> Optional[str]:
@@ -70,6 +87,10 @@ def event_key_of(message: Any) -> Optional[str]:
 
 def text_of(message: Any) -> Optional[str]:
     """The text a user said: Content of a text message, Recognition of a voice message."""
+    return _cached(message, "_kf_text", _read_text)
+
+
+def _read_text(message: Any) -> Optional[str]:
     kind = msg_type_of(message)
     if kind == "text":
         return _field(message, "Content")
@@ -78,13 +99,13 @@ def text_of(message: Any) -> Optional[str]:
     return None
 
 
+def _fold_text(message: Any) -> Optional[str]:
+    text = text_of(message)
+    return fold(text) if text is not None else None
+
+
 def _folded_text_of(message: Any) -> Optional[str]:
-    # Many keyword rules look at the same message: fold its text once.
-    cache = message.__dict__
-    if "_kf_folded_text" not in cache:
-        text = text_of(message)
-        cache["_kf_folded_text"] = fold(text) if text is not None else None
-    return cache["_kf_folded_text"]
+    return _cached(message, "_kf_folded_text", _fold_text)
 
 
 class Filter:

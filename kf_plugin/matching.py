@@ -4,20 +4,38 @@ A handler whose filter *requires* a keyword — a :class:`~kf_plugin.filters.Key
 alone or inside an ``&`` — can only match a text that contains one of its
 words (``contains``, ``exact`` and ``prefix`` all imply that). One Aho-Corasick
 automaton over every such word finds, in a single pass over the text, the
-handlers worth asking; all other handlers are always asked. The candidates are
-then tried in their original order with their full filters, so results are
-exactly those of a linear scan.
+handlers worth asking. Likewise a handler that requires an event (``Event``)
+is only asked about events, and one that requires a text (``Regex``) only
+about messages. The candidates are then tried in their original order with
+their full filters, so results are exactly those of a linear scan.
 """
 from __future__ import annotations
 
-import heapq
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Set
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set
 
 import ahocorasick
 
-from .filters import Filter, Keyword, _And, _folded_text_of
+from .filters import Event, EventKey, EventKeyRegex, Filter, Keyword, Regex, _And, _folded_text_of, msg_type_of
 
 __all__ = ["KeywordIndex", "required_keyword"]
+
+
+_NEEDS_EVENT = (Event, EventKey, EventKeyRegex)
+_NEEDS_TEXT = (Keyword, Regex)
+
+
+def _parts(filter: Filter) -> Sequence[Filter]:
+    return filter.parts if isinstance(filter, _And) else (filter,)
+
+
+def required_kind(filter: Filter) -> Optional[str]:
+    """``"event"`` or ``"message"`` when ``filter`` can only hold for that kind of push."""
+    for part in _parts(filter):
+        if isinstance(part, _NEEDS_EVENT):
+            return "event"
+        if isinstance(part, _NEEDS_TEXT):
+            return "message"
+    return None
 
 
 def required_keyword(filter: Filter) -> Optional[Keyword]:
@@ -35,10 +53,15 @@ class KeywordIndex:
     def __init__(self, entries: Sequence[Any]):
         by_word: Dict[str, List[int]] = {}
         self.always: List[int] = []
+        self._for_kind: Dict[Optional[str], List[int]] = {"event": [], "message": []}
         for position, entry in enumerate(entries):
             keyword = required_keyword(entry.filter) if hasattr(entry, "filter") else None
             if keyword is None:
                 self.always.append(position)
+                kind = required_kind(entry.filter) if hasattr(entry, "filter") else None
+                for name, positions in self._for_kind.items():
+                    if kind is None or kind == name:
+                        positions.append(position)
                 continue
             for word in set(keyword.folded):
                 by_word.setdefault(word, []).append(position)
@@ -50,17 +73,16 @@ class KeywordIndex:
                 self._automaton.add_word(word, tuple(positions))
             self._automaton.make_automaton()
 
-    def positions(self, message: Any) -> Iterator[int]:
+    def positions(self, message: Any) -> Iterable[int]:
         """Every position that may match ``message``, in ascending order."""
+        always = self._for_kind["event" if msg_type_of(message) == "event" else "message"]
         text = _folded_text_of(message) if self._automaton is not None else None
         if not text:
-            return iter(self.always)
+            return always
         hits: Set[int] = set()
         for _, positions in self._automaton.iter(text):
             hits.update(positions)
-        if not hits:
-            return iter(self.always)
-        return heapq.merge(self.always, sorted(hits))
+        return sorted(hits.union(always)) if hits else always
 
 
 def candidates(entries: Sequence[Any], index: Optional[KeywordIndex], message: Any) -> Iterable[Any]:
