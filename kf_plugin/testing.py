@@ -96,7 +96,7 @@ class PushSigner:
             return body
         if self.cipher is None:
             raise KfError("the reply is encrypted but no EncodingAESKey was given")
-        envelope = xmltodict.parse(body)["xml"]
+        envelope = xmltodict.parse(body, strip_whitespace=False)["xml"]
         expected = sign(self.token, envelope["TimeStamp"], envelope["Nonce"], envelope["Encrypt"])
         if not signature_matches(expected, envelope.get("MsgSignature")):
             raise KfError("the reply's MsgSignature does not match")

@@ -33,6 +33,10 @@ XML = "application/xml; charset=utf-8"
 TEXT = "text/plain; charset=utf-8"
 _REQUIRED_FIELDS = ("ToUserName", "FromUserName", "CreateTime", "MsgType")
 _UNIX_TIME = re.compile(r"[0-9]{1,12}")  # ASCII digits only: str.isdigit() also takes "¹²³"
+# The nonce comes back in the encrypted reply: only characters that survive XML and signing.
+_NONCE = re.compile(r"[\x21-\x7e]{1,128}")
+# Fields handlers read as text or numbers; a nested or repeated element there would surprise them.
+_TEXT_FIELDS = ("Content", "Event", "EventKey", "Recognition", "MediaId", "PicUrl", "KfAccount")
 # Characters XML 1.0 forbids; a NUL here also means UTF-16 bytes that happened to decode as UTF-8.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
@@ -75,6 +79,11 @@ def parse_push(xml: str) -> Any:
             raise BadPush(400, f"not a WeChat push: <{name}> is missing or not text")
     if not _UNIX_TIME.fullmatch(data["CreateTime"]):
         raise BadPush(400, "not a WeChat push: <CreateTime> is not a unix time")
+    for name in _TEXT_FIELDS:
+        if name in data and data[name] is not None and not isinstance(data[name], str):
+            raise BadPush(400, f"not a WeChat push: <{name}> is not text")
+    if "MsgId" in data and not (isinstance(data["MsgId"], str) and data["MsgId"].isascii() and data["MsgId"].isdigit()):
+        raise BadPush(400, "not a WeChat push: <MsgId> is not a number")
     return message
 
 
@@ -127,6 +136,8 @@ class Webhook:
             raise BadPush(403, "signature is missing")
         if not signature_matches(sign(self.token, timestamp, nonce), args.get("signature")):
             raise BadPush(403, "signature does not match")
+        if not _NONCE.fullmatch(nonce):
+            raise BadPush(400, "nonce must be 1–128 printable ASCII characters")
 
     def check_timestamp(self, args: Mapping[str, str]) -> None:
         if not self.max_clock_skew:

@@ -142,8 +142,11 @@ CLAIM = "kf-test:claimed-by"
 def _claim_database(base_url):
     """A Redis database no other test session is using (15 down to 1), claimed for this session."""
     import redis
+    host = redis.Redis.from_url(base_url).connection_pool.connection_kwargs
     for db in range(15, 0, -1):
-        connection = redis.Redis.from_url(base_url, db=db, socket_connect_timeout=1)
+        # Not from_url(base_url, db=db): the database in the URL would win over db=.
+        connection = redis.Redis(host=host.get("host", "127.0.0.1"), port=host.get("port", 6379), db=db,
+                                 socket_connect_timeout=1)
         if connection.set(CLAIM, os.getpid(), nx=True, ex=4 * 3600):
             return connection, db
     pytest.fail("every Redis database 1-15 is claimed by another test session; set KF_TEST_REDIS_URL")

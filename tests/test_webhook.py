@@ -723,3 +723,20 @@ def test_kf_rules_run_before_the_bots_own_handlers(make_app):
     answer = WeChatTestClient(app, PLAIN_SIGNER).send(text_xml("转人工"))
     assert answer.message_type == "transfer_customer_service"
     assert seen == []
+
+
+@pytest.mark.parametrize("field, reason", [
+    ("<Content><a>hi</a></Content>", "<Content> is not text"),
+    ("<Content>a</Content><Content>b</Content>", "<Content> is not text"),
+    ("<EventKey><k/></EventKey>", "<EventKey> is not text"),
+    ("<MsgId>abc</MsgId>", "<MsgId> is not a number"),
+    ("<MsgId>¹²</MsgId>", "<MsgId> is not a number"),
+])
+def test_fields_handlers_read_must_be_text(field, reason):
+    from kf_plugin.errors import BadPush
+    from kf_plugin.webhook import parse_push
+    xml = ("<xml><ToUserName>gh</ToUserName><FromUserName>o</FromUserName><CreateTime>1</CreateTime>"
+           f"<MsgType>text</MsgType>{field}</xml>")
+    with pytest.raises(BadPush) as info:
+        parse_push(xml)
+    assert info.value.status == 400 and reason in info.value.reason

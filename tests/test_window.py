@@ -187,3 +187,22 @@ def test_concurrent_sends_never_overspend(tracker):
     for t in threads:
         t.join()
     assert sum(1 for grant in used if grant is not None) == 5
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_a_chatty_user_keeps_a_bounded_record(backend, clock, request):
+    from kf_plugin.state.base import MAX_GRANTS_PER_USER
+    if backend == "redis":
+        import redis
+        from kf_plugin.state.redis import RedisWindowStore
+        store = RedisWindowStore(redis.Redis.from_url(request.getfixturevalue("redis_url")), "kf-test:")
+    else:
+        store = MemoryWindowStore()
+    tracker = WindowTracker(store, clock=clock)
+    for _ in range(10 * MAX_GRANTS_PER_USER):
+        tracker.record_action("oChatty", "message")
+        clock.advance(1)
+    record = store.get("oChatty", clock())
+    assert len(record.grants) == MAX_GRANTS_PER_USER
+    assert min(g.expires_at for g in record.grants) == clock() - 1 - (MAX_GRANTS_PER_USER - 1) + 48 * HOUR
+    assert tracker.status("oChatty").remaining == 5 * MAX_GRANTS_PER_USER

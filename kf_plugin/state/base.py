@@ -54,11 +54,17 @@ class WindowRecord:
     grants: Tuple[Grant, ...] = ()
 
 
+#: A user who writes a lot would otherwise pile up a grant per message for 48 hours.
+#: Past this many, the grant that expires first (the one used first anyway) is dropped.
+MAX_GRANTS_PER_USER = 32
+
+
 class WindowStore(ABC):
     """Per-user send rights (the 48-hour window and its quotas).
 
     Implementations keep each user's record at least until its last grant
-    expires, and make :meth:`consume` atomic.
+    expires, keep at most :data:`MAX_GRANTS_PER_USER` grants a user, and make
+    :meth:`consume` atomic.
     """
 
     @abstractmethod

@@ -7,7 +7,7 @@ from collections import OrderedDict
 from dataclasses import replace
 from typing import Callable, Dict, Optional, Tuple
 
-from .base import Grant, ReplayStore, Token, TokenStore, WindowRecord, WindowStore
+from .base import MAX_GRANTS_PER_USER, Grant, ReplayStore, Token, TokenStore, WindowRecord, WindowStore
 
 _PENDING = object()
 
@@ -114,7 +114,8 @@ class MemoryWindowStore(WindowStore):
     def add_grant(self, openid: str, grant: Grant, now: float) -> None:
         with self._lock:
             record = self._live(openid, now) or WindowRecord()
-            self._store(openid, WindowRecord(record.grants + (grant,)))
+            grants = sorted(record.grants + (grant,), key=lambda g: g.expires_at)[-MAX_GRANTS_PER_USER:]
+            self._store(openid, WindowRecord(tuple(grants)))
 
     def consume(self, openid: str, now: float) -> Optional[Grant]:
         with self._lock:

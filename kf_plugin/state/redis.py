@@ -9,7 +9,7 @@ import json
 import time
 from typing import Any, Callable, Optional
 
-from .base import Grant, ReplayStore, Token, TokenStore, WindowRecord, WindowStore
+from .base import MAX_GRANTS_PER_USER, Grant, ReplayStore, Token, TokenStore, WindowRecord, WindowStore
 
 __all__ = ["RedisReplayStore", "RedisWindowStore", "RedisTokenStore"]
 
@@ -45,6 +45,11 @@ redis.call('PEXPIRE', KEYS[1], math.ceil((last - now) * 1000))
 """
 _ADD = _LOAD + """
 table.insert(grants, cjson.decode(ARGV[3]))
+while #grants > tonumber(ARGV[4]) do  -- drop the grant that expires first
+  local first = 1
+  for i, g in ipairs(grants) do if tonumber(g[3]) < tonumber(grants[first][3]) then first = i end end
+  table.remove(grants, first)
+end
 """ + _SAVE
 _CONSUME = _LOAD + """
 local best = nil
@@ -132,7 +137,7 @@ class RedisWindowStore(WindowStore):
     def add_grant(self, openid: str, grant: Grant, now: float) -> None:
         encoded = json.dumps([grant.action, -1 if grant.count is None else grant.count, repr(grant.expires_at),
                               grant.used])
-        self._add(keys=[self._key(openid)], args=[now, self.remember, encoded])
+        self._add(keys=[self._key(openid)], args=[now, self.remember, encoded, MAX_GRANTS_PER_USER])
 
     def consume(self, openid: str, now: float) -> Optional[Grant]:
         used = self._consume(keys=[self._key(openid)], args=[now, self.remember])
