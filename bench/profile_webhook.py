@@ -1,0 +1,292 @@
+"""Where kf_plugin's webhook spends its time per request, in process (no HTTP server), next to the peers.
+
+    python bench/profile_webhook.py [--mode plain|aes|both] [--requests N] [--repeat N] [--redis] [--cprofile]
+
+1. Every system of bench/throughput.py (a, b when Redis answers, c, d) called as a WSGI app on the same
+   signed pushes as in the throughput benchmark: µs per request, best of ``--repeat`` runs, no profiler.
+2. kf_plugin's request path split into its steps, each timed by a thin wrapper (a perf_counter pair,
+   ~0.1–0.3 µs each) around the real function: inclusive µs per request, for (a) and, with Redis, (b).
+3. With ``--cprofile``: cProfile's top functions by cumulative time, in µs per request (cProfile's own
+   overhead inflates them, call-heavy code most: read them as proportions).
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Tuple
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+from werkzeug.test import EnvironBuilder  # noqa: E402
+
+import throughput as T  # noqa: E402
+from kf_plugin.testing import PushSigner  # noqa: E402
+
+MODULES = {"a": "kf_app", "b": "kf_app", "c": "wechatpy_app", "d": "werobot_app", "f": "floor_app"}
+
+
+def make_app(system: str, mode: str, rules: Path, redis_url: str) -> Any:
+    for name in [n for n in os.environ if n.startswith(("KF_", "BENCH_"))]:
+        del os.environ[name]
+    os.environ["BENCH_MODE"] = mode
+    if system in ("a", "b"):
+        os.environ["KF_RULES"] = str(rules)
+    if system == "b":
+        os.environ["KF_REDIS_URL"] = redis_url
+        T.flush_redis(redis_url)
+    module = __import__(f"apps.{MODULES[system]}", fromlist=["create_app"])
+    return module.create_app()
+
+
+def environs(factory: T.PushFactory, count: int) -> List[Dict[str, Any]]:
+    pushes = factory.make(count)
+    result = []
+    for target, body in zip(pushes.targets, pushes.bodies):
+        path, query = target.split("?", 1)
+        result.append(EnvironBuilder(path=path, query_string=query, method="POST", data=body,
+                                     content_type="text/xml").get_environ())
+    return result
+
+
+def _start_response(status: str, headers: Any, exc_info: Any = None) -> None:
+    if not status.startswith("200"):
+        raise AssertionError(f"answered {status}")
+
+
+def call(app: Any, environ: Dict[str, Any]) -> bytes:
+    answer = app(environ, _start_response)
+    try:
+        return b"".join(answer)
+    finally:
+        getattr(answer, "close", lambda: None)()
+
+
+def per_request(app: Any, factory: T.PushFactory, count: int, repeat: int) -> float:
+    """Best of ``repeat`` runs, µs per request (the inputs are built outside the timed loop)."""
+    best = float("inf")
+    for _ in range(repeat):
+        batch = environs(factory, count)
+        started = time.perf_counter()
+        for environ in batch:
+            call(app, environ)
+        best = min(best, (time.perf_counter() - started) / count)
+    return best * 1e6
+
+
+# -- step timing --------------------------------------------------------------------------------------------
+
+class Steps:
+    """Inclusive time of named calls, accumulated by wrappers patched onto the real functions."""
+
+    def __init__(self) -> None:
+        self.total: Dict[str, float] = defaultdict(float)
+        self.calls: Dict[str, int] = defaultdict(int)
+        self._undo: List[Tuple[Any, str, Any]] = []
+
+    def wrap(self, owner: Any, attr: str, label: str) -> None:
+        original = owner.__dict__[attr] if isinstance(owner, type) else getattr(owner, attr)
+        total, calls, clock = self.total, self.calls, time.perf_counter
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = clock()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                total[label] += clock() - started
+                calls[label] += 1
+        setattr(owner, attr, timed)
+        self._undo.append((owner, attr, original))
+
+    def undo(self) -> None:
+        for owner, attr, original in reversed(self._undo):
+            setattr(owner, attr, original)
+        self._undo.clear()
+
+    def reset(self) -> None:
+        self.total.clear()
+        self.calls.clear()
+
+
+# (label, depth) in the order of the request path; the labels are what Steps.wrap records.
+TREE = [
+    ("WSGI: Flask app(environ, start_response)", 0),
+    ("kf view (_webhook_view)", 1),
+    ("Jobs.ensure_started", 2),
+    ("Webhook.handle", 2),
+    ("verify_signature", 3),
+    ("check_timestamp", 3),
+    ("check_size", 3),
+    ("open_body", 3),
+    ("PushCipher.verify (msg_signature)", 4),
+    ("PushCipher.decrypt", 4),
+    ("parse_push (wechatpy parse_message + checks)", 3),
+    ("push_key", 3),
+    ("Deduplicator.run", 3),
+    ("replay store: claim", 4),
+    ("route_and_render", 4),
+    ("KfPlugin.handle", 5),
+    ("WindowTracker.record (48-hour window)", 6),
+    ("MessageRouter.dispatch (50 rules)", 6),
+    ("to_reply", 6),
+    ("render_reply", 5),
+    ("replay store: complete", 4),
+    ("seal", 3),
+    ("PushCipher.encrypt", 4),
+]
+
+
+def instrument(app: Any, steps: Steps) -> Callable[..., Any]:
+    """Wrap every step of the request path; returns the original view (to put back)."""
+    import kf_plugin.extension as extension
+    import kf_plugin.webhook as webhook
+    from kf_plugin.extension import KfPlugin
+    from kf_plugin.router import MessageRouter
+    from kf_plugin.scheduling import Jobs
+    from kf_plugin.security import PushCipher
+    from kf_plugin.webhook import Webhook
+    from kf_plugin.window import WindowTracker
+
+    state = app.extensions["kf_plugin"]
+    store_type = type(state.webhook.dedupe.store)
+    view = app.view_functions["kf_plugin_webhook"]
+    app.view_functions["kf_plugin_webhook"] = _timed_function(view, steps, "kf view (_webhook_view)")
+    steps.wrap(app, "wsgi_app", "WSGI: Flask app(environ, start_response)")
+    steps.wrap(Jobs, "ensure_started", "Jobs.ensure_started")
+    for name, label in (("handle", "Webhook.handle"), ("verify_signature", "verify_signature"),
+                        ("check_timestamp", "check_timestamp"), ("check_size", "check_size"),
+                        ("open_body", "open_body"), ("route_and_render", "route_and_render"), ("seal", "seal")):
+        steps.wrap(Webhook, name, label)
+    steps.wrap(PushCipher, "verify", "PushCipher.verify (msg_signature)")
+    steps.wrap(PushCipher, "decrypt", "PushCipher.decrypt")
+    steps.wrap(PushCipher, "encrypt", "PushCipher.encrypt")
+    steps.wrap(webhook, "parse_push", "parse_push (wechatpy parse_message + checks)")
+    steps.wrap(webhook, "push_key", "push_key")
+    steps.wrap(webhook, "render_reply", "render_reply")
+    steps.wrap(type(state.webhook.dedupe), "run", "Deduplicator.run")
+    steps.wrap(store_type, "claim", "replay store: claim")
+    steps.wrap(store_type, "complete", "replay store: complete")
+    steps.wrap(KfPlugin, "handle", "KfPlugin.handle")
+    steps.wrap(WindowTracker, "record", "WindowTracker.record (48-hour window)")
+    steps.wrap(MessageRouter, "dispatch", "MessageRouter.dispatch (50 rules)")
+    steps.wrap(extension, "to_reply", "to_reply")
+    return view
+
+
+def _timed_function(func: Callable[..., Any], steps: Steps, label: str) -> Callable[..., Any]:
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            steps.total[label] += time.perf_counter() - started
+            steps.calls[label] += 1
+    return timed
+
+
+def step_table(app: Any, factory: T.PushFactory, count: int, repeat: int) -> List[str]:
+    steps = Steps()
+    view = instrument(app, steps)
+    try:
+        best: Dict[str, float] = {}
+        best_total = float("inf")
+        for _ in range(repeat):
+            batch = environs(factory, count)
+            steps.reset()
+            for environ in batch:
+                call(app, environ)
+            total = steps.total["WSGI: Flask app(environ, start_response)"]
+            if total < best_total:
+                best_total, best = total, dict(steps.total)
+    finally:
+        steps.undo()
+        app.view_functions["kf_plugin_webhook"] = view
+    whole = best["WSGI: Flask app(environ, start_response)"]
+    lines = ["| step (inclusive) | µs/request | % of WSGI |", "|---|---:|---:|"]
+    for label, depth in TREE:
+        if label not in best:
+            continue
+        spent = best[label] / count * 1e6
+        lines.append(f"| {'&nbsp;' * 4 * depth}{label} | {spent:.1f} | {best[label] / whole * 100:.0f}% |")
+    view = best.get("kf view (_webhook_view)", 0.0)
+    lines.append(f"| Flask/Werkzeug around the view (WSGI − view) | {(whole - view) / count * 1e6:.1f} | "
+                 f"{(whole - view) / whole * 100:.0f}% |")
+    return lines
+
+
+def cprofile_table(app: Any, factory: T.PushFactory, count: int, top: int = 35) -> List[str]:
+    batch = environs(factory, count)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for environ in batch:
+        call(app, environ)
+    profiler.disable()
+    stats = pstats.Stats(profiler, stream=io.StringIO())
+    rows = []
+    for (filename, line, function), (_, ncalls, tottime, cumtime, _) in stats.stats.items():
+        rows.append((cumtime, tottime, ncalls, f"{_short(filename)}:{line}({function})"))
+    rows.sort(reverse=True)
+    lines = ["| function | cumulative µs/request | own µs/request | calls/request |", "|---|---:|---:|---:|"]
+    for cumtime, tottime, ncalls, name in rows[:top]:
+        lines.append(f"| `{name}` | {cumtime / count * 1e6:.1f} | {tottime / count * 1e6:.1f} | "
+                     f"{ncalls / count:.1f} |")
+    return lines
+
+
+def _short(filename: str) -> str:
+    for marker in ("site-packages/", "/work/main/", "lib/python3"):
+        if marker in filename:
+            return filename.split(marker, 1)[1]
+    return filename
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mode", choices=("plain", "aes", "both"), default="both")
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/8")
+    parser.add_argument("--cprofile", action="store_true")
+    args = parser.parse_args()
+    redis_down = T.redis_reachable(args.redis_url)
+    if redis_down:
+        print(f"(b) skipped: Redis is not reachable at {args.redis_url} ({redis_down})")
+    systems = ["a"] + ([] if redis_down else ["b"]) + ["c", "d", "f"]
+    with tempfile.TemporaryDirectory(prefix="kf-profile-") as scratch:
+        rules = Path(scratch) / "rules.yaml"
+        T.write_rules(rules)
+        for mode in (["plain", "aes"] if args.mode == "both" else [args.mode]):
+            signer = PushSigner(T.TOKEN, T.AES_KEY if mode == "aes" else None, T.APPID)
+            factory = T.PushFactory(signer)
+            apps = {s: make_app(s, mode, rules, args.redis_url) for s in systems}
+            for app in apps.values():  # warm up
+                for environ in environs(factory, 300):
+                    call(app, environ)
+            print(f"\n### {mode}: µs per request in process (WSGI call, no HTTP server), best of {args.repeat} "
+                  f"× {args.requests}\n")
+            print("| system | µs/request |\n|---|---:|")
+            for system, app in apps.items():
+                if system == "b":
+                    T.flush_redis(args.redis_url)
+                print(f"| ({system}) {T.SYSTEMS[system][0]} | {per_request(app, factory, args.requests, args.repeat):.0f} |")
+            for system in [s for s in ("a", "b") if s in apps]:
+                if system == "b":
+                    T.flush_redis(args.redis_url)
+                print(f"\n#### ({system}) {T.SYSTEMS[system][0]}, {mode}: the request path step by step\n")
+                print("\n".join(step_table(apps[system], factory, args.requests, args.repeat)))
+                if args.cprofile:
+                    print(f"\n#### ({system}) {mode}: cProfile, top functions by cumulative time\n")
+                    print("\n".join(cprofile_table(apps[system], factory, args.requests)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,675 @@
+"""Webhook throughput, side by side: kf_plugin against a bare wechatpy view and WeRoBot.
+
+    python bench/throughput.py [--rounds N] [--requests N] [--mode plain|aes|both] [--systems a,b,c,d]
+
+Each system runs under gunicorn (1 sync worker) on a free loopback port; a load generator in separate
+processes (bench/loadgen.py, 2 connections by default) sends it signed text pushes that ask for a human
+("你好，请帮我转人工"), every one a distinct push (its own MsgId and, by default, its own sender), all
+signed — and in safe mode encrypted — before the clock starts. The systems take turns round by round
+(a b c d, then b c d a, …) and every system gets the same freshly signed set in a round, so drift of the
+machine cancels out. Every answer is checked after the round: HTTP 200 and a transfer_customer_service reply to
+the right user (decrypted, and its MsgSignature checked, in safe mode).
+
+  (a) kf_plugin's endpoint, a 50-rule YAML file (49 keyword/regex/event rules that do not match, then
+      the one that does), duplicate detection and the 48-hour window on, memory state
+  (b) the same with Redis state (KF_REDIS_URL, database 8, flushed before each round of (b))
+  (c) a bare wechatpy Flask view: check_signature + parse_message + TransferCustomerServiceReply.render
+      (WeChatCrypto.decrypt_message / encrypt_message in safe mode)
+  (d) WeRoBot 1.13: a filter returning TransferCustomerServiceReply through werobot.contrib.flask.make_view
+      (sessions off)
+  for reference, only when asked for with --systems:
+  (e) the same WeRoBot app with its default session storage (SQLite: a read and a committed write per push)
+  (f) the floor: a Flask view under the same gunicorn that checks and parses nothing
+
+kf_plugin runs with KF_TOKEN and KF_APPID and no KF_SECRET: no WeChat API calls, no deadline thread pool.
+Targets: (a)/(c) ≥ 0.95, (b)/(c) ≥ 0.85, (a)/(d) ≥ 3. The table goes to stdout and, unless --no-write, to
+the "Webhook throughput" section of bench/RESULTS.md.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import shlex
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import psutil
+import xmltodict
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(BENCH))
+
+from apps.common import ACCOUNT, AES_KEY, APPID, TOKEN, TRIGGER, URL  # noqa: E402
+from loadgen import HOST, LoadResult, build_request, run_load  # noqa: E402
+
+from kf_plugin.testing import PushSigner, message_xml  # noqa: E402
+
+SYSTEMS = {
+    "a": ("kf_plugin, memory state", "apps.kf_app:create_app()"),
+    "b": ("kf_plugin, Redis state", "apps.kf_app:create_app()"),
+    "c": ("bare wechatpy view", "apps.wechatpy_app:create_app()"),
+    "d": ("WeRoBot 1.13", "apps.werobot_app:create_app()"),
+    # For reference only, not in the default set:
+    "e": ("WeRoBot 1.13, default sessions (SQLite)", "apps.werobot_app:create_app()"),
+    "f": ("floor: gunicorn + Flask, no checks", "apps.floor_app:create_app()"),
+}
+DEFAULT_SYSTEMS = "a,b,c,d"
+TARGETS = (("a", "c", 0.95), ("b", "c", 0.85), ("a", "d", 3.0))
+TEXT = f"你好，请帮我{TRIGGER}"
+SECTION = "## Webhook throughput"
+RULE_COUNT = 50
+
+
+# -- the rule file ------------------------------------------------------------------------------------------
+
+def write_rules(path: Path, count: int = RULE_COUNT) -> None:
+    """``count - 1`` keyword, regex and event rules that the benchmark push does not match, then the one it does."""
+    lines = ["version: 1", 'fallback_text: "客服暂时不在线，请留言"', "rules:"]
+    for i in range(count - 1):
+        kind = i % 5
+        lines.append(f"  - name: no-match-{i}")
+        if kind == 0:
+            lines.append(f'    keywords: ["产品{i}", "型号{i}", "PRODUCT-{i}"]')
+        elif kind == 1:
+            lines.append(f'    keywords: ["价格{i}"]')
+            lines.append("    match: exact")
+        elif kind == 2:
+            lines.append(f'    regex: "订单\\\\s*{i}[0-9]+号$|退款{i}"')
+        elif kind == 3:
+            lines.append("    event: CLICK")
+            lines.append(f'    event_key: "MENU_{i}"')
+            lines.append(f'    kf_account: "agent{i}@{ACCOUNT}"')
+        else:
+            lines.append("    event: subscribe")
+            lines.append(f'    event_key_regex: "^campaign-{i}-"')
+    lines.append("  - name: ask-for-human")
+    lines.append(f'    keywords: ["{TRIGGER}"]')
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+# -- the pushes ---------------------------------------------------------------------------------------------
+
+@dataclass
+class PushSet:
+    """Pushes signed for one round, and who sent each (to check that each answer goes back to its sender)."""
+
+    targets: List[str]
+    bodies: List[bytes]
+    senders: List[str]
+
+    def requests_for(self, port: int) -> List[bytes]:
+        return [build_request(port, t, b) for t, b in zip(self.targets, self.bodies)]
+
+
+class PushFactory:
+    """Distinct pushes: every MsgId unique across the whole run; senders unique unless ``users`` limits them."""
+
+    def __init__(self, signer: PushSigner, users: int = 0):
+        self.signer = signer
+        self.users = users
+        self.next_id = int(time.time()) * 1000
+
+    def make(self, count: int) -> PushSet:
+        now = int(time.time())
+        targets, bodies, senders = [], [], []
+        for _ in range(count):
+            msg_id = self.next_id
+            self.next_id += 1
+            user = msg_id % self.users if self.users else msg_id
+            sender = f"oBench{user:022d}"  # 28 characters, like a real openid
+            xml = message_xml(text=TEXT, sender=sender, account=ACCOUNT, create_time=now, msg_id=msg_id)
+            query, body = self.signer.sign(xml, timestamp=str(now))
+            targets.append(f"{URL}?{urllib.parse.urlencode(query)}")
+            bodies.append(body)
+            senders.append(sender)
+        return PushSet(targets, bodies, senders)
+
+
+@dataclass
+class Check:
+    non_200: int = 0
+    not_transfer: int = 0
+    errors: int = 0
+    first_problem: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not (self.non_200 or self.not_transfer or self.errors)
+
+
+def check_answers(result: LoadResult, pushes: PushSet, signer: PushSigner, expected: int) -> Check:
+    """Every answer must be a 200 transfer_customer_service reply to the push's sender (decrypted in safe mode)."""
+    check = Check()
+    missing = expected - len(result.outcomes)
+    if missing:
+        check.errors += missing
+        check.first_problem = f"{missing} requests not sent before the round's time limit"
+    for outcome in result.outcomes:
+        problem = ""
+        if outcome.status == 0:
+            check.errors += 1
+            problem = outcome.error
+        elif outcome.status != 200:
+            check.non_200 += 1
+            problem = f"HTTP {outcome.status}: {outcome.body[:200]!r}"
+        else:
+            try:
+                body = outcome.body.decode("utf-8")
+                if signer.cipher is not None and "<Encrypt>" not in body:
+                    raise ValueError("safe mode, but the reply is not encrypted")
+                fields = xmltodict.parse(signer.open_reply(body))["xml"]
+                if (fields.get("MsgType") != "transfer_customer_service"
+                        or fields.get("ToUserName") != pushes.senders[outcome.index]
+                        or fields.get("FromUserName") != ACCOUNT):
+                    problem = f"not a transfer to the sender: {fields}"
+            except Exception as exc:  # a body that does not open or parse is as wrong as a wrong reply
+                problem = f"{type(exc).__name__}: {exc}; body {outcome.body[:200]!r}"
+            if problem:
+                check.not_transfer += 1
+        if problem and not check.first_problem:
+            check.first_problem = problem
+    return check
+
+
+# -- the servers --------------------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def redis_reachable(url: str) -> Optional[str]:
+    """``None`` when Redis answers PING at ``url``, else why not."""
+    try:
+        import redis
+        redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2).ping()
+        return None
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def flush_redis(url: str) -> None:
+    import redis
+    redis.Redis.from_url(url, socket_timeout=5).flushdb()
+
+
+class Server:
+    """One system under gunicorn with one sync worker on a free loopback port; stopped by :meth:`stop`."""
+
+    def __init__(self, system: str, mode: str, env: Dict[str, str], log_dir: Path):
+        self.system, self.mode = system, mode
+        self.app = SYSTEMS[system][1]
+        self.env = env
+        self.log_path = log_dir / f"gunicorn-{system}-{mode}.log"
+        self.process: Optional[subprocess.Popen] = None
+        self.port = 0
+        self.worker: Optional[psutil.Process] = None
+
+    def command(self) -> List[str]:
+        return [sys.executable, "-m", "gunicorn", "--workers", "1", "--worker-class", "sync",
+                "--bind", f"{HOST}:{self.port}", "--pythonpath", str(BENCH), "--chdir", str(ROOT),
+                "--log-level", "warning", "--timeout", "60", self.app]
+
+    def start(self, signer: PushSigner, attempts: int = 3) -> None:
+        for attempt in range(attempts):
+            self.port = free_port()
+            log = open(self.log_path, "ab")
+            self.process = subprocess.Popen(self.command(), env=self.env, stdout=log, stderr=log,
+                                            stdin=subprocess.DEVNULL, start_new_session=True)
+            log.close()
+            if self._wait_ready(signer):
+                children = psutil.Process(self.process.pid).children()
+                if len(children) != 1:
+                    raise RuntimeError(f"gunicorn for ({self.system}) has {len(children)} workers, not 1")
+                self.worker = children[0]
+                return
+            self.stop()
+        raise RuntimeError(f"gunicorn for ({self.system}, {self.mode}) did not start; see {self.log_path}:\n"
+                           + self.log_path.read_text(errors="replace")[-2000:])
+
+    def _wait_ready(self, signer: PushSigner, limit: float = 30.0) -> bool:
+        """Ready when a signed GET (WeChat's URL check) gets the echostr back."""
+        deadline = time.monotonic() + limit
+        query = urllib.parse.urlencode(signer.verification("ready-1234"))
+        request = build_request(self.port, f"{URL}?{query}", b"", method="GET")
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                return False
+            try:
+                with socket.create_connection((HOST, self.port), timeout=2) as sock:
+                    sock.sendall(request)
+                    answer = b""
+                    while True:
+                        chunk = sock.recv(65536)
+                        if not chunk:
+                            break
+                        answer += chunk
+                if answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"ready-1234"):
+                    return True
+            except OSError:
+                pass
+            time.sleep(0.1)
+        return False
+
+    def cpu_seconds(self) -> float:
+        times = self.worker.cpu_times()
+        return times.user + times.system
+
+    def stop(self) -> None:
+        """SIGTERM to the gunicorn master we started; SIGKILL to its process group if it lingers."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        try:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+        except ProcessLookupError:
+            pass
+
+
+# -- measuring ----------------------------------------------------------------------------------------------
+
+@dataclass
+class Round:
+    rate: float
+    latencies: List[float]  # seconds
+    cpu_per_request: float  # seconds of the worker's CPU per request
+    connections: int
+    foreign_cores: float  # CPU the rest of the machine used meanwhile (other people's processes), in cores
+    redis_other_commands: int = 0  # (b): commands Redis ran for other clients meanwhile
+    redis_time_per_push: float = 0.0  # (b): seconds Redis spent running commands (anyone's), per push
+
+
+def busy_cpu_seconds() -> float:
+    """CPU time processes have used since boot, all cores (user, nice, system; not interrupts, not steal)."""
+    times = psutil.cpu_times()
+    return times.user + times.nice + times.system
+
+
+def redis_servers() -> List[psutil.Process]:
+    return [p for p in psutil.process_iter(["name"]) if p.info["name"] == "redis-server"]
+
+
+def cpu_of(processes: Iterable[psutil.Process]) -> float:
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
+
+
+@dataclass
+class Series:
+    system: str
+    mode: str
+    rounds: List[Round] = field(default_factory=list)
+    check: Check = field(default_factory=Check)
+
+    @property
+    def rate(self) -> float:
+        return statistics.median(r.rate for r in self.rounds)
+
+    def percentile(self, p: float) -> float:
+        values = sorted(x for r in self.rounds for x in r.latencies)
+        return values[min(len(values) - 1, max(0, round(p / 100 * len(values)) - 1))]
+
+    @property
+    def cpu_per_request(self) -> float:
+        return statistics.median(r.cpu_per_request for r in self.rounds)
+
+    @property
+    def busy(self) -> float:
+        """How much of the time the worker was on the CPU (median over rounds): near 100% = saturated."""
+        return statistics.median(r.cpu_per_request * r.rate for r in self.rounds)
+
+
+def merge(into: Check, other: Check) -> None:
+    into.non_200 += other.non_200
+    into.not_transfer += other.not_transfer
+    into.errors += other.errors
+    if other.first_problem and not into.first_problem:
+        into.first_problem = other.first_problem
+
+
+# (b): SET NX (claim), EVALSHA (48-hour window) and SET (the reply), plus the GET, SET and PEXPIRE the
+# window script runs inside Redis (Redis counts those too).
+REDIS_COMMANDS_PER_PUSH = 6
+
+
+def redis_activity(url: Optional[str]) -> Tuple[int, int]:
+    """(commands processed, µs spent running commands) by the Redis at ``url`` since it started."""
+    if url is None:
+        return 0, 0
+    import redis
+    client = redis.Redis.from_url(url, socket_timeout=5)
+    commands = int(client.info("stats")["total_commands_processed"])
+    spent = sum(int(v.get("usec", 0)) for v in client.info("commandstats").values() if isinstance(v, dict))
+    return commands, spent
+
+
+def one_round(server: Server, pushes: PushSet, signer: PushSigner, concurrency: int,
+              time_limit: float, redis_url: Optional[str] = None) -> Tuple[Round, Check]:
+    """``redis_url``: the system uses that Redis; count what else it ran meanwhile."""
+    requests = pushes.requests_for(server.port)
+    redis = redis_servers()
+    commands, spent = redis_activity(redis_url)
+    before = (time.perf_counter(), busy_cpu_seconds(), server.cpu_seconds(), cpu_of(redis), time.process_time())
+    result = run_load(requests, server.port, concurrency=concurrency, time_limit=time_limit)
+    after = (time.perf_counter(), busy_cpu_seconds(), server.cpu_seconds(), cpu_of(redis), time.process_time())
+    commands_after, spent_after = redis_activity(redis_url)
+    # Our own INFO calls (two before, two after) count too.
+    others = max(0, commands_after - commands - 4 - REDIS_COMMANDS_PER_PUSH * len(result.outcomes))
+    redis_busy = (spent_after - spent) / 1e6
+    wall, busy, worker, redis_cpu, own = (b - a for a, b in zip(before, after))
+    # Whatever the machine did besides the worker, the clients, Redis and this process: other people's work.
+    foreign = max(0.0, busy - worker - result.client_cpu - redis_cpu - own) / wall
+    check = check_answers(result, pushes, signer, len(requests))
+    latencies = [o.finished - o.started for o in result.outcomes]
+    sent = max(1, len(result.outcomes))
+    return Round(result.rate, latencies, worker / sent, result.connections, foreign, others,
+                 redis_busy / sent), check
+
+
+def measure_mode(mode: str, systems: Sequence[str], args: argparse.Namespace, rules: Path,
+                 log_dir: Path, servers: List[Server]) -> Dict[str, Series]:
+    signer = PushSigner(TOKEN, AES_KEY if mode == "aes" else None, APPID)
+    factory = PushFactory(signer, args.users)
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("KF_", "BENCH_"))}
+    base_env.update(BENCH_MODE=mode, PYTHONDONTWRITEBYTECODE="1")
+    started: Dict[str, Server] = {}
+    for system in systems:
+        env = dict(base_env)
+        if system in ("a", "b"):
+            env.update(KF_RULES=str(rules))
+        if system == "b":
+            env.update(KF_REDIS_URL=args.redis_url)
+            flush_redis(args.redis_url)
+        if system == "e":
+            env.update(BENCH_WEROBOT_SESSION="sqlite")
+        server = Server(system, mode, env, log_dir)
+        servers.append(server)
+        server.start(signer)
+        started[system] = server
+    print(f"[{mode}] servers up: " + ", ".join(f"({s}) :{srv.port} worker {srv.worker.pid}"
+                                              for s, srv in started.items()), flush=True)
+
+    series = {s: Series(s, mode) for s in systems}
+    for system, server in started.items():  # warm-up: imports, lazy set-up, caches, first Redis connections
+        pushes = factory.make(args.warmup)
+        _, check = one_round(server, pushes, signer, args.concurrency, args.time_limit)
+        merge(series[system].check, check)
+    for number in range(1, args.rounds + 1):
+        pushes = factory.make(args.requests)
+        line = []
+        # Each round starts one system further on (a b c d, b c d a, …): no system is always first.
+        offset = (number - 1) % len(systems)
+        for system in systems[offset:] + systems[:offset]:
+            if system == "b":
+                flush_redis(args.redis_url)
+            measured, check = one_round(started[system], pushes, signer, args.concurrency, args.time_limit,
+                                        args.redis_url if system == "b" else None)
+            series[system].rounds.append(measured)
+            merge(series[system].check, check)
+            line.append(f"({system}) {measured.rate:5.0f}/s" + (f" [others {measured.foreign_cores:.1f} cores]"
+                                                                 if measured.foreign_cores >= 0.2 else ""))
+        print(f"[{mode}] round {number}/{args.rounds}: " + "  ".join(line), flush=True)
+    for system in systems:
+        started[system].stop()
+    return series
+
+
+# -- reporting ----------------------------------------------------------------------------------------------
+
+def paired_ratios(top: Series, bottom: Series) -> List[float]:
+    return [a.rate / b.rate for a, b in zip(top.rounds, bottom.rounds)]
+
+
+def render_tables(results: Dict[str, Dict[str, Series]]) -> Tuple[str, List[Tuple[str, str, str, float, float, bool]]]:
+    lines: List[str] = []
+    verdicts = []
+    for mode, series in results.items():
+        lines.append(f"**{'plain pushes' if mode == 'plain' else 'safe mode (AES)'}**")
+        lines.append("")
+        lines.append("| system | req/s (median) | min–max | p50 ms | p99 ms | worker CPU µs/req | worker busy | "
+                     "vs (c) | checked answers | non-200 |")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        bare = series.get("c")
+        for system, s in series.items():
+            rates = [r.rate for r in s.rounds]
+            versus = f"{s.rate / bare.rate:.2f}" if bare is not None else "—"
+            checked = sum(len(r.latencies) for r in s.rounds)
+            bad = "" if s.check.ok else f" ({s.check.not_transfer} wrong, {s.check.errors} failed)"
+            lines.append(f"| ({system}) {SYSTEMS[system][0]} | {s.rate:,.0f} | {min(rates):,.0f}–{max(rates):,.0f} "
+                         f"| {s.percentile(50) * 1e3:.2f} | {s.percentile(99) * 1e3:.2f} "
+                         f"| {s.cpu_per_request * 1e6:,.0f} | {s.busy * 100:.0f}% | {versus} | {checked:,}{bad} "
+                         f"| {s.check.non_200} |")
+        foreign = [r.foreign_cores for s in series.values() for r in s.rounds]
+        lines.append("")
+        lines.append(f"Other processes on the machine (not the worker, the clients or Redis) used a median "
+                     f"{statistics.median(foreign):.2f} cores (max {max(foreign):.2f}) during the measured rounds.")
+        if "b" in series:
+            others = [r.redis_other_commands for r in series["b"].rounds]
+            busy = [r.redis_time_per_push * 1e6 for r in series["b"].rounds]
+            lines.append(f"During the rounds of (b) Redis also ran {sum(others):,} commands for other clients "
+                         f"(per round: {', '.join(f'{n:,}' for n in others)}); time Redis spent running "
+                         f"commands, per push of (b): {', '.join(f'{b:.0f}' for b in busy)} µs.")
+        lines.append("")
+        for top, bottom, target in TARGETS:
+            if top in series and bottom in series:
+                ratio = series[top].rate / series[bottom].rate
+                pairs = paired_ratios(series[top], series[bottom])
+                met = ratio >= target
+                verdicts.append((mode, top, bottom, ratio, target, met))
+                lines.append(f"- ({top})/({bottom}) = **{ratio:.2f}** (target ≥ {target:g}: "
+                             f"{'met' if met else 'MISSED'}); round by round {min(pairs):.2f}–{max(pairs):.2f}, "
+                             f"median {statistics.median(pairs):.2f}; by worker CPU per request "
+                             f"{series[bottom].cpu_per_request / series[top].cpu_per_request:.2f}")
+        lines.append("")
+    return "\n".join(lines), verdicts
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    from importlib.metadata import version
+    packages = ", ".join(f"{name} {version(name)}" for name in ("gunicorn", "Flask", "Werkzeug", "wechatpy",
+                                                                 "WeRoBot", "redis"))
+    return (f"{os.cpu_count()} cores (nproc {len(os.sched_getaffinity(0))}), {model}, "
+            f"{psutil.virtual_memory().total / 2**30:.0f} GiB; Python {platform.python_version()}; {packages}; "
+            f"{platform.platform()}")
+
+
+def revision() -> str:
+    """The commit measured, and whether kf_plugin/ differed from it (read-only git commands)."""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--", "kf_plugin")
+    return f"commit {commit}" + (" with uncommitted changes in kf_plugin/" if dirty else "")
+
+
+ANALYSIS = "### Analysis"
+
+
+def write_section(path: Path, text: str) -> None:
+    """Replace (or append) our section of RESULTS.md, leaving everyone else's sections as they are.
+
+    A hand-written ``### Analysis`` subsection at the end of our section is kept.
+    """
+    if path.exists():
+        current = path.read_text(encoding="utf-8")
+    else:
+        current = ("# Benchmark results\n\nEach section is written by the benchmark it names; "
+                   "rerun that benchmark to refresh it.\n")
+    start = current.find(SECTION + "\n")
+    if start < 0:
+        updated = current.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
+    else:
+        end = current.find("\n## ", start + len(SECTION))
+        rest = current[end + 1:] if end >= 0 else ""
+        ours = current[start:end + 1] if end >= 0 else current[start:]
+        analysis = ours.find("\n" + ANALYSIS)
+        if analysis >= 0:
+            text = text.rstrip("\n") + "\n" + ours[analysis:]
+        updated = current[:start] + text.rstrip("\n") + "\n" + ("\n" + rest if rest else "")
+    path.write_text(updated, encoding="utf-8")
+
+
+# -- main ---------------------------------------------------------------------------------------------------
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5, help="measured rounds per system (default 5)")
+    parser.add_argument("--requests", type=int, default=2000, help="requests per round (default 2000)")
+    parser.add_argument("--mode", choices=("plain", "aes", "both"), default="both")
+    parser.add_argument("--systems", default=DEFAULT_SYSTEMS,
+                        help="comma-separated, any of a,b,c,d (default) and, for reference, e (WeRoBot with its "
+                             "default SQLite sessions), f (the floor: gunicorn + Flask with no checks)")
+    parser.add_argument("--concurrency", type=int, default=2, help="client connections (default 2)")
+    parser.add_argument("--warmup", type=int, default=300, help="warm-up requests per server (default 300)")
+    parser.add_argument("--users", type=int, default=0,
+                        help="distinct senders to cycle through (default 0: a new sender for every push)")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/8",
+                        help="Redis for (b); its database is flushed before each round of (b)")
+    parser.add_argument("--time-limit", type=float, default=120.0, help="seconds a round may take at most")
+    parser.add_argument("--results", type=Path, default=BENCH / "RESULTS.md")
+    parser.add_argument("--no-write", action="store_true", help="print the table only; leave RESULTS.md alone")
+    args = parser.parse_args(argv)
+    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    unknown = [s for s in systems if s not in SYSTEMS]
+    if unknown or not systems:
+        parser.error(f"--systems takes a comma-separated list of a, b, c, d, e, f (got {args.systems!r})")
+    if args.rounds < 1 or args.requests < 1 or args.concurrency < 1 or args.warmup < 0:
+        parser.error("--rounds, --requests and --concurrency must be at least 1, --warmup at least 0")
+    parsed = urllib.parse.urlparse(args.redis_url)
+    if parsed.hostname not in ("127.0.0.1", "localhost", "::1"):
+        parser.error("--redis-url must point at this machine's loopback address")
+    args.systems = list(dict.fromkeys(systems))
+    return args
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    command = "python bench/throughput.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None
+                                                                                 else sys.argv[1:]))
+    systems = list(args.systems)
+    if "b" in systems:
+        why = redis_reachable(args.redis_url)
+        if why is not None:
+            print(f"skipping (b): Redis is not reachable at {args.redis_url} ({why})", flush=True)
+            systems.remove("b")
+    if not systems:
+        print("nothing to measure", file=sys.stderr)
+        return 2
+    modes = ["plain", "aes"] if args.mode == "both" else [args.mode]
+    servers: List[Server] = []
+
+    def terminate(signum, frame):  # SIGTERM (and SIGINT, even where it was ignored): stop through the finally below
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, terminate) for sig in (signal.SIGTERM, signal.SIGINT)}
+    started_at = time.monotonic()
+    results: Dict[str, Dict[str, Series]] = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="kf-bench-") as scratch:
+            rules = Path(scratch) / "rules.yaml"
+            write_rules(rules)
+            print(f"{len(systems)} systems × {args.rounds} rounds × {args.requests} requests, "
+                  f"{args.concurrency} connections, modes: {', '.join(modes)}; logs in {scratch}", flush=True)
+            for mode in modes:
+                results[mode] = measure_mode(mode, systems, args, rules, Path(scratch), servers)
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping the servers", file=sys.stderr)
+        return 130
+    finally:
+        for server in servers:
+            server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    duration = time.monotonic() - started_at
+
+    tables, verdicts = render_tables(results)
+    all_ok = all(s.check.ok and s.check.non_200 == 0 for series in results.values() for s in series.values())
+    problems = [f"({s.system}, {s.mode}): {s.check.first_problem}" for series in results.values()
+                for s in series.values() if s.check.first_problem]
+    skipped = [s for s in args.systems if s not in systems]
+    when = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    text = "\n".join([
+        SECTION,
+        "",
+        f"`{command}` — {when}, {duration / 60:.1f} min.",
+        "",
+        f"Machine: {machine()}. Code: {revision()}.",
+        "",
+        f"Each system under gunicorn, 1 sync worker, on 127.0.0.1; load from {args.concurrency} client "
+        f"processes (bench/loadgen.py, one connection each: gunicorn's sync worker closes it after every "
+        f"answer, so every request opens a new one); {args.rounds} rounds of {args.requests:,} requests per "
+        f"system, taking turns ({' '.join(systems)}, then {' '.join(systems[1:] + systems[:1])}, … each round "
+        f"starting one system further on) on the same freshly signed set each round, after {args.warmup} "
+        f"warm-up requests each. Every push distinct (own MsgId, "
+        + ("own sender" if not args.users else f"{args.users} senders in turn")
+        + f"), a text \"{TEXT}\"; every answer checked: HTTP 200 and a transfer_customer_service reply to "
+        "the sender, decrypted with its MsgSignature checked in safe mode. req/s: median over rounds "
+        "(min–max beside it); p50/p99: client-side latency (connect to last byte) over all rounds; "
+        "worker CPU: the gunicorn worker's user+system time per request (median over rounds); worker busy: "
+        "that CPU time × req/s, how saturated the single worker was. Ratios: of the median req/s; beside "
+        "them the range and median of the same ratio round by round, and the inverse ratio of worker CPU per "
+        "request (less disturbed by other load on the machine, but blind to time spent waiting on Redis).",
+        "",
+        "(a)/(b): kf_plugin's own endpoint, 50-rule YAML file (49 non-matching keyword/regex/event rules, "
+        "then `keywords: [\"转人工\"]`), duplicate detection (KF_DEDUPE_TTL 60) and 48-hour-window tracking "
+        "on; KF_TOKEN and KF_APPID set, **no KF_SECRET** (no WeChat API calls, no deadline thread pool); "
+        "(b) with KF_REDIS_URL=" + args.redis_url + " (flushed before each of its rounds). (c): bare "
+        "wechatpy view (check_signature, parse_message, TransferCustomerServiceReply.render; "
+        "WeChatCrypto in safe mode). (d): WeRoBot filter through werobot.contrib.flask.make_view, "
+        "sessions off."
+        + (" (e), for reference: the same WeRoBot app with its default SQLite session storage."
+           if "e" in systems else "")
+        + (" (f), for reference: the floor — a Flask view under the same gunicorn that returns a transfer "
+           "reply without checking or parsing anything (encrypting it in safe mode)." if "f" in systems else ""),
+        "",
+        tables,
+    ] + ([f"Skipped: {', '.join(f'({s})' for s in skipped)} — Redis not reachable at {args.redis_url}.", ""]
+         if skipped else [])
+      + (["**Answer problems:** " + "; ".join(problems), ""] if problems else []))
+    print()
+    print(text)
+    if not args.no_write:
+        write_section(args.results, text)
+        print(f"written to {args.results}")
+    if not all_ok:
+        print("some answers were wrong or failed: see above", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
