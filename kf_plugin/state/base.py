@@ -56,7 +56,7 @@ class WindowRecord:
 
 #: A user who writes a lot would otherwise pile up a grant per message for 48 hours.
 #: Past this many, the grant that expires first (the one used first anyway) is dropped.
-MAX_GRANTS_PER_USER = 32
+MAX_GRANTS_PER_USER = 8
 
 
 class WindowStore(ABC):
