@@ -22,8 +22,28 @@ def _text(value: str) -> str:
     return value
 
 
-def _seconds(value: str) -> float:
-    return float(value)
+def _number(kind: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def convert(value: Any) -> Any:
+        try:
+            number = kind(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"must be a number, not {value!r}") from None
+        if number < 0:
+            raise ValueError(f"must not be negative (got {number})")
+        return number
+    return convert
+
+
+def _choice(*options: str) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        if value not in options:
+            raise ValueError(f"must be {' or '.join(options)}, not {value!r}")
+        return value
+    return convert
+
+
+_seconds = _number(float)
+_count = _number(int)
 
 
 SETTINGS: Dict[str, Setting] = {s.name: s for s in (
@@ -36,9 +56,9 @@ SETTINGS: Dict[str, Setting] = {s.name: s for s in (
             "The EncodingAESKey before the last change; still accepted for decryption while the new one propagates."),
     Setting("KF_RULES", None, _text, "Path of the YAML rule file."),
     Setting("KF_URL", "/wechat", _text, "URL path of the webhook that init_app registers."),
-    Setting("KF_MAX_CLOCK_SKEW", 300, int,
+    Setting("KF_MAX_CLOCK_SKEW", 300, _count,
             "Seconds a push's timestamp may differ from the server clock; 0 turns the check off."),
-    Setting("KF_MAX_BODY", 64 * 1024, int, "Largest accepted push body in bytes; larger → 413."),
+    Setting("KF_MAX_BODY", 64 * 1024, _count, "Largest accepted push body in bytes; larger → 413."),
     Setting("KF_DEDUPE_TTL", 60.0, _seconds, "Seconds a reply is kept to answer WeChat's retries of the same push."),
     Setting("KF_DEDUPE_WAIT", 4.0, _seconds,
             "Seconds a retry waits for a first delivery that is still being handled."),
@@ -51,13 +71,13 @@ SETTINGS: Dict[str, Setting] = {s.name: s for s in (
     Setting("KF_HANDOFF_BUDGET", 0.3, _seconds,
             "Seconds a push may wait on the WeChat API for a hand-off (online agents, opening a session)."),
     Setting("KF_AGENTS_REFRESH", 20.0, _seconds, "Seconds between background refreshes of the online agents."),
-    Setting("KF_WORKER_THREADS", 8, int,
+    Setting("KF_WORKER_THREADS", 8, _count,
             "Threads for handlers under the reply budget, and as many again for background sends."),
     Setting("KF_REDIS_URL", None, _text,
             "Redis URL (redis://host:6379/0); set → the access token, duplicate pushes and the 48-hour window are "
             "shared by every worker; unset → kept in each process's memory."),
     Setting("KF_REDIS_PREFIX", "kf:", _text, "Prefix of kf_plugin's Redis keys (followed by the AppID)."),
-    Setting("KF_TOKEN_MODE", "stable", _text,
+    Setting("KF_TOKEN_MODE", "stable", _choice("stable", "classic"),
             "stable (/cgi-bin/stable_token, default) or classic (/cgi-bin/token)."),
     Setting("KF_TOKEN_MARGIN", 600.0, _seconds,
             "Renew the access token when fewer seconds than this remain (stable mode: at most 270)."),
@@ -70,20 +90,16 @@ SETTINGS: Dict[str, Setting] = {s.name: s for s in (
 def read_setting(config: Mapping[str, Any], name: str) -> Any:
     """``config[name]`` converted to the setting's type, or its default.
 
-    :raises ConfigError: the value cannot be converted or is negative.
+    :raises ConfigError: the value is not of the setting's kind (a number, one of its choices).
     """
     setting = SETTINGS[name]
     value = config.get(name)
     if value is None or value == "":
         return setting.default
-    if setting.convert is not _text:
-        try:
-            value = setting.convert(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{name} must be a number, not {value!r}") from None
-        if value < 0:
-            raise ConfigError(f"{name} must not be negative (got {value})")
-    return value
+    try:
+        return setting.convert(value)
+    except ValueError as exc:
+        raise ConfigError(f"{name} {exc}") from None
 
 
 def settings_from_env(environ: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:

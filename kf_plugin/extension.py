@@ -266,8 +266,6 @@ class KfPlugin:
         """Create the API client, the agent cache and the worker pool (once per plugin)."""
         if self._admin is not None or not (config["KF_APPID"] and config["KF_SECRET"]):
             return
-        if config["KF_TOKEN_MODE"] not in ("stable", "classic"):
-            raise ConfigError(f"KF_TOKEN_MODE must be stable or classic, not {config['KF_TOKEN_MODE']!r}")
         client = KfClient(config["KF_APPID"], config["KF_SECRET"], api_base_url=config["KF_API_BASE_URL"],
                           timeout=config["KF_API_TIMEOUT"], token_store=self._shared.tokens,
                           token_mode=config["KF_TOKEN_MODE"], token_margin=config["KF_TOKEN_MARGIN"],

@@ -105,10 +105,10 @@ class Handoff:
             return
         openid = message.source
         try:
-            if isinstance(reply, TransferReply) or reply.type == "transfer_customer_service":
+            if reply.type == "transfer_customer_service":
                 online = self.agents.online(self.budget) if self.agents is not None else None
                 designated = getattr(reply, "kf_account", None)
-                agent = pick_agent(online or [], designated) if online is not None else designated
+                agent = pick_agent(online, designated) if online is not None else designated
                 if agent is None:
                     log.warning("a late transfer for %s found no online agent to open a session with", openid)
                     return

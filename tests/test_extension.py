@@ -99,6 +99,7 @@ def test_custom_url(make_app):
     (dict(KF_ENCODING_AES_KEY=AES_KEY, KF_ENCODING_AES_KEY_PREVIOUS="x"), "KF_ENCODING_AES_KEY_PREVIOUS must be"),
     (dict(KF_MAX_CLOCK_SKEW="soon"), "KF_MAX_CLOCK_SKEW must be a number, not 'soon'"),
     (dict(KF_MAX_BODY=-1), "KF_MAX_BODY must not be negative"),
+    (dict(KF_TOKEN_MODE="fast"), "KF_TOKEN_MODE must be stable or classic, not 'fast'"),
 ])
 def test_config_errors_name_the_key(make_app, config, message):
     with pytest.raises(ConfigError, match=message):
