@@ -15,7 +15,17 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Set
 
 import ahocorasick
 
-from .filters import Event, EventKey, EventKeyRegex, Filter, Keyword, Regex, _And, _folded_text_of, msg_type_of
+from .filters import (
+    Event,
+    EventKey,
+    EventKeyRegex,
+    Filter,
+    Keyword,
+    Regex,
+    _And,
+    _folded_text_of,
+    msg_type_of,
+)
 
 __all__ = ["KeywordIndex", "required_keyword"]
 

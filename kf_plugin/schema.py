@@ -6,6 +6,7 @@ what is allowed.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import re
 from typing import Annotated, Any, Dict, List, Literal, Optional, Tuple, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -54,8 +55,6 @@ def _not_blank(value: str) -> str:
 
 
 def _known(known: frozenset, what: str) -> Any:
-    import difflib
-
     def check(item: str) -> str:
         if item.lower() not in known:
             close = difflib.get_close_matches(item.lower(), known, n=1)

@@ -94,7 +94,7 @@ class TokenService:
         :raises WeChatAPIError, WeChatNetworkError: no token, and none could be fetched.
         """
         token = self.store.get()
-        if token is not None and token.expires_at - self.clock() > _MIN_LEFT:
+        if self._good(token, None, _MIN_LEFT):
             return token.value
         return self.renew(min_left=_MIN_LEFT).value
 

@@ -7,7 +7,15 @@ from collections import OrderedDict
 from dataclasses import replace
 from typing import Callable, Dict, Optional, Tuple
 
-from .base import MAX_GRANTS_PER_USER, Grant, ReplayStore, Token, TokenStore, WindowRecord, WindowStore
+from .base import (
+    MAX_GRANTS_PER_USER,
+    Grant,
+    ReplayStore,
+    Token,
+    TokenStore,
+    WindowRecord,
+    WindowStore,
+)
 
 _PENDING = object()
 

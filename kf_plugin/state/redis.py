@@ -9,7 +9,15 @@ import json
 import time
 from typing import Any, Callable, Optional
 
-from .base import MAX_GRANTS_PER_USER, Grant, ReplayStore, Token, TokenStore, WindowRecord, WindowStore
+from .base import (
+    MAX_GRANTS_PER_USER,
+    Grant,
+    ReplayStore,
+    Token,
+    TokenStore,
+    WindowRecord,
+    WindowStore,
+)
 
 __all__ = ["RedisReplayStore", "RedisWindowStore", "RedisTokenStore"]
 
