@@ -241,7 +241,8 @@ class KfPlugin:
             cipher = PushCipher(token, config["KF_ENCODING_AES_KEY"], config["KF_APPID"], previous)
         if self._shared is None:
             self._shared = open_state(config["KF_REDIS_URL"], config["KF_APPID"] or "default",
-                                      config["KF_REDIS_PREFIX"], config["KF_TOKEN_SESSION_PREFIX"])
+                                      config["KF_REDIS_PREFIX"], config["KF_TOKEN_SESSION_PREFIX"],
+                                      write_behind=True)
             if self._own_window_store:
                 self.window.store = self._shared.window
         self._connect_api(config)
@@ -281,11 +282,14 @@ class KfPlugin:
         self._handler_pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kf-handlers")
 
     def shutdown(self) -> None:
-        """Stop the background work this plugin started (its own scheduler and worker threads).
+        """Stop the background work this plugin started (its own scheduler and worker threads), after
+        sending the Redis writes still queued behind answers.
 
         Called at exit anyway; tests and embedding code call it to stop early.
         """
         self.jobs.shutdown()
+        if self._shared is not None:
+            self._shared.flush()
         for pool in (self._executor, self._handler_pool):
             if pool is not None:
                 pool.shutdown(wait=False)

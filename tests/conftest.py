@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import socket
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Optional
 
 import pytest
 from flask import Flask
@@ -189,3 +192,81 @@ def redis_url(redis_server_url):
     empty()
     yield redis_server_url
     empty()
+
+
+class PrivateRedis:
+    """A redis-server of one test alone, on a free port, without persistence.
+
+    ``password`` → ``requirepass``; ``unix_socket`` → it also listens on that path.
+    """
+
+    def __init__(self, directory: Path, password: Optional[str] = None, unix_socket: Optional[Path] = None):
+        self.directory = directory
+        self.password = password
+        self.unix_socket = unix_socket
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        auth = f":{password}@" if password else ""
+        self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
+        self.process: Optional[subprocess.Popen] = None
+
+    def ping(self) -> bool:
+        import redis
+        try:
+            # from_url: no connection retries with backoff, so a refused connection answers at once
+            return bool(redis.Redis.from_url(self.url, socket_connect_timeout=0.2, socket_timeout=0.2).ping())
+        except redis.exceptions.RedisError:
+            return False
+
+    def start(self) -> None:
+        options = ["--requirepass", self.password] if self.password else []
+        if self.unix_socket is not None:
+            options += ["--unixsocket", str(self.unix_socket), "--unixsocketperm", "700"]
+        self.process = subprocess.Popen(
+            [shutil.which("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.directory), *options],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 5
+        while not self.ping():
+            if time.monotonic() >= deadline:
+                self.stop()
+                pytest.fail(f"redis-server did not answer on port {self.port}")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+        assert not self.ping()
+
+    def client(self):
+        import redis
+        return redis.Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=1)
+
+
+@pytest.fixture
+def start_private_redis(tmp_path):
+    """Starts redis-servers of the test's own (stopped at its end): ``start_private_redis(**options)``."""
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI needs redis-server on the PATH")
+        pytest.skip("redis-server is not installed")
+    servers = []
+
+    def start(**options: Any) -> PrivateRedis:
+        server = PrivateRedis(tmp_path, **options)
+        servers.append(server)
+        server.start()
+        return server
+    yield start
+    for server in servers:
+        if server.process is not None:
+            server.process.terminate()
+            server.process.wait(10)
+
+
+@pytest.fixture
+def private_redis(start_private_redis) -> PrivateRedis:
+    return start_private_redis()

@@ -1,5 +1,4 @@
 """The background pool: bounded backlog, results and errors through futures, shutdown."""
-import logging
 import threading
 
 import pytest

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import socket
-import subprocess
 import threading
 import time
 from typing import Any, Callable, List, Optional
@@ -23,7 +21,7 @@ from kf_plugin.state import (Grant, MemoryReplayStore, MemoryTokenStore, MemoryW
 from kf_plugin.state.failover import (Failover, FailoverReplayStore, FailoverTokenStore, FailoverWindowStore)
 from kf_plugin.state.shared import SharedState, open_state
 
-from .conftest import FakeClock
+from .conftest import FakeClock, PrivateRedis
 
 T0 = 1_700_000_000.0
 HOUR = 3600.0
@@ -846,60 +844,6 @@ def test_failover_lets_other_errors_through():
 
 # -- Failover: against a redis-server the test stops and starts ---------------------------------------------
 
-class PrivateRedis:
-    """A redis-server of this test alone, on a free port, without persistence."""
-
-    def __init__(self, directory):
-        self.directory = directory
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: Optional[subprocess.Popen] = None
-
-    def ping(self) -> bool:
-        import redis
-        try:
-            # from_url: no connection retries with backoff, so a refused connection answers at once
-            return bool(redis.Redis.from_url(self.url, socket_connect_timeout=0.2, socket_timeout=0.2).ping())
-        except redis.exceptions.RedisError:
-            return False
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [shutil.which("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.directory)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if not eventually(self.ping):
-            self.stop()
-            pytest.fail(f"redis-server did not answer on port {self.port}")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(JOIN)
-            self.process = None
-        assert not self.ping()
-
-    def client(self):
-        import redis
-        return redis.Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=1)
-
-
-@pytest.fixture
-def private_redis(tmp_path):
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
-    server = PrivateRedis(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        if server.process is not None:
-            server.process.terminate()
-            server.process.wait(JOIN)
-
-
 def use_everything(state: SharedState, tag: str) -> None:
     """One of every operation, each checked: they must work whichever store answers."""
     now = float(int(time.time()))  # whole seconds: grant precision is tested on its own above
@@ -922,9 +866,10 @@ def redis_keys(server: PrivateRedis) -> List[str]:
     return sorted(key.decode() for key in server.client().scan_iter())
 
 
-def test_failover_through_a_redis_that_stops_and_comes_back(private_redis, caplog):
+@pytest.mark.parametrize("write_behind", [False, True], ids=["direct", "write-behind"])
+def test_failover_through_a_redis_that_stops_and_comes_back(private_redis, caplog, write_behind):
     caplog.set_level(logging.WARNING, logger=FAILOVER_LOG)
-    state = open_state(private_redis.url, APPID)
+    state = open_state(private_redis.url, APPID, write_behind=write_behind)
     failover = state.replay.failover
     assert state.window.failover is failover and state.tokens.failover is failover  # one verdict
     clock = FakeClock()
@@ -961,9 +906,10 @@ def test_failover_through_a_redis_that_stops_and_comes_back(private_redis, caplo
     assert len(messages) == 2 and "back" in messages[1]
 
 
-def test_failover_with_retry_after_zero_tries_redis_on_every_operation(private_redis, caplog):
+@pytest.mark.parametrize("write_behind", [False, True], ids=["direct", "write-behind"])
+def test_failover_with_retry_after_zero_tries_redis_on_every_operation(private_redis, caplog, write_behind):
     caplog.set_level(logging.WARNING, logger=FAILOVER_LOG)
-    state = open_state(private_redis.url, APPID)
+    state = open_state(private_redis.url, APPID, write_behind=write_behind)
     state.tokens.failover.retry_after = 0
     private_redis.stop()
     for round_ in range(5):

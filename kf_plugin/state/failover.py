@@ -9,9 +9,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable, Optional, Tuple, Type, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple, Type, TypeVar
 
 from .base import Grant, ReplayStore, Token, TokenStore, WindowRecord, WindowStore
+
+if TYPE_CHECKING:
+    from .writebehind import WriteBehind
 
 __all__ = ["Failover", "FailoverReplayStore", "FailoverWindowStore", "FailoverTokenStore"]
 
@@ -41,8 +44,13 @@ class Failover:
         """Whether the fallback is in use."""
         return self._down_since is not None
 
+    @property
+    def bypassing(self) -> bool:
+        """Whether operations go straight to the fallback now (Redis failed less than ``retry_after`` ago)."""
+        return self._down_since is not None and self.clock() - self._failed_at < self.retry_after
+
     def run(self, primary: Callable[[], T], fallback: Callable[[], T]) -> T:
-        if self._down_since is not None and self.clock() - self._failed_at < self.retry_after:
+        if self.bypassing:
             return fallback()
         try:
             result = primary()
@@ -64,50 +72,75 @@ class Failover:
 
 
 class _OnFailover:
-    def __init__(self, primary: Any, fallback: Any, failover: Failover):
-        self.primary, self.fallback, self.failover = primary, fallback, failover
+    def __init__(self, primary: Any, fallback: Any, failover: Failover, writer: Optional["WriteBehind"] = None):
+        self.primary, self.fallback, self.failover, self.writer = primary, fallback, failover, writer
 
     def _run(self, operation: str, *args: Any, **kwargs: Any) -> Any:
         return self.failover.run(lambda: getattr(self.primary, operation)(*args, **kwargs),
                                  lambda: getattr(self.fallback, operation)(*args, **kwargs))
 
+    def _read(self, operation: str, *args: Any, **kwargs: Any) -> Any:
+        """An operation that must see this process's queued writes."""
+        if self.writer is not None:
+            self.writer.flush()
+        return self._run(operation, *args, **kwargs)
+
+    def _write_later(self, operation: str, *args: Any) -> None:
+        """A write nobody waits for: queued on the writer, if there is one, as the primary's command for it."""
+        if self.writer is None:
+            self._run(operation, *args)
+            return
+        fallback = lambda: getattr(self.fallback, operation)(*args)  # noqa: E731
+        if self.failover.bypassing:
+            fallback()
+        else:  # queued: whether Redis takes it is known when it is sent
+            self.writer.submit(getattr(self.primary, f"{operation}_command")(*args), fallback)
+
 
 class FailoverReplayStore(_OnFailover, ReplayStore):
-    """A :class:`ReplayStore` on ``primary`` (Redis) that falls back to ``fallback`` (memory)."""
+    """A :class:`ReplayStore` on ``primary`` (Redis) that falls back to ``fallback`` (memory).
 
-    def __init__(self, primary: ReplayStore, fallback: ReplayStore, failover: Optional[Failover] = None):
-        super().__init__(primary, fallback, failover or Failover("duplicate-push memory"))
+    With a ``writer``, finished replies are written behind the answer (see :mod:`.writebehind`).
+    """
+
+    def __init__(self, primary: ReplayStore, fallback: ReplayStore, failover: Optional[Failover] = None,
+                 writer: Optional["WriteBehind"] = None):
+        super().__init__(primary, fallback, failover or Failover("duplicate-push memory"), writer)
 
     def claim(self, key: str, ttl: float) -> bool:
         return self._run("claim", key, ttl)
 
     def complete(self, key: str, reply: str, ttl: float) -> None:
-        self._run("complete", key, reply, ttl)
+        self._write_later("complete", key, reply, ttl)
 
     def release(self, key: str) -> None:
         self._run("release", key)
 
     def wait(self, key: str, timeout: float) -> Optional[str]:
-        return self._run("wait", key, timeout)
+        return self._read("wait", key, timeout)
 
 
 class FailoverWindowStore(_OnFailover, WindowStore):
-    """A :class:`WindowStore` on ``primary`` (Redis) that falls back to ``fallback`` (memory)."""
+    """A :class:`WindowStore` on ``primary`` (Redis) that falls back to ``fallback`` (memory).
 
-    def __init__(self, primary: WindowStore, fallback: WindowStore, failover: Optional[Failover] = None):
-        super().__init__(primary, fallback, failover or Failover("48-hour window"))
+    With a ``writer``, new grants are written behind the answer (see :mod:`.writebehind`).
+    """
+
+    def __init__(self, primary: WindowStore, fallback: WindowStore, failover: Optional[Failover] = None,
+                 writer: Optional["WriteBehind"] = None):
+        super().__init__(primary, fallback, failover or Failover("48-hour window"), writer)
 
     def get(self, openid: str, now: float) -> Optional[WindowRecord]:
-        return self._run("get", openid, now)
+        return self._read("get", openid, now)
 
     def add_grant(self, openid: str, grant: Grant, now: float) -> None:
-        self._run("add_grant", openid, grant, now)
+        self._write_later("add_grant", openid, grant, now)
 
     def consume(self, openid: str, now: float) -> Optional[Grant]:
-        return self._run("consume", openid, now)
+        return self._read("consume", openid, now)
 
     def revoke(self, openid: str, now: float, *, exhausted: bool) -> None:
-        self._run("revoke", openid, now, exhausted=exhausted)
+        self._read("revoke", openid, now, exhausted=exhausted)
 
 
 class FailoverTokenStore(_OnFailover, TokenStore):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional, Tuple
 
 from .base import (
     MAX_GRANTS_PER_USER,
@@ -18,6 +18,7 @@ from .base import (
     WindowRecord,
     WindowStore,
 )
+from .writebehind import WriteBehind
 
 __all__ = ["RedisReplayStore", "RedisWindowStore", "RedisTokenStore"]
 
@@ -87,10 +88,11 @@ class RedisReplayStore(ReplayStore):
     Waiting polls every ``poll`` seconds (a retry waits at most a few seconds, rarely).
     """
 
-    def __init__(self, redis: Any, prefix: str = "kf:", poll: float = 0.02):
+    def __init__(self, redis: Any, prefix: str = "kf:", poll: float = 0.02, writer: Optional[WriteBehind] = None):
         self.redis = redis
         self.prefix = prefix
         self.poll = poll
+        self.writer = writer
         # Forget a pending claim only if it is still pending (the first delivery failed).
         self._release = redis.register_script(_COMPARE_AND_DELETE)
 
@@ -98,10 +100,16 @@ class RedisReplayStore(ReplayStore):
         return f"{self.prefix}push:{key}"
 
     def claim(self, key: str, ttl: float) -> bool:
-        return bool(self.redis.set(self._key(key), _PENDING, nx=True, px=max(1, int(ttl * 1000))))
+        """See :meth:`ReplayStore.claim`; with a ``writer``, the writes it holds go in the same round trip."""
+        command = ("SET", self._key(key), _PENDING, "NX", "PX", _ms(ttl))
+        return bool(self.writer.call(command) if self.writer is not None else self.redis.execute_command(*command))
 
     def complete(self, key: str, reply: str, ttl: float) -> None:
-        self.redis.set(self._key(key), _DONE + reply.encode("utf-8"), px=max(1, int(ttl * 1000)))
+        self.redis.execute_command(*self.complete_command(key, reply, ttl))
+
+    def complete_command(self, key: str, reply: str, ttl: float) -> Tuple[Any, ...]:
+        """The Redis command that does :meth:`complete`."""
+        return ("SET", self._key(key), _DONE + reply.encode("utf-8"), "PX", _ms(ttl))
 
     def release(self, key: str) -> None:
         self._release(keys=[self._key(key)], args=[_PENDING])
@@ -143,9 +151,16 @@ class RedisWindowStore(WindowStore):
         return WindowRecord(tuple(g for g in map(_grant, json.loads(raw)) if g.expires_at > now))
 
     def add_grant(self, openid: str, grant: Grant, now: float) -> None:
+        self._add(keys=[self._key(openid)], args=self._grant_args(grant, now))
+
+    def add_grant_command(self, openid: str, grant: Grant, now: float) -> Tuple[Any, ...]:
+        """The Redis command that does :meth:`add_grant` (the script travels with it)."""
+        return ("EVAL", _ADD, 1, self._key(openid), *self._grant_args(grant, now))
+
+    def _grant_args(self, grant: Grant, now: float) -> List[Any]:
         encoded = json.dumps([grant.action, -1 if grant.count is None else grant.count, repr(grant.expires_at),
                               grant.used])
-        self._add(keys=[self._key(openid)], args=[now, self.remember, encoded, MAX_GRANTS_PER_USER])
+        return [repr(now), self.remember, encoded, MAX_GRANTS_PER_USER]
 
     def consume(self, openid: str, now: float) -> Optional[Grant]:
         used = self._consume(keys=[self._key(openid)], args=[now, self.remember])
@@ -153,6 +168,10 @@ class RedisWindowStore(WindowStore):
 
     def revoke(self, openid: str, now: float, *, exhausted: bool) -> None:
         self._revoke(keys=[self._key(openid)], args=[now, self.remember, "1" if exhausted else "0"])
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
 
 
 def _grant(raw: Any) -> Grant:

@@ -13,6 +13,7 @@ from .failover import (
     FailoverWindowStore,
 )
 from .memory import MemoryReplayStore, MemoryTokenStore, MemoryWindowStore
+from .writebehind import RespConnection, WriteBehind
 
 __all__ = ["SharedState", "open_state"]
 
@@ -23,14 +24,22 @@ class SharedState:
     window: WindowStore
     tokens: TokenStore
     redis: Optional[Any] = None
+    writer: Optional[WriteBehind] = None
+
+    def flush(self) -> None:
+        """Send the writes still queued behind answers (nothing to do without Redis or write-behind)."""
+        if self.writer is not None:
+            self.writer.flush()
 
 
 def open_state(redis_url: Optional[str], appid: str, prefix: str = "kf:",
-               session_prefix: str = "wechatpy") -> SharedState:
+               session_prefix: str = "wechatpy", write_behind: bool = False) -> SharedState:
     """Memory stores, or — with ``redis_url`` — Redis stores that fall back to memory while Redis is down.
 
     Keys are ``{prefix}{appid}:...`` (the token: ``{session_prefix}:{appid}_access_token``, as wechatpy
-    keeps it). Nothing connects yet: a bot starts even while Redis is down.
+    keeps it). Nothing connects yet: a bot starts even while Redis is down. ``write_behind``: a push
+    costs one Redis round trip, its claim; finished replies and window grants go with the next one
+    (:mod:`.writebehind`; needs hiredis, not over TLS).
 
     :raises ConfigError: redis-py is missing or the URL is not a Redis URL.
     """
@@ -48,9 +57,12 @@ def open_state(redis_url: Optional[str], appid: str, prefix: str = "kf:",
         raise ConfigError(f"KF_REDIS_URL is not a Redis URL ({exc})") from None
     scope = f"{prefix}{appid}:"
     failover = Failover("shared state")  # one Redis: one verdict on whether it is up
+    fast = RespConnection.for_client(connection) if write_behind else None
+    writer = WriteBehind(fast, failover) if fast is not None else None
     return SharedState(
-        FailoverReplayStore(RedisReplayStore(connection, scope), MemoryReplayStore(), failover),
-        FailoverWindowStore(RedisWindowStore(connection, scope), MemoryWindowStore(), failover),
+        FailoverReplayStore(RedisReplayStore(connection, scope, writer=writer), MemoryReplayStore(), failover, writer),
+        FailoverWindowStore(RedisWindowStore(connection, scope), MemoryWindowStore(), failover, writer),
         FailoverTokenStore(RedisTokenStore(connection, appid, prefix, session_prefix), MemoryTokenStore(), failover),
         connection,
+        writer,
     )
