@@ -2,7 +2,7 @@
 
     python bench/profile_webhook.py [--mode plain|aes|both] [--requests N] [--repeat N] [--redis] [--cprofile]
 
-1. Every system of bench/throughput.py (a, b when Redis answers, c, d) called as a WSGI app on the same
+1. Every system of bench/throughput.py (a, b when Redis answers, c, d, e, and f) called as a WSGI app on the same
    signed pushes as in the throughput benchmark: µs per request, best of ``--repeat`` runs, no profiler.
 2. kf_plugin's request path split into its steps, each timed by a thin wrapper (a perf_counter pair,
    ~0.1–0.3 µs each) around the real function: inclusive µs per request, for (a) and, with Redis, (b).
@@ -31,7 +31,8 @@ from werkzeug.test import EnvironBuilder  # noqa: E402
 import throughput as T  # noqa: E402
 from kf_plugin.testing import PushSigner  # noqa: E402
 
-MODULES = {"a": "kf_app", "b": "kf_app", "c": "wechatpy_app", "d": "werobot_app", "f": "floor_app"}
+MODULES = {"a": "kf_app", "b": "kf_app", "c": "wechatpy_app", "d": "werobot_app", "e": "werobot_app",
+           "f": "floor_app"}
 
 
 def make_app(system: str, mode: str, rules: Path, redis_url: str) -> Any:
@@ -43,6 +44,8 @@ def make_app(system: str, mode: str, rules: Path, redis_url: str) -> Any:
     if system == "b":
         os.environ["KF_REDIS_URL"] = redis_url
         T.flush_redis(redis_url)
+    if system == "e":
+        os.environ["BENCH_WEROBOT_SESSION"] = "off"
     module = __import__(f"apps.{MODULES[system]}", fromlist=["create_app"])
     return module.create_app()
 
@@ -259,7 +262,7 @@ def main() -> int:
     redis_down = T.redis_reachable(args.redis_url)
     if redis_down:
         print(f"(b) skipped: Redis is not reachable at {args.redis_url} ({redis_down})")
-    systems = ["a"] + ([] if redis_down else ["b"]) + ["c", "d", "f"]
+    systems = ["a"] + ([] if redis_down else ["b"]) + ["c", "d", "e", "f"]
     with tempfile.TemporaryDirectory(prefix="kf-profile-") as scratch:
         rules = Path(scratch) / "rules.yaml"
         T.write_rules(rules)

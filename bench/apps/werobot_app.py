@@ -1,7 +1,8 @@
-"""(d) WeRoBot 1.13: a filter returning its TransferCustomerServiceReply, through werobot.contrib.flask.make_view.
+"""(d)/(e) WeRoBot 1.13: a filter returning its TransferCustomerServiceReply, through werobot.contrib.flask.make_view.
 
-Sessions are off (SESSION_STORAGE=False): the job needs none, and WeRoBot's default (SQLite, one write per
-push) would only slow it down. ``BENCH_WEROBOT_SESSION=sqlite`` keeps WeRoBot's default instead.
+(d) as WeRoBot comes: its default session storage, SQLite (a read and a committed write per push), in a file
+of a fresh temporary directory instead of ./werobot_session. (e) ``BENCH_WEROBOT_SESSION=off``: sessions off
+(SESSION_STORAGE=False), which this job does not need.
 """
 from __future__ import annotations
 
@@ -18,12 +19,11 @@ from .common import AES_KEY, APPID, TOKEN, TRIGGER, URL, safe_mode
 
 
 def create_app() -> Flask:
-    if os.environ.get("BENCH_WEROBOT_SESSION") == "sqlite":
-        from werobot.session.sqlitestorage import SQLiteStorage
-        path = os.path.join(tempfile.mkdtemp(prefix="bench-werobot-"), "session.sqlite3")
-        session = SQLiteStorage(path)
-    else:
+    if os.environ.get("BENCH_WEROBOT_SESSION") == "off":
         session = False
+    else:
+        from werobot.session.sqlitestorage import SQLiteStorage
+        session = SQLiteStorage(os.path.join(tempfile.mkdtemp(prefix="bench-werobot-"), "werobot_session"))
     robot = WeRoBot(token=TOKEN, app_id=APPID, encoding_aes_key=AES_KEY if safe_mode() else None,
                     SESSION_STORAGE=session)
 
