@@ -209,6 +209,22 @@ def test_a_quiet_spell_sends_them_in_the_background(connection):
     assert writer.queued == 0
 
 
+def test_while_claims_keep_coming_they_carry_the_writes_and_the_thread_sends_nothing(connection, monkeypatch):
+    writer = writer_for(connection, linger=0.05)
+    senders = []
+    execute = writer.connection.execute
+    monkeypatch.setattr(writer.connection, "execute",
+                        lambda commands: senders.append(threading.current_thread().name) or execute(commands))
+    for i in range(40):  # 0.2 s of pushes, one every 5 ms: each queued write waits less than linger
+        writer.submit(("SET", f"steady-{i}", i), Recorder()(f"steady-{i}"))
+        writer.call(("SET", f"claim-{i}", "P", "NX"))
+        time.sleep(0.005)
+    assert set(senders) == {threading.current_thread().name} and connection.get("steady-39") == b"39"
+    writer.submit(("SET", "after-the-pushes", 1), Recorder()("after"))
+    assert eventually(lambda: connection.get("after-the-pushes") == b"1")  # the quiet spell: the thread's turn
+    assert senders[-1] == "kf-write-behind"
+
+
 def test_a_long_queue_is_sent_by_the_submitter(connection):
     writer = writer_for(connection, linger=60, max_queued=5)
     for i in range(5):

@@ -5,7 +5,7 @@ A push needs one answer from Redis before its handler may run: the claim
 WeChat's retries, the send rights the push gives its sender — only has to be
 there before somebody reads it. Those writes are queued here and go out with
 the next claim, in the same round trip; a background thread sends what a quiet
-spell leaves queued after ``linger`` seconds. Reads that must see this
+spell leaves queued for ``linger`` seconds. Reads that must see this
 process's queued writes call :meth:`WriteBehind.flush` first; a retry handled
 by another worker sees the reply once it is sent (it waits for a pending
 claim anyway). While Redis is down, or when a round trip fails, each queued
@@ -195,6 +195,8 @@ class WriteBehind:
         self._ready = threading.Condition()
         self._sending = threading.Lock()  # one sender at a time keeps the writes in order
         self._thread: Optional[threading.Thread] = None
+        self._idle = False  # the thread waits to be woken (rather than looking every ``linger`` seconds)
+        self._last_submit = 0.0
         self._closed = False
 
     @property
@@ -207,11 +209,12 @@ class WriteBehind:
         if self._pid != os.getpid():
             self._reset()
         with self._ready:
-            self._queue.append((command, fallback, time.monotonic()))
+            self._last_submit = now = time.monotonic()
+            self._queue.append((command, fallback, now))
             if self._thread is None and not self._closed:
                 self._thread = threading.Thread(target=self._run, name="kf-write-behind", daemon=True)
                 self._thread.start()
-            if len(self._queue) == 1:
+            if self._idle:  # only an idle thread needs waking: a lingering one looks again on its own
                 self._ready.notify()
         if self._closed or len(self._queue) >= self.max_queued:
             self.flush()
@@ -274,20 +277,25 @@ class WriteBehind:
         return replies[-1] if command is not None else None
 
     def _run(self) -> None:
+        # Under load every claim empties the queue, so waking the thread for each new write would cost a
+        # thread switch per push: it looks every ``linger`` seconds instead, and waits to be woken only
+        # after a quiet second.
         while True:
             with self._ready:
-                while not self._queue and not self._closed:
+                if not self._queue and time.monotonic() - self._last_submit > 1.0 and not self._closed:
+                    self._idle = True
                     self._ready.wait()
+                    self._idle = False
+                else:
+                    self._ready.wait(self.linger)
                 if self._closed:
                     return
-                age = time.monotonic() - self._queue[0][2]
-                if age < self.linger:  # a claim will probably take them along before then
-                    self._ready.wait(self.linger - age)
-                    continue
-            try:
-                self.flush()
-            except Exception:  # never let the sender die: later writes must still go out
-                log.exception("sending queued Redis writes failed")
+                due = bool(self._queue) and time.monotonic() - self._queue[0][2] >= self.linger
+            if due:
+                try:
+                    self.flush()
+                except Exception:  # never let the sender die: later writes must still go out
+                    log.exception("sending queued Redis writes failed")
 
 
 def _fall_back(batch: List[Tuple[Command, Fallback, float]]) -> None:
