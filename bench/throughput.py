@@ -508,7 +508,7 @@ def machine() -> str:
         pass
     from importlib.metadata import version
     packages = ", ".join(f"{name} {version(name)}" for name in ("gunicorn", "Flask", "Werkzeug", "wechatpy",
-                                                                 "WeRoBot", "redis"))
+                                                                 "WeRoBot", "redis", "hiredis"))
     return (f"{os.cpu_count()} cores (nproc {len(os.sched_getaffinity(0))}), {model}, "
             f"{psutil.virtual_memory().total / 2**30:.0f} GiB; Python {platform.python_version()}; {packages}; "
             f"{platform.platform()}")
