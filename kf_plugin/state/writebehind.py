@@ -16,10 +16,9 @@ answered with ``success`` when its claim expires, as if the worker had died
 while handling the push).
 
 The round trip goes over a connection of its own (:class:`RespConnection`,
-hiredis's encoder and parser on a plain socket): redis-py spends 3 to 4 times
-more CPU per command on its connection pool, retries and instrumentation
-(bench/RESULTS.md), which on the request path costs more than a whole push's
-parsing and routing.
+hiredis's encoder and parser on a plain socket): redis-py spends about twice
+the CPU per command on its connection pool, retries and instrumentation
+(``bench/redis_client.py``), more than a push's whole routing costs.
 """
 from __future__ import annotations
 
