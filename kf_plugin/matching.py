@@ -6,12 +6,16 @@ words (``contains``, ``exact`` and ``prefix`` all imply that). One Aho-Corasick
 automaton over every such word finds, in a single pass over the text, the
 handlers worth asking. Likewise a handler that requires an event (``Event``)
 is only asked about events, and one that requires a text (``Regex``) only
-about messages. The candidates are then tried in their original order with
-their full filters, so results are exactly those of a linear scan.
+about messages. A handler that requires a :class:`~kf_plugin.filters.Regex`
+is skipped when one search of all such patterns together (an alternation, one
+per set of flags) finds nothing in the text. The candidates are then tried in
+their original order with their full filters, so results are exactly those of
+a linear scan.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Set
+import re
+from typing import Any, Dict, Iterable, List, Optional, Pattern, Sequence, Set, Tuple
 
 import ahocorasick
 
@@ -25,9 +29,10 @@ from .filters import (
     _And,
     _folded_text_of,
     msg_type_of,
+    text_of,
 )
 
-__all__ = ["KeywordIndex", "required_keyword"]
+__all__ = ["KeywordIndex", "required_keyword", "required_regex"]
 
 
 _NEEDS_EVENT = (Event, EventKey, EventKeyRegex)
@@ -57,6 +62,37 @@ def required_keyword(filter: Filter) -> Optional[Keyword]:
     return None
 
 
+def required_regex(filter: Filter) -> Optional[Pattern[str]]:
+    """The pattern a message's text must contain for ``filter`` to hold, if there is one."""
+    return next((part.pattern for part in _parts(filter) if isinstance(part, Regex)), None)
+
+
+# Patterns whose meaning depends on their own group numbers or names change meaning (or fail) when
+# joined with others: backreferences, conditionals on a group, named groups. (Verbose ones are left
+# out too: a comment would swallow what follows it.)
+_SELF_REFERENCE = re.compile(r"\\[1-9]|\(\?P[=<]|\(\?\(|\(\?<[^=!]")
+
+
+def _alternations(patterns: Sequence[Tuple[int, Pattern[str]]]) -> List[Tuple[Pattern[str], Set[int]]]:
+    """One search for many patterns: their positions grouped by flags, each group joined into one pattern.
+
+    Patterns that cannot be joined safely are left out (their handlers are always tried).
+    """
+    groups: Dict[int, List[Tuple[int, Pattern[str]]]] = {}
+    for position, pattern in patterns:
+        if (isinstance(pattern.pattern, str) and not pattern.flags & re.VERBOSE
+                and not _SELF_REFERENCE.search(pattern.pattern)):
+            groups.setdefault(pattern.flags, []).append((position, pattern))
+    joined = []
+    for flags, members in groups.items():
+        try:
+            together = re.compile("|".join(f"(?:{pattern.pattern})" for _, pattern in members), flags)
+        except re.error:  # e.g. a global flag such as (?i) inside: ask each handler instead
+            continue
+        joined.append((together, {position for position, _ in members}))
+    return joined
+
+
 class KeywordIndex:
     """Positions of ``entries`` (handlers or anything else) worth trying for a message."""
 
@@ -64,6 +100,7 @@ class KeywordIndex:
         by_word: Dict[str, List[int]] = {}
         self.always: List[int] = []
         self._for_kind: Dict[Optional[str], List[int]] = {"event": [], "message": []}
+        patterns: List[Tuple[int, Pattern[str]]] = []
         for position, entry in enumerate(entries):
             keyword = required_keyword(entry.filter) if hasattr(entry, "filter") else None
             if keyword is None:
@@ -72,10 +109,15 @@ class KeywordIndex:
                 for name, positions in self._for_kind.items():
                     if kind is None or kind == name:
                         positions.append(position)
+                pattern = required_regex(entry.filter) if hasattr(entry, "filter") else None
+                if pattern is not None:
+                    patterns.append((position, pattern))
                 continue
             for word in set(keyword.folded):
                 by_word.setdefault(word, []).append(position)
         self.indexed = len(entries) - len(self.always)
+        self._regexes = _alternations(patterns)
+        self.regex_indexed = sum(len(positions) for _, positions in self._regexes)
         self._automaton: Optional[ahocorasick.Automaton] = None
         if by_word:
             self._automaton = ahocorasick.Automaton()
@@ -86,6 +128,8 @@ class KeywordIndex:
     def positions(self, message: Any) -> Iterable[int]:
         """Every position that may match ``message``, in ascending order."""
         always = self._for_kind["event" if msg_type_of(message) == "event" else "message"]
+        if self._regexes:
+            always = self._without_missed_patterns(always, message)
         text = _folded_text_of(message) if self._automaton is not None else None
         if not text:
             return always
@@ -93,6 +137,15 @@ class KeywordIndex:
         for _, positions in self._automaton.iter(text):
             hits.update(positions)
         return sorted(hits.union(always)) if hits else always
+
+
+    def _without_missed_patterns(self, positions: List[int], message: Any) -> List[int]:
+        text = text_of(message)
+        missed: Set[int] = set()
+        for together, members in self._regexes:
+            if text is None or together.search(text) is None:
+                missed |= members
+        return [position for position in positions if position not in missed] if missed else positions
 
 
 def candidates(entries: Sequence[Any], index: Optional[KeywordIndex], message: Any) -> Iterable[Any]:

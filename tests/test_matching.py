@@ -1,4 +1,6 @@
 """The keyword index: the same answers as asking every handler, found without asking them all."""
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,6 +15,13 @@ ALPHABET = "ab人工Ａ "   # few letters: words collide, overlap and fold into 
 words = st.text(ALPHABET, min_size=1, max_size=3).filter(lambda w: w.strip())
 
 
+# Patterns the index joins into one search, and patterns it must leave to be asked one by one: flags,
+# anchors, an empty pattern, backreferences, named groups, a conditional, inline and verbose flags.
+REGEXES = [("a+",), ("^人",), ("工$",), ("b.a",), ("A", re.I), ("^$",), ("",), ("a|人b",), (r"(a)\1",),
+           (r"(?P<x>b)(?P=x)",), (r"(a)?(?(1)b|人)",), ("(?i)A b",), ("a # comment", re.X), (r"\bab\b",),
+           ("(?<!b)a",)]
+
+
 @st.composite
 def filters(draw):
     kind = draw(st.sampled_from(["keyword", "keyword-and-user", "regex", "event", "msgtype"]))
@@ -21,7 +30,8 @@ def filters(draw):
                           match=draw(st.sampled_from(["contains", "exact", "prefix"])))
         return keyword & Users("oA") if kind == "keyword-and-user" else keyword
     if kind == "regex":
-        return Regex(draw(st.sampled_from(["a+", "^人", "工$", "b.a"])))
+        regex = Regex(*draw(st.sampled_from(REGEXES)))
+        return regex & Users("oA") if draw(st.booleans()) else regex
     if kind == "event":
         return Event("CLICK")
     return MsgType("text")
@@ -73,6 +83,45 @@ def test_only_handlers_with_a_word_in_the_text_are_asked():
     assert asked == ["catch-all"]                         # events never carry keywords
 
 
+def test_regex_handlers_are_asked_only_when_one_of_their_patterns_is_in_the_text():
+    asked = []
+
+    def spy(name):
+        def check(message):
+            asked.append(name)
+            return False
+        return check
+
+    router = MessageRouter()
+    for i in range(20):
+        router.add(spy(f"r{i}") & Regex(f"订单\\s*{i}[0-9]+号$"), lambda m: "x", name=f"r{i}")
+    router.add(spy("backreference") & Regex(r"(退)\1"), lambda m: "x", name="backreference")  # asked anyway
+    router.dispatch(parse_push(message_xml(text="你好")))
+    assert asked == ["backreference"]
+    asked.clear()
+    router.dispatch(parse_push(message_xml(text="订单 1234号")))
+    assert asked == [f"r{i}" for i in range(20)] + ["backreference"]  # one matches: each is asked, in order
+    asked.clear()
+    router.dispatch(parse_push(message_xml(msg_type="image")))
+    assert asked == ["backreference"]  # no text: no pattern can match (the one left out is still asked)
+
+
+@pytest.mark.parametrize("patterns, text, answer", [
+    ([r"(b)x", r"(a)\1"], "aa", r"(a)\1"),                     # joined, \1 would mean (b)
+    ([r"(?P<n>b)x", r"(?P<n>a)(?P=n)"], "aa", r"(?P<n>a)(?P=n)"),
+    ([r"(b)?x", r"(a)?(?(1)a|人)"], "aa", r"(a)?(?(1)a|人)"),
+    ([r"(?i)A", "b"], "a", r"(?i)A"),                            # an inline global flag cannot be joined
+    (["A", "b"], "a", None),
+])
+def test_patterns_that_cannot_be_joined_still_answer(patterns, text, answer):
+    router = MessageRouter()
+    for i in range(INDEX_MIN_ENTRIES):
+        router.add(Keyword(f"never{i}"), lambda m: "keyword")
+    for pattern in patterns:
+        router.add(Regex(pattern), lambda m, p=pattern: p)
+    assert router.dispatch(parse_push(message_xml(text=text))) == answer
+
+
 def test_the_index_follows_changes():
     router = MessageRouter()
     for i in range(INDEX_MIN_ENTRIES):
@@ -98,6 +147,8 @@ def test_required_keyword(built, required):
 
 
 def test_index_counts():
-    handlers = [type("H", (), {"filter": f})() for f in (Keyword("a"), Regex("b"), Keyword("c") & Users("o"))]
+    handlers = [type("H", (), {"filter": f})() for f in (Keyword("a"), Regex("b"), Keyword("c") & Users("o"),
+                                                         Regex(r"(x)\1") & Users("o"), Regex("y", re.I))]
     index = KeywordIndex(handlers)
-    assert index.indexed == 2 and index.always == [1]
+    assert index.indexed == 2 and index.always == [1, 3, 4]
+    assert index.regex_indexed == 2  # "b" and "y" (each with its own flags); the backreference is asked
