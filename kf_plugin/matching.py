@@ -138,7 +138,6 @@ class KeywordIndex:
             hits.update(positions)
         return sorted(hits.union(always)) if hits else always
 
-
     def _without_missed_patterns(self, positions: List[int], message: Any) -> List[int]:
         text = text_of(message)
         missed: Set[int] = set()

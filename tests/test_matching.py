@@ -63,15 +63,19 @@ def test_the_index_answers_as_a_linear_scan(rule_filters, xmls):
         assert [h.name for h in router.candidates(message)] == [h.name for h in router._entries if h.filter(message)]
 
 
-def test_only_handlers_with_a_word_in_the_text_are_asked():
-    asked = []
-
+def spy_on(asked):
+    """``spy(name)``: a filter that notes ``name`` in ``asked`` when it is asked, and does not hold."""
     def spy(name):
         def check(message):
             asked.append(name)
             return False
         return check
+    return spy
 
+
+def test_only_handlers_with_a_word_in_the_text_are_asked():
+    asked = []
+    spy = spy_on(asked)
     router = MessageRouter()
     for i in range(100):
         router.add(Keyword(f"产品{i}") & spy(f"k{i}"), lambda m: "x", name=f"k{i}")
@@ -85,13 +89,7 @@ def test_only_handlers_with_a_word_in_the_text_are_asked():
 
 def test_regex_handlers_are_asked_only_when_one_of_their_patterns_is_in_the_text():
     asked = []
-
-    def spy(name):
-        def check(message):
-            asked.append(name)
-            return False
-        return check
-
+    spy = spy_on(asked)
     router = MessageRouter()
     for i in range(20):
         router.add(spy(f"r{i}") & Regex(f"订单\\s*{i}[0-9]+号$"), lambda m: "x", name=f"r{i}")
