@@ -123,7 +123,6 @@ class RespConnection:
         else:
             sock = socket.create_connection((options.get("host", "localhost"), options.get("port", 6379)), timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(options.get("socket_timeout"))
         self._reader = self._new_reader()
         setup: List[Command] = []
         if options.get("password"):
@@ -131,13 +130,17 @@ class RespConnection:
                          else ("AUTH", options["password"]))
         if options.get("db"):
             setup.append(("SELECT", options["db"]))
-        if setup:
-            sock.sendall(b"".join(self._pack(command) for command in setup))
+        try:
+            sock.settimeout(options.get("socket_timeout"))
+            if setup:
+                sock.sendall(b"".join(self._pack(command) for command in setup))
             for command in setup:
                 reply = self._read_reply(sock)
                 if isinstance(reply, Exception):
-                    sock.close()
                     raise ConnectionError(f"Redis refused {command[0]}: {reply}")
+        except BaseException:  # not yet ours to close later: close it here
+            sock.close()
+            raise
         return sock
 
     def _read_reply(self, sock: socket.socket) -> Any:
