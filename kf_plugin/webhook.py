@@ -16,12 +16,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Tuple
 
-import xmltodict
-from wechatpy import parse_message
 from wechatpy.replies import BaseReply
 
 from .dedupe import Deduplicator, push_key
 from .errors import BadPush
+from .pushxml import parse_fields, parse_message
 from .replies import render_reply
 from .security import PushCipher, sign, signature_matches
 
@@ -62,7 +61,7 @@ class LateReplies:
 
 
 def parse_push(xml: str) -> Any:
-    """Parse a decrypted push into a wechatpy message.
+    """Parse a decrypted push into a wechatpy message (as ``wechatpy.parse_message`` would: see :mod:`.pushxml`).
 
     :raises BadPush: (400) not well-formed, entity declarations, or not a
         WeChat push (missing or malformed ToUserName, FromUserName, CreateTime, MsgType).
@@ -181,7 +180,7 @@ class Webhook:
         if self.cipher is None:
             raise BadPush(400, "the push is encrypted but KF_ENCODING_AES_KEY is not set")
         try:
-            envelope = xmltodict.parse(text)["xml"]
+            envelope = parse_fields(text)
             encrypted = envelope["Encrypt"]
         except Exception as exc:
             raise BadPush(400, f"not an encrypted WeChat push: {_reason(exc)}") from None
