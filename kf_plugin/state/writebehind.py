@@ -63,6 +63,7 @@ class RespConnection:
         self._new_reader = lambda: hiredis.Reader(replyError=ResponseError)
         self._lock = threading.Lock()
         self._sock: Optional[socket.socket] = None
+        self._closed_by_server: Callable[[], bool] = lambda: False  # set with each new socket
         self._pid = os.getpid()
 
     @classmethod
@@ -102,10 +103,11 @@ class RespConnection:
     def _connected(self) -> socket.socket:
         if self._pid != os.getpid():  # the parent's socket: leave it to the parent
             self._sock, self._pid = None, os.getpid()
-        if self._sock is not None and self._closed_by_server(self._sock):
+        if self._sock is not None and self._closed_by_server():
             self._close()
         if self._sock is None:
             self._sock = self._connect()
+            self._closed_by_server = _readable(self._sock)
         return self._sock
 
     def _connect(self) -> socket.socket:
@@ -153,16 +155,6 @@ class RespConnection:
             if not data:
                 raise ConnectionError("Redis closed the connection")
             self._reader.feed(data)
-
-    @staticmethod
-    def _closed_by_server(sock: socket.socket) -> bool:
-        """Whether an idle socket has been closed by the server (it has nothing else to say unasked)."""
-        if hasattr(select, "poll"):
-            poller = select.poll()
-            poller.register(sock, select.POLLIN)
-            return bool(poller.poll(0))
-        readable, _, _ = select.select([sock], [], [], 0)
-        return bool(readable)
 
     def _close(self) -> None:
         if self._sock is not None:
@@ -298,6 +290,16 @@ class WriteBehind:
                     self.flush()
                 except Exception:  # never let the sender die: later writes must still go out
                     log.exception("sending queued Redis writes failed")
+
+
+def _readable(sock: socket.socket) -> Callable[[], bool]:
+    """Whether ``sock`` has something to read; for an idle connection that means the server closed it
+    (it has nothing else to say unasked)."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return lambda: bool(poller.poll(0))
+    return lambda: bool(select.select([sock], [], [], 0)[0])
 
 
 def _fall_back(batch: List[Tuple[Command, Fallback, float]]) -> None:
