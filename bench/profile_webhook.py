@@ -2,7 +2,7 @@
 
     python bench/profile_webhook.py [--mode plain|aes|both] [--requests N] [--repeat N] [--redis] [--cprofile]
 
-1. Every system of bench/throughput.py (a, b when Redis answers, c, d, e, and f) called as a WSGI app on the same
+1. Every system of bench/throughput.py (a, c, d, e, f, and b and g when Redis answers) called as a WSGI app on the same
    signed pushes as in the throughput benchmark: µs per request, best of ``--repeat`` runs, no profiler.
 2. kf_plugin's request path split into its steps, each timed by a thin wrapper (a perf_counter pair,
    ~0.1–0.3 µs each) around the real function: inclusive µs per request, for (a) and, with Redis, (b).
@@ -32,7 +32,7 @@ import throughput as T  # noqa: E402
 from kf_plugin.testing import PushSigner  # noqa: E402
 
 MODULES = {"a": "kf_app", "b": "kf_app", "c": "wechatpy_app", "d": "werobot_app", "e": "werobot_app",
-           "f": "floor_app"}
+           "f": "floor_app", "g": "wechatpy_app"}
 
 
 def make_app(system: str, mode: str, rules: Path, redis_url: str) -> Any:
@@ -46,6 +46,9 @@ def make_app(system: str, mode: str, rules: Path, redis_url: str) -> Any:
         T.flush_redis(redis_url)
     if system == "e":
         os.environ["BENCH_WEROBOT_SESSION"] = "off"
+    if system == "g":
+        os.environ["BENCH_REDIS_URL"] = redis_url
+        T.flush_redis(redis_url)
     module = __import__(f"apps.{MODULES[system]}", fromlist=["create_app"])
     return module.create_app()
 
@@ -262,7 +265,7 @@ def main() -> int:
     redis_down = T.redis_reachable(args.redis_url)
     if redis_down:
         print(f"(b) skipped: Redis is not reachable at {args.redis_url} ({redis_down})")
-    systems = ["a"] + ([] if redis_down else ["b"]) + ["c", "d", "e", "f"]
+    systems = ["a"] + ([] if redis_down else ["b"]) + ["c", "d", "e", "f"] + ([] if redis_down else ["g"])
     with tempfile.TemporaryDirectory(prefix="kf-profile-") as scratch:
         rules = Path(scratch) / "rules.yaml"
         T.write_rules(rules)
@@ -277,9 +280,10 @@ def main() -> int:
                   f"× {args.requests}\n")
             print("| system | µs/request |\n|---|---:|")
             for system, app in apps.items():
-                if system == "b":
+                if system in T.REDIS_SYSTEMS:
                     T.flush_redis(args.redis_url)
-                print(f"| ({system}) {T.SYSTEMS[system][0]} | {per_request(app, factory, args.requests, args.repeat):.0f} |")
+                cost = per_request(app, factory, args.requests, args.repeat)
+                print(f"| ({system}) {T.SYSTEMS[system][0]} | {cost:.0f} |")
             for system in [s for s in ("a", "b") if s in apps]:
                 if system == "b":
                     T.flush_redis(args.redis_url)

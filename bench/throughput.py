@@ -1,6 +1,6 @@
 """Webhook throughput, side by side: kf_plugin against a bare wechatpy view and WeRoBot.
 
-    python bench/throughput.py [--rounds N] [--requests N] [--mode plain|aes|both] [--systems a,b,c,d]
+    python bench/throughput.py [--rounds N] [--requests N] [--mode plain|aes|both] [--systems a,b,c,d] [--pin]
 
 Each system runs under gunicorn (1 sync worker) on a free loopback port; a load generator in separate
 processes (bench/loadgen.py, 2 connections by default) sends it signed text pushes that ask for a human
@@ -21,6 +21,13 @@ the right user (decrypted, and its MsgSignature checked, in safe mode).
   (e) the same WeRoBot app with sessions turned off (SESSION_STORAGE=False), which this job does not need
   for reference, only when asked for with --systems:
   (f) the floor: a Flask view under the same gunicorn that checks and parses nothing
+  (g) (c) plus one Redis SET NX per push (redis-py, keyed by MsgId): the least a hand-written view does to
+      answer WeChat's retries once across workers, so (g)/(c) is what one Redis round trip per push costs
+
+With --pin, the servers and the Redis of (b) run on the first CPU this process may use and the load clients on
+the others (restored afterwards): the scheduler no longer moves them about, so rounds vary less, and a worker's
+Redis round trip stays on one CPU — on a virtual machine a wake-up across CPUs costs tens of µs (an
+inter-processor interrupt through the hypervisor), on one CPU a few.
 
 kf_plugin runs with KF_TOKEN and KF_APPID and no KF_SECRET: no WeChat API calls, no deadline thread pool.
 Targets: (a)/(c) ≥ 0.95, (b)/(c) ≥ 0.85, (a)/(d) ≥ 3. The table goes to stdout and, unless --no-write, to
@@ -43,7 +50,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import psutil
 import xmltodict
@@ -65,11 +72,18 @@ SYSTEMS = {
     "e": ("WeRoBot 1.13, sessions off", "apps.werobot_app:create_app()"),
     # For reference only, not in the default set:
     "f": ("floor: gunicorn + Flask, no checks", "apps.floor_app:create_app()"),
+    "g": ("bare wechatpy view + one Redis SET NX per push", "apps.wechatpy_app:create_app()"),
 }
 DEFAULT_SYSTEMS = "a,b,c,d,e"
 TARGETS = (("a", "c", 0.95), ("b", "c", 0.85), ("a", "d", 3.0))
-# Printed beside the targets: against WeRoBot without its session store, the same job done the same way.
-REFERENCE_RATIOS = (("a", "e"), ("b", "e"))
+# Printed beside the targets, with what each compares.
+REFERENCE_RATIOS = (
+    ("a", "e", "WeRoBot without its session store"),
+    ("b", "e", "WeRoBot without its session store"),
+    ("g", "c", "what one Redis round trip per push costs a bare view"),
+    ("b", "g", "both claim every push in Redis"),
+)
+REDIS_SYSTEMS = ("b", "g")
 TEXT = f"你好，请帮我{TRIGGER}"
 SECTION = "## Webhook throughput"
 RULE_COUNT = 50
@@ -212,8 +226,10 @@ def flush_redis(url: str) -> None:
 class Server:
     """One system under gunicorn with one sync worker on a free loopback port; stopped by :meth:`stop`."""
 
-    def __init__(self, system: str, mode: str, env: Dict[str, str], log_dir: Path):
+    def __init__(self, system: str, mode: str, env: Dict[str, str], log_dir: Path,
+                 cpus: Optional[Set[int]] = None):
         self.system, self.mode = system, mode
+        self.cpus = cpus
         self.app = SYSTEMS[system][1]
         self.env = env
         self.log_path = log_dir / f"gunicorn-{system}-{mode}.log"
@@ -230,8 +246,10 @@ class Server:
         for attempt in range(attempts):
             self.port = free_port()
             log = open(self.log_path, "ab")
+            cpus = self.cpus
             self.process = subprocess.Popen(self.command(), env=self.env, stdout=log, stderr=log,
-                                            stdin=subprocess.DEVNULL, start_new_session=True)
+                                            stdin=subprocess.DEVNULL, start_new_session=True,
+                                            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
             log.close()
             if self._wait_ready(signer):
                 children = psutil.Process(self.process.pid).children()
@@ -307,6 +325,18 @@ def busy_cpu_seconds() -> float:
 
 def redis_servers() -> List[psutil.Process]:
     return [p for p in psutil.process_iter(["name"]) if p.info["name"] == "redis-server"]
+
+
+def redis_process(url: str) -> psutil.Process:
+    import redis
+    return psutil.Process(int(redis.Redis.from_url(url, socket_timeout=5).info("server")["process_id"]))
+
+
+def pin(process: psutil.Process, cpus: Set[int]) -> List[int]:
+    """Move ``process`` onto ``cpus``; the CPUs it had."""
+    before = process.cpu_affinity()
+    process.cpu_affinity(sorted(cpus))
+    return before
 
 
 def cpu_of(processes: Iterable[psutil.Process]) -> float:
@@ -408,7 +438,10 @@ def measure_mode(mode: str, systems: Sequence[str], args: argparse.Namespace, ru
             flush_redis(args.redis_url)
         if system == "e":
             env.update(BENCH_WEROBOT_SESSION="off")
-        server = Server(system, mode, env, log_dir)
+        if system == "g":
+            env.update(BENCH_REDIS_URL=args.redis_url)
+            flush_redis(args.redis_url)
+        server = Server(system, mode, env, log_dir, args.server_cpus)
         servers.append(server)
         server.start(signer)
         started[system] = server
@@ -426,7 +459,7 @@ def measure_mode(mode: str, systems: Sequence[str], args: argparse.Namespace, ru
         # Each round starts one system further on (a b c d, b c d a, …): no system is always first.
         offset = (number - 1) % len(systems)
         for system in systems[offset:] + systems[:offset]:
-            if system == "b":
+            if system in REDIS_SYSTEMS:
                 flush_redis(args.redis_url)
             measured, check = one_round(started[system], pushes, signer, args.concurrency, args.time_limit,
                                         args.redis_url if system == "b" else None)
@@ -486,11 +519,11 @@ def render_tables(results: Dict[str, Dict[str, Series]]) -> Tuple[str, List[Tupl
                              f"{'met' if met else 'MISSED'}); round by round {min(pairs):.2f}–{max(pairs):.2f}, "
                              f"median {statistics.median(pairs):.2f}; by worker CPU per request "
                              f"{series[bottom].cpu_per_request / series[top].cpu_per_request:.2f}")
-        for top, bottom in REFERENCE_RATIOS:
+        for top, bottom, note in REFERENCE_RATIOS:
             if top in series and bottom in series:
                 pairs = paired_ratios(series[top], series[bottom])
                 lines.append(f"- ({top})/({bottom}) = {series[top].rate / series[bottom].rate:.2f} (no target; "
-                             f"WeRoBot without its session store); round by round {min(pairs):.2f}–"
+                             f"{note}); round by round {min(pairs):.2f}–"
                              f"{max(pairs):.2f}, median {statistics.median(pairs):.2f}; by worker CPU per "
                              f"request {series[bottom].cpu_per_request / series[top].cpu_per_request:.2f}")
         lines.append("")
@@ -562,27 +595,35 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--mode", choices=("plain", "aes", "both"), default="both")
     parser.add_argument("--systems", default=DEFAULT_SYSTEMS,
                         help="comma-separated, any of a,b,c,d,e (default) and, for reference, f (the floor: "
-                             "gunicorn + Flask with no checks)")
+                             "gunicorn + Flask with no checks) and g ((c) plus one Redis SET NX per push)")
     parser.add_argument("--concurrency", type=int, default=2, help="client connections (default 2)")
     parser.add_argument("--warmup", type=int, default=300, help="warm-up requests per server (default 300)")
     parser.add_argument("--users", type=int, default=0,
                         help="distinct senders to cycle through (default 0: a new sender for every push)")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/8",
-                        help="Redis for (b); its database is flushed before each round of (b)")
+                        help="Redis for (b) and (g); its database is flushed before each of their rounds")
     parser.add_argument("--time-limit", type=float, default=120.0, help="seconds a round may take at most")
+    parser.add_argument("--pin", action="store_true",
+                        help="servers and Redis on the first CPU, load clients on the others (see above)")
     parser.add_argument("--results", type=Path, default=BENCH / "RESULTS.md")
     parser.add_argument("--no-write", action="store_true", help="print the table only; leave RESULTS.md alone")
     args = parser.parse_args(argv)
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = [s for s in systems if s not in SYSTEMS]
     if unknown or not systems:
-        parser.error(f"--systems takes a comma-separated list of a, b, c, d, e, f (got {args.systems!r})")
+        parser.error(f"--systems takes a comma-separated list of a, b, c, d, e, f, g (got {args.systems!r})")
     if args.rounds < 1 or args.requests < 1 or args.concurrency < 1 or args.warmup < 0:
         parser.error("--rounds, --requests and --concurrency must be at least 1, --warmup at least 0")
     parsed = urllib.parse.urlparse(args.redis_url)
     if parsed.hostname not in ("127.0.0.1", "localhost", "::1"):
         parser.error("--redis-url must point at this machine's loopback address")
     args.systems = list(dict.fromkeys(systems))
+    args.server_cpus = args.client_cpus = None
+    if args.pin:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            parser.error("--pin needs at least 2 CPUs")
+        args.server_cpus, args.client_cpus = {cpus[0]}, set(cpus[1:])
     return args
 
 
@@ -591,11 +632,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     command = "python bench/throughput.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None
                                                                                  else sys.argv[1:]))
     systems = list(args.systems)
-    if "b" in systems:
+    needing_redis = [s for s in systems if s in REDIS_SYSTEMS]
+    if needing_redis:
         why = redis_reachable(args.redis_url)
         if why is not None:
-            print(f"skipping (b): Redis is not reachable at {args.redis_url} ({why})", flush=True)
-            systems.remove("b")
+            print(f"skipping {', '.join(f'({s})' for s in needing_redis)}: Redis is not reachable at "
+                  f"{args.redis_url} ({why})", flush=True)
+            systems = [s for s in systems if s not in REDIS_SYSTEMS]
     if not systems:
         print("nothing to measure", file=sys.stderr)
         return 2
@@ -608,7 +651,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     previous = {sig: signal.signal(sig, terminate) for sig in (signal.SIGTERM, signal.SIGINT)}
     started_at = time.monotonic()
     results: Dict[str, Dict[str, Series]] = {}
+    unpin: List[Tuple[psutil.Process, List[int]]] = []
     try:
+        if args.pin:  # the load clients are forked from here
+            unpin.append((psutil.Process(), pin(psutil.Process(), args.client_cpus)))
+            if any(s in REDIS_SYSTEMS for s in systems):
+                redis_server = redis_process(args.redis_url)
+                unpin.append((redis_server, pin(redis_server, args.server_cpus)))
         with tempfile.TemporaryDirectory(prefix="kf-bench-") as scratch:
             rules = Path(scratch) / "rules.yaml"
             write_rules(rules)
@@ -622,6 +671,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     finally:
         for server in servers:
             server.stop()
+        for process, cpus in unpin:
+            process.cpu_affinity(cpus)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     duration = time.monotonic() - started_at
@@ -652,7 +703,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "worker CPU: the gunicorn worker's user+system time per request (median over rounds); worker busy: "
         "that CPU time × req/s, how saturated the single worker was. Ratios: of the median req/s; beside "
         "them the range and median of the same ratio round by round, and the inverse ratio of worker CPU per "
-        "request (less disturbed by other load on the machine, but blind to time spent waiting on Redis).",
+        "request (less disturbed by other load on the machine, but blind to time spent waiting on Redis)."
+        + (f" Pinned (--pin): the servers and Redis on CPU {min(args.server_cpus)}, the load clients "
+           f"on CPU {', '.join(map(str, sorted(args.client_cpus)))}." if args.pin else
+           " Not pinned: the scheduler places the worker, the clients and Redis."),
         "",
         "(a)/(b): kf_plugin's own endpoint, 50-rule YAML file (49 non-matching keyword/regex/event rules, "
         "then `keywords: [\"转人工\"]`), duplicate detection (KF_DEDUPE_TTL 60) and 48-hour-window tracking "
@@ -663,7 +717,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "WeRoBot comes: its default session storage (SQLite, a read and a committed write per push). "
         "(e): the same with sessions off (SESSION_STORAGE=False)."
         + (" (f), for reference: the floor — a Flask view under the same gunicorn that returns a transfer "
-           "reply without checking or parsing anything (encrypting it in safe mode)." if "f" in systems else ""),
+           "reply without checking or parsing anything (encrypting it in safe mode)." if "f" in systems else "")
+        + (" (g), for reference: (c) plus the one Redis round trip a hand-written view needs to answer "
+           "WeChat's retries once across workers (SET NX of the MsgId through redis-py, same Redis and database "
+           "as (b)); its ratio to (c) is what that round trip costs on this machine." if "g" in systems else ""),
         "",
         tables,
     ] + ([f"Skipped: {', '.join(f'({s})' for s in skipped)} — Redis not reachable at {args.redis_url}.", ""]
