@@ -93,6 +93,9 @@ def _alternations(patterns: Sequence[Tuple[int, Pattern[str]]]) -> List[Tuple[Pa
     return joined
 
 
+_MAX_PRUNED = 64
+
+
 class KeywordIndex:
     """Positions of ``entries`` (handlers or anything else) worth trying for a message."""
 
@@ -118,6 +121,9 @@ class KeywordIndex:
         self.indexed = len(entries) - len(self.always)
         self._regexes = _alternations(patterns)
         self.regex_indexed = sum(len(positions) for _, positions in self._regexes)
+        # The positions left when given joined patterns miss, by (kind, which ones missed): usually the same
+        # few lists, and filtering a thousand regex rules out afresh for every message costs more than the search.
+        self._pruned: Dict[Tuple[str, int], List[int]] = {}
         self._automaton: Optional[ahocorasick.Automaton] = None
         if by_word:
             self._automaton = ahocorasick.Automaton()
@@ -127,9 +133,8 @@ class KeywordIndex:
 
     def positions(self, message: Any) -> Iterable[int]:
         """Every position that may match ``message``, in ascending order."""
-        always = self._for_kind["event" if msg_type_of(message) == "event" else "message"]
-        if self._regexes:
-            always = self._without_missed_patterns(always, message)
+        kind = "event" if msg_type_of(message) == "event" else "message"
+        always = self._without_missed_patterns(kind, message) if self._regexes else self._for_kind[kind]
         text = _folded_text_of(message) if self._automaton is not None else None
         if not text:
             return always
@@ -138,13 +143,22 @@ class KeywordIndex:
             hits.update(positions)
         return sorted(hits.union(always)) if hits else always
 
-    def _without_missed_patterns(self, positions: List[int], message: Any) -> List[int]:
+    def _without_missed_patterns(self, kind: str, message: Any) -> List[int]:
         text = text_of(message)
-        missed: Set[int] = set()
-        for together, members in self._regexes:
+        missed = 0  # bit i: the i-th joined pattern found nothing
+        for bit, (together, _) in enumerate(self._regexes):
             if text is None or together.search(text) is None:
-                missed |= members
-        return [position for position in positions if position not in missed] if missed else positions
+                missed |= 1 << bit
+        positions = self._for_kind[kind]
+        if not missed:
+            return positions
+        pruned = self._pruned.get((kind, missed))
+        if pruned is None:
+            dropped = set().union(*(members for bit, (_, members) in enumerate(self._regexes) if missed >> bit & 1))
+            pruned = [position for position in positions if position not in dropped]
+            if len(self._pruned) < _MAX_PRUNED:
+                self._pruned[(kind, missed)] = pruned
+        return pruned
 
 
 def candidates(entries: Sequence[Any], index: Optional[KeywordIndex], message: Any) -> Iterable[Any]:

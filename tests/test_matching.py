@@ -104,6 +104,21 @@ def test_regex_handlers_are_asked_only_when_one_of_their_patterns_is_in_the_text
     assert asked == ["backreference"]  # no text: no pattern can match (the one left out is still asked)
 
 
+def test_which_patterns_missed_decides_which_regex_handlers_are_asked_message_after_message():
+    asked = []
+    spy = spy_on(asked)
+    router = MessageRouter()
+    for i in range(10):
+        router.add(spy(f"zh{i}") & Regex(f"订单{i}"), lambda m: "x", name=f"zh{i}")
+        router.add(spy(f"en{i}") & Regex(f"order {i}", re.IGNORECASE), lambda m: "x", name=f"en{i}")
+    expected = {"订单3": [f"zh{i}" for i in range(10)], "ORDER 3": [f"en{i}" for i in range(10)],
+                "订单3 order 3": [name for i in range(10) for name in (f"zh{i}", f"en{i}")], "你好": []}
+    for text in ["订单3", "ORDER 3", "你好", "订单3 order 3", "订单3", "你好", "ORDER 3"]:
+        asked.clear()
+        router.dispatch(parse_push(message_xml(text=text)))
+        assert asked == expected[text], text
+
+
 @pytest.mark.parametrize("patterns, text, answer", [
     ([r"(b)x", r"(a)\1"], "aa", r"(a)\1"),                     # joined, \1 would mean (b)
     ([r"(?P<n>b)x", r"(?P<n>a)(?P=n)"], "aa", r"(?P<n>a)(?P=n)"),
