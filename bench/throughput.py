@@ -24,9 +24,9 @@ the right user (decrypted, and its MsgSignature checked, in safe mode).
   (g) (c) plus one Redis SET NX per push (redis-py, keyed by MsgId): the least a hand-written view does to
       answer WeChat's retries once across workers, so (g)/(c) is what one Redis round trip per push costs
 
-With --pin, the servers and the Redis of (b) run on the first CPU this process may use and the load clients on
-the others (restored afterwards): the scheduler no longer moves them about, so rounds vary less, and a worker's
-Redis round trip stays on one CPU — on a virtual machine a wake-up across CPUs costs tens of µs (an
+With --pin, the servers and the Redis of (b) and (g) run on the first CPU this process may use and the load
+clients on the others (Redis's CPUs are restored afterwards): the scheduler no longer moves them about, and a
+worker's Redis round trip stays on one CPU — on a virtual machine a wake-up across CPUs costs tens of µs (an
 inter-processor interrupt through the hypervisor), on one CPU a few.
 
 kf_plugin runs with KF_TOKEN and KF_APPID and no KF_SECRET: no WeChat API calls, no deadline thread pool.
@@ -652,12 +652,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     started_at = time.monotonic()
     results: Dict[str, Dict[str, Series]] = {}
     unpin: List[Tuple[psutil.Process, List[int]]] = []
+    pinned_redis = False
     try:
         if args.pin:  # the load clients are forked from here
             unpin.append((psutil.Process(), pin(psutil.Process(), args.client_cpus)))
             if any(s in REDIS_SYSTEMS for s in systems):
-                redis_server = redis_process(args.redis_url)
-                unpin.append((redis_server, pin(redis_server, args.server_cpus)))
+                try:
+                    redis_server = redis_process(args.redis_url)
+                    unpin.append((redis_server, pin(redis_server, args.server_cpus)))
+                    pinned_redis = True
+                except psutil.Error as exc:  # e.g. Redis in a container: its pid is not ours to see
+                    print(f"Redis left unpinned: {exc}", flush=True)
         with tempfile.TemporaryDirectory(prefix="kf-bench-") as scratch:
             rules = Path(scratch) / "rules.yaml"
             write_rules(rules)
@@ -672,7 +677,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for server in servers:
             server.stop()
         for process, cpus in unpin:
-            process.cpu_affinity(cpus)
+            try:
+                process.cpu_affinity(cpus)
+            except psutil.Error:  # gone meanwhile
+                pass
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     duration = time.monotonic() - started_at
@@ -704,7 +712,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "that CPU time × req/s, how saturated the single worker was. Ratios: of the median req/s; beside "
         "them the range and median of the same ratio round by round, and the inverse ratio of worker CPU per "
         "request (less disturbed by other load on the machine, but blind to time spent waiting on Redis)."
-        + (f" Pinned (--pin): the servers and Redis on CPU {min(args.server_cpus)}, the load clients "
+        + (f" Pinned (--pin): the servers{' and Redis' if pinned_redis else ''} on CPU {min(args.server_cpus)}, "
+           f"the load clients "
            f"on CPU {', '.join(map(str, sorted(args.client_cpus)))}." if args.pin else
            " Not pinned: the scheduler places the worker, the clients and Redis."),
         "",
