@@ -1,8 +1,9 @@
 """(c) The minimal view a wechatpy user writes: check the signature, (decrypt,) parse, transfer, (encrypt).
 
 (g) With ``BENCH_REDIS_URL`` set, the same view also claims each push in Redis (one ``SET NX`` through
-redis-py, keyed by MsgId) before transferring, as a hand-written view must to answer WeChat's retries once
-across workers; a push already claimed is answered ``success``.
+redis-py, keyed by MsgId: the benchmark's pushes are text messages, which all carry one) before transferring,
+as a hand-written view must to answer WeChat's retries once across workers; a push already claimed is answered
+``success``.
 """
 from __future__ import annotations
 
