@@ -79,8 +79,8 @@ class _OnFailover:
         return self.failover.run(lambda: getattr(self.primary, operation)(*args, **kwargs),
                                  lambda: getattr(self.fallback, operation)(*args, **kwargs))
 
-    def _read(self, operation: str, *args: Any, **kwargs: Any) -> Any:
-        """An operation that must see this process's queued writes."""
+    def _after_queued(self, operation: str, *args: Any, **kwargs: Any) -> Any:
+        """An operation that must come after this process's queued writes (it reads or changes what they wrote)."""
         if self.writer is not None:
             self.writer.flush()
         return self._run(operation, *args, **kwargs)
@@ -117,7 +117,7 @@ class FailoverReplayStore(_OnFailover, ReplayStore):
         self._run("release", key)
 
     def wait(self, key: str, timeout: float) -> Optional[str]:
-        return self._read("wait", key, timeout)
+        return self._after_queued("wait", key, timeout)
 
 
 class FailoverWindowStore(_OnFailover, WindowStore):
@@ -131,16 +131,16 @@ class FailoverWindowStore(_OnFailover, WindowStore):
         super().__init__(primary, fallback, failover or Failover("48-hour window"), writer)
 
     def get(self, openid: str, now: float) -> Optional[WindowRecord]:
-        return self._read("get", openid, now)
+        return self._after_queued("get", openid, now)
 
     def add_grant(self, openid: str, grant: Grant, now: float) -> None:
         self._write_later("add_grant", openid, grant, now)
 
     def consume(self, openid: str, now: float) -> Optional[Grant]:
-        return self._read("consume", openid, now)
+        return self._after_queued("consume", openid, now)
 
     def revoke(self, openid: str, now: float, *, exhausted: bool) -> None:
-        self._read("revoke", openid, now, exhausted=exhausted)
+        self._after_queued("revoke", openid, now, exhausted=exhausted)
 
 
 class FailoverTokenStore(_OnFailover, TokenStore):

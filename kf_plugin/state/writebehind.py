@@ -55,12 +55,13 @@ class RespConnection:
 
     def __init__(self, redis: Any):
         import hiredis
-        from redis.exceptions import ResponseError
+        from redis import exceptions
         pool = redis.connection_pool
         self._options = dict(pool.connection_kwargs)
         self._unix = "path" in self._options and not self._options.get("host")
         self._pack = hiredis.pack_command
-        self._new_reader = lambda: hiredis.Reader(replyError=ResponseError)
+        self._new_reader = lambda: hiredis.Reader(replyError=exceptions.ResponseError)
+        self._errors = exceptions  # imported once here, not on every round trip
         self._lock = threading.Lock()
         self._sock: Optional[socket.socket] = None
         self._closed_by_server: Callable[[], bool] = lambda: False  # set with each new socket
@@ -80,7 +81,7 @@ class RespConnection:
 
     def execute(self, commands: Sequence[Command]) -> List[Any]:
         """Send ``commands`` in one write and read their replies (an error reply is a ``ResponseError`` value)."""
-        from redis.exceptions import ConnectionError, TimeoutError
+        errors = self._errors
         with self._lock:
             try:
                 sock = self._connected()
@@ -88,11 +89,11 @@ class RespConnection:
                 return [self._read_reply(sock) for _ in commands]
             except socket.timeout as exc:
                 self._close()
-                raise TimeoutError(f"Redis did not answer in {self._options.get('socket_timeout')} s") from exc
+                raise errors.TimeoutError(f"Redis did not answer in {self._options.get('socket_timeout')} s") from exc
             except OSError as exc:
                 self._close()
-                raise ConnectionError(f"Redis connection failed: {exc}") from exc
-            except ConnectionError:
+                raise errors.ConnectionError(f"Redis connection failed: {exc}") from exc
+            except errors.ConnectionError:
                 self._close()
                 raise
 
@@ -111,7 +112,6 @@ class RespConnection:
         return self._sock
 
     def _connect(self) -> socket.socket:
-        from redis.exceptions import ConnectionError
         options = self._options
         timeout = options.get("socket_connect_timeout") or options.get("socket_timeout")
         if self._unix:
@@ -139,21 +139,20 @@ class RespConnection:
             for command in setup:
                 reply = self._read_reply(sock)
                 if isinstance(reply, Exception):
-                    raise ConnectionError(f"Redis refused {command[0]}: {reply}")
+                    raise self._errors.ConnectionError(f"Redis refused {command[0]}: {reply}")
         except BaseException:  # not yet ours to close later: close it here
             sock.close()
             raise
         return sock
 
     def _read_reply(self, sock: socket.socket) -> Any:
-        from redis.exceptions import ConnectionError
         while True:
             reply = self._reader.gets()
             if reply is not False:
                 return reply
             data = sock.recv(65536)
             if not data:
-                raise ConnectionError("Redis closed the connection")
+                raise self._errors.ConnectionError("Redis closed the connection")
             self._reader.feed(data)
 
     def _close(self) -> None:
