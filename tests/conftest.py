@@ -235,11 +235,14 @@ class PrivateRedis:
             time.sleep(0.01)
 
     def stop(self) -> None:
+        self.terminate()
+        assert not self.ping()
+
+    def terminate(self) -> None:
         if self.process is not None:
             self.process.terminate()
             self.process.wait(10)
             self.process = None
-        assert not self.ping()
 
     def client(self):
         import redis
@@ -262,9 +265,7 @@ def start_private_redis(tmp_path):
         return server
     yield start
     for server in servers:
-        if server.process is not None:
-            server.process.terminate()
-            server.process.wait(10)
+        server.terminate()
 
 
 @pytest.fixture
