@@ -1,20 +1,20 @@
 """Push signatures and safe-mode (AES) encryption, on wechatpy's primitives.
 
-wechatpy computes the SHA-1 signatures and does the AES work; this module
-compares signatures in constant time, validates keys up front, accepts the
+wechatpy does the AES work; this module computes the SHA-1 signatures as
+wechatpy does, compares them in constant time, validates keys up front, accepts the
 previous EncodingAESKey during a key change, and renders the encrypted reply
 envelope compactly.
 """
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 import re
 from typing import Iterable, List, Optional, Tuple
 
 from wechatpy.crypto import PrpCrypto
 from wechatpy.exceptions import InvalidAppIdException
-from wechatpy.utils import WeChatSigner
 
 from .errors import BadPush, ConfigError
 from .replies import cdata
@@ -25,10 +25,8 @@ _AES_KEY = re.compile(r"[A-Za-z0-9]{43}")
 
 
 def sign(*parts: str) -> str:
-    """WeChat's signature: SHA-1 of the sorted, concatenated parts."""
-    signer = WeChatSigner()
-    signer.add_data(*parts)
-    return signer.signature
+    """WeChat's signature: SHA-1 of the parts' UTF-8 bytes, sorted and concatenated (wechatpy's WeChatSigner)."""
+    return hashlib.sha1(b"".join(sorted(part.encode("utf-8") for part in parts))).hexdigest()
 
 
 def signature_matches(expected: str, given: Optional[str]) -> bool:

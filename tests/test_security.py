@@ -6,7 +6,10 @@ import re
 
 import pytest
 import xmltodict
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from wechatpy.crypto import PrpCrypto
+from wechatpy.utils import WeChatSigner
 
 from kf_plugin.errors import BadPush, ConfigError
 from kf_plugin.security import PushCipher, decode_aes_key, sign, signature_matches
@@ -80,6 +83,14 @@ def test_plain_signature_vector():
     # sorted before hashing: the order of the parts does not matter
     assert sign(v["nonce"], v["timestamp"], v["token"]) == v["signature"]
     assert signature_matches(sign(v["token"], v["timestamp"], v["nonce"]), v["signature"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.text(st.characters(blacklist_categories=("Cs",))), min_size=1, max_size=5))
+def test_sign_is_wechatpys_signature(parts):
+    signer = WeChatSigner()
+    signer.add_data(*parts)
+    assert sign(*parts) == signer.signature
 
 
 # -- signature_matches ---------------------------------------------------------------------------------
