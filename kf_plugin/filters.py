@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Optional, Pattern, Tuple, Union
 __all__ = [
     "Filter", "ALL", "TEXT", "EVENT", "Keyword", "Regex", "Event", "EventKey",
     "EventKeyRegex", "MsgType", "Users", "as_filter", "fold", "text_of",
-    "event_of", "event_key_of", "msg_type_of",
+    "event_of", "event_key_of", "msg_type_of", "sender_of", "account_of",
 ]
 
 MATCH_MODES = ("contains", "exact", "prefix")
@@ -83,6 +83,16 @@ def event_key_of(message: Any) -> Optional[str]:
     if key is not None and event_of(message) in _SUBSCRIBE_ALIASES and key.startswith(QR_SCENE_PREFIX):
         key = key[len(QR_SCENE_PREFIX):]
     return key
+
+
+def sender_of(message: Any) -> Optional[str]:
+    """The sender's OpenID (FromUserName), read without wechatpy's field conversion."""
+    return _field(message, "FromUserName")
+
+
+def account_of(message: Any) -> Optional[str]:
+    """The official account the message was sent to (ToUserName)."""
+    return _field(message, "ToUserName")
 
 
 def text_of(message: Any) -> Optional[str]:
@@ -346,7 +356,7 @@ class Users(Filter):
         self._wanted = frozenset(openids)
 
     def check(self, message: Any) -> bool:
-        return _field(message, "FromUserName") in self._wanted
+        return sender_of(message) in self._wanted
 
     def __repr__(self) -> str:
         return f"Users({_args_repr(self.openids)})"

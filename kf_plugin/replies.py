@@ -13,6 +13,9 @@ import time
 from typing import Any, Dict, Optional, Tuple
 
 from wechatpy.replies import BaseReply, TextReply, TransferCustomerServiceReply
+from wechatpy.utils import to_text
+
+from .filters import account_of, sender_of
 
 __all__ = ["TransferReply", "TextReply", "cdata", "render_reply", "to_reply", "as_custom_message"]
 
@@ -22,6 +25,11 @@ _HEADER_FIELDS = ("target", "source", "time")
 def cdata(text: str) -> str:
     """Wrap ``text`` in CDATA; a ``]]>`` inside is split across two sections."""
     return "<![CDATA[" + text.replace("]]>", "]]]]><![CDATA[>") + "]]>"
+
+
+def _text(value: Any) -> str:
+    # What wechatpy's StringField would give (bytes decoded), read straight from the reply's data.
+    return value if isinstance(value, str) else to_text(value) if value else ""
 
 
 def _defuse(value: Any) -> Any:
@@ -43,9 +51,12 @@ class TransferReply(TransferCustomerServiceReply):
     any available agent takes the user.
     """
 
-    def __init__(self, kf_account: Optional[str] = None, **kwargs: Any):
+    def __init__(self, kf_account: Optional[str] = None, *, message: Any = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.kf_account = kf_account
+        if message is not None:  # addressed as wechatpy would, without its field conversions (on every transfer)
+            self._data.setdefault("FromUserName", account_of(message))
+            self._data.setdefault("ToUserName", sender_of(message))
 
 
 def to_reply(result: Any, message: Any) -> Optional[BaseReply]:
@@ -65,8 +76,8 @@ def to_reply(result: Any, message: Any) -> Optional[BaseReply]:
             f"a handler must return a wechatpy reply, a string or None, not {type(result).__name__}"
         )
     if reply is not None:
-        reply.source = message.target
-        reply.target = message.source
+        reply._data["FromUserName"] = account_of(message)
+        reply._data["ToUserName"] = sender_of(message)
     return reply
 
 
@@ -76,18 +87,19 @@ def render_reply(reply: BaseReply, now: Optional[float] = None) -> str:
     ``now`` sets CreateTime; without it the reply's own time (wechatpy sets one
     when the reply is built), or the current time.
     """
-    created = now if now is not None else reply._data.get("CreateTime")
+    data = reply._data
+    created = now if now is not None else data.get("CreateTime")
     created = int(created if created is not None else time.time())
     nodes = [
-        "<xml><ToUserName>", cdata(reply.target or ""), "</ToUserName>",
-        "<FromUserName>", cdata(reply.source or ""), "</FromUserName>",
+        "<xml><ToUserName>", cdata(_text(data.get("ToUserName"))), "</ToUserName>",
+        "<FromUserName>", cdata(_text(data.get("FromUserName"))), "</FromUserName>",
         "<CreateTime>", str(created), "</CreateTime>",
         "<MsgType>", cdata(reply.type), "</MsgType>",
     ]
     for name, field in reply._fields.items():
         if name in _HEADER_FIELDS:
             continue
-        value = reply._data.get(field.name)
+        value = data.get(field.name)
         if value is None:
             value = copy.deepcopy(field.default)
         nodes.append(field.to_xml(_defuse(value)))

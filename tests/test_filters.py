@@ -1,7 +1,8 @@
 import pytest
 
 from kf_plugin.filters import (
-    ALL, EVENT, TEXT, Event, EventKey, EventKeyRegex, Filter, Keyword, MsgType, Regex, Users, as_filter, fold,
+    ALL, EVENT, TEXT, Event, EventKey, EventKeyRegex, Filter, Keyword, MsgType, Regex, Users, account_of, as_filter,
+    fold, sender_of,
 )
 from kf_plugin.testing import message_xml
 from kf_plugin.webhook import parse_push
@@ -177,3 +178,9 @@ def test_filters_tolerate_malformed_fields():
     message = parse_message("<xml><ToUserName>a</ToUserName><FromUserName>b</FromUserName><CreateTime>1</CreateTime>"
                          "<MsgType>text</MsgType><Content>x</Content><Content>y</Content></xml>")
     assert not Keyword("x")(message) and not Regex("x")(message)
+
+
+def test_sender_and_account_of():
+    message = text("x", sender="oU", account="gh_A")
+    assert (sender_of(message), account_of(message)) == ("oU", "gh_A") == (message.source, message.target)
+    assert sender_of(object()) is None and account_of(object()) is None

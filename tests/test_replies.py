@@ -73,3 +73,17 @@ def test_to_reply_accepts_replies_strings_and_none():
     assert (transfer.target, transfer.source) == ("oU", "gh_A")
     with pytest.raises(TypeError, match="not int"):
         to_reply(42, message)
+
+
+def test_transfer_reply_is_addressed_as_wechatpy_addresses_it():
+    ours, theirs = TransferReply(message=INBOUND), TransferCustomerServiceReply(message=INBOUND)
+    assert (ours.source, ours.target) == (theirs.source, theirs.target) == ("touser", "fromuser")
+    given = TransferReply(message=INBOUND, source="gh_other", target="oOther")
+    assert (given.source, given.target) == ("gh_other", "oOther")
+
+
+def test_render_reply_decodes_bytes_addresses_as_wechatpy_does():
+    reply = TransferReply(source=b"gh_A", target="oU")
+    fields = xmltodict.parse(render_reply(reply, now=1700000000))["xml"]
+    assert (fields["FromUserName"], fields["ToUserName"]) == ("gh_A", "oU")
+    assert fields["ToUserName"] == reply.target and fields["FromUserName"] == reply.source
