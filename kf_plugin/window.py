@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Mapping, Optional
 
 from .errors import OutsideWindowError, QuotaExceededError
-from .filters import event_of, msg_type_of
+from .filters import event_of, msg_type_of, sender_of
 from .state import Grant, MemoryWindowStore, WindowStore
 
 __all__ = ["Quota", "DEFAULT_QUOTAS", "ACTIONS", "action_of", "WindowStatus", "WindowTracker"]
@@ -113,7 +113,7 @@ class WindowTracker:
     def record(self, message: Any) -> Optional[str]:
         """Grant the rights a pushed message gives its sender; the action recorded, if any."""
         action = action_of(message)
-        sender = getattr(message, "source", None)
+        sender = sender_of(message)
         if action is not None and sender:
             self.record_action(sender, action)
         return action
@@ -121,8 +121,9 @@ class WindowTracker:
     def record_action(self, openid: str, action: str, at: Optional[float] = None) -> None:
         """Grant the rights of ``action`` (``message``, ``click``, ``follow``, ``scan``, ``payment``)."""
         quota = self.quotas[action]
-        now = self.clock() if at is None else at
-        self.store.add_grant(openid, Grant(action, quota.count, now + quota.seconds), self.clock())
+        now = self.clock()
+        start = now if at is None else at
+        self.store.add_grant(openid, Grant(action, quota.count, start + quota.seconds), now)
 
     def status(self, openid: str) -> WindowStatus:
         now = self.clock()

@@ -5,6 +5,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import replace
+from operator import itemgetter
 from typing import Callable, Dict, Iterable, Optional, Tuple
 
 from .base import (
@@ -105,6 +106,9 @@ def _row(grant: Grant) -> _Row:
     return (grant.action, grant.count, grant.expires_at, grant.used)
 
 
+_expires_at = itemgetter(2)
+
+
 class MemoryWindowStore(WindowStore):
     """A :class:`WindowStore` in a dict of at most ``max_users`` users (the least recently updated go first)."""
 
@@ -120,7 +124,10 @@ class MemoryWindowStore(WindowStore):
         return tuple(Grant(*row) for row in rows if row[2] > now)
 
     def _store(self, openid: str, grants: Iterable[Grant]) -> None:
-        self._records[openid] = tuple(map(_row, grants))
+        self._store_rows(openid, tuple(map(_row, grants)))
+
+    def _store_rows(self, openid: str, rows: Tuple[_Row, ...]) -> None:
+        self._records[openid] = rows
         self._records.move_to_end(openid)
         while len(self._records) > self._max_users:
             self._records.popitem(last=False)
@@ -131,9 +138,16 @@ class MemoryWindowStore(WindowStore):
             return WindowRecord(grants) if grants is not None else None
 
     def add_grant(self, openid: str, grant: Grant, now: float) -> None:
+        new = _row(grant)
         with self._lock:
-            grants = (self._live(openid, now) or ()) + (grant,)
-            self._store(openid, sorted(grants, key=lambda g: g.expires_at)[-MAX_GRANTS_PER_USER:])
+            rows = self._records.get(openid)
+            if rows:  # rows rather than Grants: this runs on every push
+                live = [row for row in rows if row[2] > now]
+                live.append(new)
+                live.sort(key=_expires_at)
+                self._store_rows(openid, tuple(live[-MAX_GRANTS_PER_USER:]))
+            else:
+                self._store_rows(openid, (new,))
 
     def consume(self, openid: str, now: float) -> Optional[Grant]:
         with self._lock:
