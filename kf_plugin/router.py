@@ -180,25 +180,27 @@ class MessageRouter:
 
     def dispatch_with_handler(self, message: Any) -> Match:
         """Route ``message`` and tell which handler answered."""
+        return Match(*self._route(message))
+
+    def dispatch(self, message: Any) -> Any:
+        """Route ``message``; the first non-``None`` handler result, or ``None``."""
+        return self._route(message)[1]
+
+    def _route(self, message: Any) -> Tuple[Optional[Handler], Any]:
         for hook in self._before:
             early = hook(message)
             if early is not None:
-                return Match(None, early)
+                return None, early
         answered: Optional[Handler] = None
         result = None
         for entry in self._entries_for(message):
             if isinstance(entry, MessageRouter):
-                inner = entry.dispatch_with_handler(message)
-                answered, result = inner.handler, inner.result
+                answered, result = entry._route(message)
             elif entry.filter(message):
-                answered, result = entry, entry(message)
+                answered, result = entry, entry.callback(message)
             if result is not None:
                 break
             answered = None
         for hook in self._after:
             result = hook(message, result, answered)
-        return Match(answered, result)
-
-    def dispatch(self, message: Any) -> Any:
-        """Route ``message``; the first non-``None`` handler result, or ``None``."""
-        return self.dispatch_with_handler(message).result
+        return answered, result
