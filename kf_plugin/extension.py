@@ -309,7 +309,9 @@ def _webhook_view() -> Response:
     state: _AppState = current_app.extensions[EXTENSION]
     state.plugin.jobs.ensure_started()
     webhook = state.webhook
+    incoming = request._get_current_object()  # once, not through the proxy at every use
+    method = incoming.method
     # Read at most one byte past the limit, whatever Content-Length claims.
-    body = request.stream.read(webhook.max_body + 1) if request.method == "POST" else b""
-    answer = webhook.handle(request.method, request.args, body)
+    body = incoming.stream.read(webhook.max_body + 1) if method == "POST" else b""
+    answer = webhook.handle(method, incoming.args, body)
     return Response(answer.body, status=answer.status, content_type=answer.content_type)
