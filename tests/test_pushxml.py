@@ -12,6 +12,7 @@ from wechatpy import parse_message as wechatpy_parse_message
 from wechatpy.events import EVENT_TYPES
 from wechatpy.messages import MESSAGE_TYPES
 
+from kf_plugin import pushxml
 from kf_plugin.pushxml import parse_fields, parse_message, plain_fields
 
 DATA = Path(__file__).parent / "data"
@@ -36,11 +37,21 @@ def assert_same(xml: str) -> None:
     assert outcome(parse_fields, xml) == outcome(lambda x: xmltodict.parse(x)["xml"], xml)
 
 
+def is_flat(xml: str) -> bool:
+    """Whether ``xml`` is read by the one regular expression (the fastest path)."""
+    return pushxml._FLAT_DOCUMENT.fullmatch(xml) is not None
+
+
 @pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.name)
 def test_every_sample_push_parses_as_wechatpy_parses_it_on_the_fast_path(path: Path) -> None:
     xml = path.read_text("utf-8")
     assert plain_fields(xml) is not None
     assert_same(xml)
+
+
+def test_the_usual_pushes_are_flat() -> None:
+    flat = [path.name for path in SAMPLES if is_flat(path.read_text("utf-8"))]
+    assert {"text.xml", "voice.xml", "event_click.xml", "event_subscribe.xml", "event_location.xml"} <= set(flat), flat
 
 
 def push(msg_type: str, **fields: str) -> str:
@@ -153,4 +164,57 @@ _PLAIN_PUSHES = st.builds(
 @given(_PLAIN_PUSHES)
 def test_plain_pushes_take_the_fast_path(xml: str) -> None:
     assert plain_fields(xml) is not None
+    assert_same(xml)
+
+
+@pytest.mark.parametrize("xml, fields", [
+    (HEAD + "<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[a]]]]></Content></xml>", {"Content": "a]]"}),
+    (HEAD + "<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[ <b>&amp;</b> ]]></Content></xml>",
+     {"Content": "<b>&amp;</b>"}),
+    (HEAD + "<MsgType>text</MsgType><Content>\u3000 x > y \u3000</Content></xml>", {"Content": "x > y"}),
+    (HEAD + "<MsgType>text</MsgType><Content><![CDATA[ \n ]]></Content><MsgId></MsgId>\n</xml>\n",
+     {"Content": None, "MsgId": None}),
+])
+def test_flat_documents_read_as_xmltodict_reads_them(xml: str, fields: dict) -> None:
+    assert is_flat(xml)
+    parsed = plain_fields(xml)
+    assert parsed is not None and {name: parsed[name] for name in fields} == fields
+    assert_same(xml)
+
+
+@pytest.mark.parametrize("xml", [
+    HEAD + "<MsgType>text</MsgType><Content><![CDATA[a\r\nb]]></Content></xml>",   # XML makes \r\n a \n
+    HEAD + "<MsgType>text</MsgType><Content>a &amp; b</Content></xml>",
+    HEAD + "<MsgType>text</MsgType><Content><![CDATA[a]]><![CDATA[b]]></Content></xml>",
+    HEAD + "<MsgType>text</MsgType><Content><![CDATA[a]]> </Content></xml>",
+    HEAD + "<MsgType>text</MsgType><Content>a]]>b</Content></xml>",                   # not well-formed
+    HEAD + "<MsgType>text</MsgType><Content>1</Content><Content>2</Content></xml>",  # a list
+    HEAD + "<MsgType>text</MsgType><Content/></xml>",
+    HEAD + "<MsgType>text</MsgType><Content>\x01</Content></xml>",                   # not a character XML has
+    HEAD + "<MsgType>text</MsgType><Content>x</content></xml>",
+    "<?xml version='1.0'?>" + HEAD + "<MsgType>text</MsgType></xml>",
+    " " + HEAD + "<MsgType>text</MsgType></xml>",
+])
+def test_documents_the_expression_leaves_to_the_parsers_come_out_the_same(xml: str) -> None:
+    assert not is_flat(xml) or "<Content>1</Content><Content>2</Content>" in xml
+    assert_same(xml)
+
+
+_FLAT_TEXTS = st.lists(st.one_of(st.characters(blacklist_categories=("Cs",)),
+                                 st.sampled_from(["]", "]]", ">", "]]>", "\r", "\u3000", "\x85", " ", "\n"])),
+                       max_size=8).map("".join)
+_FLAT_PUSHES = st.builds(
+    lambda msg_type, others, gaps: HEAD + f"<MsgType><![CDATA[{msg_type}]]></MsgType>" + "".join(
+        f"{gap}<{name}><![CDATA[{text}]]></{name}>" if cdata else f"{gap}<{name}>{text}</{name}>"
+        for (name, (text, cdata)), gap in zip(others.items(), gaps)) + "</xml>",
+    st.sampled_from(["text", "event", "voice"]),
+    st.dictionaries(st.sampled_from(["Event", "EventKey", "Content", "MsgId", "Recognition", "X.y-z"]),
+                    st.tuples(_FLAT_TEXTS, st.booleans()), max_size=5),
+    st.lists(st.sampled_from(["", "\n", " \t", "\r\n"]), min_size=5, max_size=5),
+)
+
+
+@settings(max_examples=1500, deadline=None, derandomize=True, database=None)
+@given(_FLAT_PUSHES)
+def test_any_flat_looking_push_parses_as_wechatpy_parses_it(xml: str) -> None:
     assert_same(xml)
