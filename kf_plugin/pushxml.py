@@ -32,9 +32,9 @@ _NAME = r"[A-Za-z_][A-Za-z0-9_.\-]*"
 _FORBIDDEN = "\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff"
 _CDATA_BODY = rf"[^\]\r{_FORBIDDEN}]*(?:\](?!\]>)[^\]\r{_FORBIDDEN}]*)*"  # anything but "]]>"
 _TEXT = rf"[^<&\]\r{_FORBIDDEN}]*"
-_ELEMENT = rf"<(?P<name>{_NAME})>(?:<!\[CDATA\[({_CDATA_BODY})\]\]>|({_TEXT}))</(?P=name)>"
-_FLAT_DOCUMENT = re.compile(rf"<xml>((?:[ \t\n]*{_ELEMENT})+)[ \t\n]*</xml>[ \t\n]*")
-_FLAT_ELEMENT = re.compile(_ELEMENT)
+# One element, after the whitespace before it; a flat document is ``<xml>``, one or more of these, ``</xml>``.
+_FLAT_ELEMENT = re.compile(rf"[ \t\n]*<(?P<name>{_NAME})>(?:<!\[CDATA\[({_CDATA_BODY})\]\]>|({_TEXT}))</(?P=name)>")
+_FLAT_END = re.compile(r"[ \t\n]*</xml>[ \t\n]*")
 
 
 class _NotPlain(Exception):
@@ -51,12 +51,9 @@ def plain_fields(xml: str) -> Optional[Dict[str, Any]]:
     # attributes; the tree builder would expand the one and drop the other.
     if "<!DOCTYPE" in xml or "xmlns" in xml:
         return None
-    flat = _FLAT_DOCUMENT.fullmatch(xml)
-    if flat is not None:
-        elements = _FLAT_ELEMENT.findall(xml, *flat.span(1))
-        fields = {name: (cdata or text).strip() or None for name, cdata, text in elements}
-        if len(fields) == len(elements):  # a repeated element is a list: the tree builder's case
-            return fields
+    fields = _flat_fields(xml)
+    if fields is not None:
+        return fields
     try:
         root = ET.fromstring(xml)
         if root.tag != "xml" or not len(root):
@@ -64,6 +61,25 @@ def plain_fields(xml: str) -> Optional[Dict[str, Any]]:
         return _value(root, 0)
     except (ET.ParseError, _NotPlain):
         return None
+
+
+def _flat_fields(xml: str) -> Optional[Dict[str, Any]]:
+    """The fields of a flat document (see ``_FLAT_ELEMENT``), or ``None`` if it is not one."""
+    if not xml.startswith("<xml>"):
+        return None
+    fields: Dict[str, Any] = {}
+    end = 5
+    element = _FLAT_ELEMENT.match(xml, end)
+    if element is None:
+        return None
+    while element is not None:
+        name, cdata, text = element.groups()
+        if name in fields:  # a repeated element is a list: the tree builder's case
+            return None
+        fields[name] = (cdata or text or "").strip() or None
+        end = element.end()
+        element = _FLAT_ELEMENT.match(xml, end)
+    return fields if _FLAT_END.fullmatch(xml, end) else None
 
 
 def _value(element: ET.Element, depth: int) -> Any:
