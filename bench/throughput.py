@@ -1,14 +1,15 @@
 """Webhook throughput, side by side: kf_plugin against a bare wechatpy view and WeRoBot.
 
     python bench/throughput.py [--rounds N] [--requests N] [--mode plain|aes|both] [--systems a,b,c,d] [--pin]
+                               [--workers N]
 
-Each system runs under gunicorn (1 sync worker) on a free loopback port; a load generator in separate
-processes (bench/loadgen.py, 2 connections by default) sends it signed text pushes that ask for a human
-("你好，请帮我转人工"), every one a distinct push (its own MsgId and, by default, its own sender), all
-signed — and in safe mode encrypted — before the clock starts. The systems take turns round by round
-(a b c d, then b c d a, …) and every system gets the same freshly signed set in a round, so drift of the
-machine cancels out. Every answer is checked after the round: HTTP 200 and a transfer_customer_service reply to
-the right user (decrypted, and its MsgSignature checked, in safe mode).
+Each system runs under gunicorn (1 sync worker, as the targets are set; ``--workers N`` for more) on a free
+loopback port; a load generator in separate processes (bench/loadgen.py, 2 connections by default) sends it
+signed text pushes that ask for a human ("你好，请帮我转人工"), every one a distinct push (its own MsgId
+and, by default, its own sender), all signed — and in safe mode encrypted — before the clock starts. The
+systems take turns round by round (a b c d, then b c d a, …) and every system gets the same freshly signed set
+in a round, so drift of the machine cancels out. Every answer is checked after the round: HTTP 200 and a
+transfer_customer_service reply to the right user (decrypted, and its MsgSignature checked, in safe mode).
 
   (a) kf_plugin's endpoint, a 50-rule YAML file (49 keyword/regex/event rules that do not match, then
       the one that does), duplicate detection and the 48-hour window on, memory state
@@ -224,21 +225,22 @@ def flush_redis(url: str) -> None:
 
 
 class Server:
-    """One system under gunicorn with one sync worker on a free loopback port; stopped by :meth:`stop`."""
+    """One system under gunicorn with ``workers`` sync workers on a free loopback port; stopped by :meth:`stop`."""
 
     def __init__(self, system: str, mode: str, env: Dict[str, str], log_dir: Path,
-                 cpus: Optional[Set[int]] = None):
+                 cpus: Optional[Set[int]] = None, workers: int = 1):
         self.system, self.mode = system, mode
         self.cpus = cpus
+        self.worker_count = workers
         self.app = SYSTEMS[system][1]
         self.env = env
         self.log_path = log_dir / f"gunicorn-{system}-{mode}.log"
         self.process: Optional[subprocess.Popen] = None
         self.port = 0
-        self.worker: Optional[psutil.Process] = None
+        self.workers: List[psutil.Process] = []
 
     def command(self) -> List[str]:
-        return [sys.executable, "-m", "gunicorn", "--workers", "1", "--worker-class", "sync",
+        return [sys.executable, "-m", "gunicorn", "--workers", str(self.worker_count), "--worker-class", "sync",
                 "--bind", f"{HOST}:{self.port}", "--pythonpath", str(BENCH), "--chdir", str(ROOT),
                 "--log-level", "warning", "--timeout", "60", self.app]
 
@@ -252,14 +254,23 @@ class Server:
                                             preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
             log.close()
             if self._wait_ready(signer):
-                children = psutil.Process(self.process.pid).children()
-                if len(children) != 1:
-                    raise RuntimeError(f"gunicorn for ({self.system}) has {len(children)} workers, not 1")
-                self.worker = children[0]
+                self.workers = self._all_workers()
                 return
             self.stop()
         raise RuntimeError(f"gunicorn for ({self.system}, {self.mode}) did not start; see {self.log_path}:\n"
                            + self.log_path.read_text(errors="replace")[-2000:])
+
+    def _all_workers(self, limit: float = 30.0) -> List[psutil.Process]:
+        """The workers, once gunicorn has started all of them (one answered the readiness check)."""
+        deadline = time.monotonic() + limit
+        while True:
+            children = psutil.Process(self.process.pid).children()
+            if len(children) == self.worker_count:
+                return children
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"gunicorn for ({self.system}) has {len(children)} workers, "
+                                   f"not {self.worker_count}")
+            time.sleep(0.1)
 
     def _wait_ready(self, signer: PushSigner, limit: float = 30.0) -> bool:
         """Ready when a signed GET (WeChat's URL check) gets the echostr back."""
@@ -286,8 +297,8 @@ class Server:
         return False
 
     def cpu_seconds(self) -> float:
-        times = self.worker.cpu_times()
-        return times.user + times.system
+        """User and system time of all the workers so far."""
+        return sum(times.user + times.system for times in (worker.cpu_times() for worker in self.workers))
 
     def stop(self) -> None:
         """SIGTERM to the gunicorn master we started; SIGKILL to its process group if it lingers."""
@@ -310,7 +321,7 @@ class Server:
 class Round:
     rate: float
     latencies: List[float]  # seconds
-    cpu_per_request: float  # seconds of the worker's CPU per request
+    cpu_per_request: float  # seconds of the workers' CPU per request
     connections: int
     foreign_cores: float  # CPU the rest of the machine used meanwhile (other people's processes), in cores
     redis_other_commands: int = 0  # (b): commands Redis ran for other clients meanwhile
@@ -371,7 +382,8 @@ class Series:
 
     @property
     def busy(self) -> float:
-        """How much of the time the worker was on the CPU (median over rounds): near 100% = saturated."""
+        """How much of the time the workers were on the CPU (median over rounds, in CPUs): near 100% per
+        worker = saturated."""
         return statistics.median(r.cpu_per_request * r.rate for r in self.rounds)
 
 
@@ -441,11 +453,11 @@ def measure_mode(mode: str, systems: Sequence[str], args: argparse.Namespace, ru
         if system == "g":
             env.update(BENCH_REDIS_URL=args.redis_url)
             flush_redis(args.redis_url)
-        server = Server(system, mode, env, log_dir, args.server_cpus)
+        server = Server(system, mode, env, log_dir, args.server_cpus, args.workers)
         servers.append(server)
         server.start(signer)
         started[system] = server
-    print(f"[{mode}] servers up: " + ", ".join(f"({s}) :{srv.port} worker {srv.worker.pid}"
+    print(f"[{mode}] servers up: " + ", ".join(f"({s}) :{srv.port} worker {' '.join(str(w.pid) for w in srv.workers)}"
                                               for s, srv in started.items()), flush=True)
 
     series = {s: Series(s, mode) for s in systems}
@@ -597,6 +609,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="comma-separated, any of a,b,c,d,e (default) and, for reference, f (the floor: "
                              "gunicorn + Flask with no checks) and g ((c) plus one Redis SET NX per push)")
     parser.add_argument("--concurrency", type=int, default=2, help="client connections (default 2)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="gunicorn sync workers per system (default 1, as the targets are set; more shows "
+                             "how the wait on Redis is used when another worker can run meanwhile)")
     parser.add_argument("--warmup", type=int, default=300, help="warm-up requests per server (default 300)")
     parser.add_argument("--users", type=int, default=0,
                         help="distinct senders to cycle through (default 0: a new sender for every push)")
@@ -612,8 +627,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     unknown = [s for s in systems if s not in SYSTEMS]
     if unknown or not systems:
         parser.error(f"--systems takes a comma-separated list of a, b, c, d, e, f, g (got {args.systems!r})")
-    if args.rounds < 1 or args.requests < 1 or args.concurrency < 1 or args.warmup < 0:
-        parser.error("--rounds, --requests and --concurrency must be at least 1, --warmup at least 0")
+    if args.rounds < 1 or args.requests < 1 or args.concurrency < 1 or args.workers < 1 or args.warmup < 0:
+        parser.error("--rounds, --requests, --concurrency and --workers must be at least 1, --warmup at least 0")
     parsed = urllib.parse.urlparse(args.redis_url)
     if parsed.hostname not in ("127.0.0.1", "localhost", "::1"):
         parser.error("--redis-url must point at this machine's loopback address")
@@ -698,7 +713,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "",
         f"Machine: {machine()}. Code: {revision()}.",
         "",
-        f"Each system under gunicorn, 1 sync worker, on 127.0.0.1; load from {args.concurrency} client "
+        f"Each system under gunicorn, {args.workers} sync worker{'s' if args.workers > 1 else ''}, on 127.0.0.1; "
+        f"load from {args.concurrency} client "
         f"processes (bench/loadgen.py, one connection each: gunicorn's sync worker closes it after every "
         f"answer, so every request opens a new one); {args.rounds} rounds of {args.requests:,} requests per "
         f"system, taking turns ({' '.join(systems)}, then {' '.join(systems[1:] + systems[:1])}, … each round "
@@ -708,8 +724,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         + f"), a text \"{TEXT}\"; every answer checked: HTTP 200 and a transfer_customer_service reply to "
         "the sender, decrypted with its MsgSignature checked in safe mode. req/s: median over rounds "
         "(min–max beside it); p50/p99: client-side latency (connect to last byte) over all rounds; "
-        "worker CPU: the gunicorn worker's user+system time per request (median over rounds); worker busy: "
-        "that CPU time × req/s, how saturated the single worker was. Ratios: of the median req/s; beside "
+        "worker CPU: the gunicorn workers' user+system time per request (median over rounds); worker busy: "
+        "that CPU time × req/s, how saturated the workers were (100 % = one CPU). Ratios: of the median req/s; beside "
         "them the range and median of the same ratio round by round, and the inverse ratio of worker CPU per "
         "request (less disturbed by other load on the machine, but blind to time spent waiting on Redis)."
         + (f" Pinned (--pin): the servers{' and Redis' if pinned_redis else ''} on CPU {min(args.server_cpus)}, "
