@@ -60,8 +60,8 @@ class Match:
 
 
 Entry = Union[Handler, "MessageRouter"]
-#: Below this many entries a plain scan is as fast as consulting the keyword index.
-INDEX_MIN_ENTRIES = 16
+#: From this many entries on, the keyword index (about 7.5 µs a message) costs less than asking each entry.
+INDEX_MIN_ENTRIES = 6
 
 
 class MessageRouter:
