@@ -4,12 +4,12 @@ wechatpy turns the XML into a dict with xmltodict, whose Python callbacks run fo
 every tag and text node (about 25 µs for a text push, more than the rest of the
 pipeline's own work). Most pushes WeChat sends are flat — ``<xml>`` holding
 elements that each hold one CDATA section or plain text — and a regular
-expression reads those, element by element, at a quarter of wechatpy's cost. The other plain documents (a
-few events nest elements, or repeat one) go through the C tree builder of
-``xml.etree``. Anything else (attributes, text beside elements, a DOCTYPE,
-namespaces, deep nesting, entity or character references, a document the tree
-builder refuses) is handed to xmltodict as before, so results and errors are
-exactly wechatpy's.
+expression reads those, element by element, at a quarter of wechatpy's cost.
+The other plain documents (a few events nest elements, or repeat one) go
+through the C tree builder of ``xml.etree``. Anything else (attributes, text
+beside elements, a DOCTYPE, namespaces, deep nesting, entity or character
+references, a document the tree builder refuses) is handed to xmltodict as
+before, so results and errors are exactly wechatpy's.
 """
 from __future__ import annotations
 
