@@ -1,68 +1,115 @@
 """WeChat's retries answered exactly once.
 
 WeChat delivers a push up to three times when it gets no answer within 5 s.
-Each push gets a key; the first delivery runs the handler and stores the
-rendered reply, later deliveries get that same reply. A retry that arrives
+Each push gets a key; the first delivery claims it, runs the handler and stores
+the rendered reply, later deliveries get that same reply. A retry that arrives
 while the first delivery is still being handled waits (bounded) for its result
-instead of running the handler again.
+instead of running the handler again; if the worker handling it died, its claim
+lapses within a lease and the retry runs the handler itself.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Any, Callable
+import time
+from typing import Any, Callable, Optional, Tuple
 
-from .state.base import ReplayStore
+from .errors import BadPush
+from .state.base import DEFAULT_LEASE, Grant, Outcome, PushClaim, ReplayStore, WindowStore
 
-__all__ = ["push_key", "Deduplicator"]
+__all__ = ["push_key", "body_digest", "Deduplicator"]
 
 log = logging.getLogger(__name__)
+
+_SEP = "\x1f"
 
 
 def push_key(message: Any) -> str:
     """A key that is the same for every delivery of one push.
 
     Messages: account, sender, MsgId and CreateTime (MsgId alone has been seen
-    to collide). Events: account, sender, CreateTime, Event and EventKey.
+    to collide). Events: account, sender, CreateTime, Event and EventKey. A
+    message without a MsgId is keyed by all of its fields, so two different
+    messages of one sender in the same second stay apart.
     """
     data = message._data
     if data.get("MsgId"):
-        fields = ("m", data.get("ToUserName"), data.get("FromUserName"), data.get("MsgId"), data.get("CreateTime"))
-    else:
+        fields: Tuple[Any, ...] = ("m", data.get("ToUserName"), data.get("FromUserName"), data.get("MsgId"),
+                                   data.get("CreateTime"))
+    elif str(data.get("MsgType", "")).lower() == "event":
         fields = ("e", data.get("ToUserName"), data.get("FromUserName"), data.get("CreateTime"),
                   data.get("Event"), data.get("EventKey"))
-    raw = "\x1f".join("" if f is None else str(f) for f in fields)
+    else:
+        fields = ("c", *(f"{name}={value}" for name, value in sorted(data.items(), key=lambda item: item[0])))
+    raw = _SEP.join("" if f is None else str(f) for f in fields)
     return hashlib.blake2b(raw.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+def body_digest(body: bytes) -> str:
+    """A short digest of a push's body, to tell one body sent under a signed query from another."""
+    return hashlib.blake2b(body, digest_size=16).hexdigest()
 
 
 class Deduplicator:
     """Runs a push's handler once and replays its reply to retries.
 
-    ``ttl``: how long a reply is replayed (seconds). ``wait``: how long a retry
-    waits for a first delivery that is still being handled.
+    ``ttl``: how long a reply is replayed (seconds); ``keep_for``: at least
+    this long (the clock-skew window: a captured request replayed within it
+    must still find its push answered). ``wait``: how long a retry waits for a
+    first delivery that is still being handled. ``lease``: how long a claim
+    outlives its worker. ``window``: where a push's send rights go when the
+    replay store does not record them itself.
     """
 
-    def __init__(self, store: ReplayStore, ttl: float = 60.0, wait: float = 4.0):
+    def __init__(self, store: ReplayStore, ttl: float = 60.0, wait: float = 4.0, *, keep_for: float = 0.0,
+                 lease: float = DEFAULT_LEASE, window: Optional[WindowStore] = None):
         self.store = store
         self.ttl = ttl
         self.wait = wait
+        self.keep_for = keep_for
+        self.lease = lease
+        self.window = window
 
-    def run(self, key: str, produce: Callable[[], str]) -> str:
+    @property
+    def kept_for(self) -> float:
+        """Seconds a reply is kept: ``ttl``, or the clock-skew window if longer."""
+        return max(self.ttl, self.keep_for)
+
+    def run(self, key: str, produce: Callable[[], str], *, grant: Optional[Tuple[str, Grant]] = None,
+            binding: Optional[Tuple[str, str]] = None, now: float = 0.0) -> str:
         """The reply for ``key``: ``produce()``'s for the first delivery, the stored one for retries.
 
-        If ``produce`` raises, the claim is released (a later retry runs it
-        again) and the exception propagates.
+        ``grant``: the send rights the push gives (``(openid, Grant)``), recorded
+        once per push, with its first claim. ``binding``: ``(query, body digest)``
+        of a plain push. If ``produce`` raises, the claim is released (a later
+        retry runs it again) and the exception propagates.
+
+        :raises BadPush: (403) the push's signed query was already used with another body.
         """
-        if self.store.claim(key, self.ttl):
-            return self._produce(key, produce)
-        stored = self.store.wait(key, self.wait)
-        if stored is not None:
-            return stored
-        # The first delivery failed and released its claim, or its entry expired.
-        if self.store.claim(key, self.ttl):
-            return self._produce(key, produce)
-        log.warning("a retried push is still being handled after %.1f s; answering it with 'success'", self.wait)
-        return ""
+        # A store records the grant with the claim (one round trip) when its grants land in our window.
+        grant_with_claim = grant if self.window is None or self.store.window is self.window else None
+        push = PushClaim(key, self.kept_for, min(self.lease, self.kept_for), grant_with_claim, now, binding,
+                         2 * self.keep_for)
+        deadline = time.monotonic() + self.wait
+        while True:
+            claim = self.store.acquire(push)
+            if claim.outcome is Outcome.CLAIMED:
+                if grant is not None and not (grant_with_claim and claim.granted) and self.window is not None:
+                    self.window.add_grant(grant[0], grant[1], now)
+                return self._produce(key, produce)
+            if claim.outcome is Outcome.DONE:
+                return claim.reply or ""
+            if claim.outcome is Outcome.CONFLICT:
+                raise BadPush(403, "this signature, timestamp and nonce were already used with a different body")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                log.warning("a retried push is still being handled after %.1f s; answering it with 'success'",
+                            self.wait)
+                return ""
+            reply = self.store.wait(key, remaining)
+            if reply is not None:
+                return reply
+            # The first delivery failed and released its claim, its lease lapsed, or the time is up.
 
     def _produce(self, key: str, produce: Callable[[], str]) -> str:
         try:
@@ -70,5 +117,5 @@ class Deduplicator:
         except BaseException:
             self.store.release(key)
             raise
-        self.store.complete(key, reply, self.ttl)
+        self.store.complete(key, reply, self.kept_for)
         return reply

@@ -57,7 +57,9 @@ class KfPlugin:
     ``replay_store`` / ``window_store``: where retried pushes' replies and the
     48-hour window are kept (default: memory). ``scheduler``: the bot's
     APScheduler scheduler for background jobs (default: one of our own).
-    ``clock``: the time source, replaceable in tests.
+    ``redis``: a redis-py client to share state through, instead of
+    ``KF_REDIS_URL`` (one from a Sentinel's ``master_for``, a ``RedisCluster``,
+    one with TLS options of its own). ``clock``: the time source, replaceable in tests.
 
     Three ways in: let :meth:`init_app` own the webhook endpoint; call
     :meth:`register` to put the rules on your router; or call :meth:`handle`
@@ -67,7 +69,7 @@ class KfPlugin:
     def __init__(self, app: Optional[Flask] = None, *, rules: Optional[RulesLike] = None,
                  router: Optional[MessageRouter] = None, replay_store: Optional[ReplayStore] = None,
                  window_store: Optional[WindowStore] = None, scheduler: Optional[BaseScheduler] = None,
-                 clock: Callable[[], float] = time.time):
+                 redis: Optional[Any] = None, clock: Callable[[], float] = time.time):
         self.rules_router = MessageRouter("kf rules")
         self.router = router if router is not None else MessageRouter("bot")
         self.router.include(self.rules_router, first=True)
@@ -78,6 +80,7 @@ class KfPlugin:
         self._rules = RuleSet()
         self._rules_path: Optional[str] = None
         self._replay_store = replay_store
+        self._redis = redis
         self._clock = clock
         self._session_hooks: Dict[str, List[SessionHook]] = {}
         self._admin: Optional[KfAdmin] = None
@@ -200,6 +203,10 @@ class KfPlugin:
         Also records the interaction in the 48-hour window.
         """
         self.window.record(message)
+        return self._dispatch(message)
+
+    def _dispatch(self, message: Any) -> Optional[BaseReply]:
+        """Route a message without recording it in the window (the webhook records it with its claim)."""
         return to_reply(self.router.dispatch(message), message)
 
     def register(self, router: MessageRouter) -> None:
@@ -240,9 +247,9 @@ class KfPlugin:
             previous = [config["KF_ENCODING_AES_KEY_PREVIOUS"]] if config["KF_ENCODING_AES_KEY_PREVIOUS"] else []
             cipher = PushCipher(token, config["KF_ENCODING_AES_KEY"], config["KF_APPID"], previous)
         if self._shared is None:
-            self._shared = open_state(config["KF_REDIS_URL"], config["KF_APPID"] or "default",
-                                      config["KF_REDIS_PREFIX"], config["KF_TOKEN_SESSION_PREFIX"],
-                                      write_behind=True)
+            self._shared = open_state(self._redis if self._redis is not None else config["KF_REDIS_URL"],
+                                      config["KF_APPID"] or "default",
+                                      config["KF_REDIS_PREFIX"], config["KF_TOKEN_SESSION_PREFIX"])
             if self._own_window_store:
                 self.window.store = self._shared.window
         self._connect_api(config)
@@ -251,12 +258,14 @@ class KfPlugin:
         else:
             self.load_rules(self._rules)  # rebinds the rules to the API services just made
         store = self._replay_store if self._replay_store is not None else self._shared.replay
-        dedupe = Deduplicator(store, ttl=config["KF_DEDUPE_TTL"], wait=config["KF_DEDUPE_WAIT"])
+        dedupe = Deduplicator(store, ttl=config["KF_DEDUPE_TTL"], wait=config["KF_DEDUPE_WAIT"],
+                              keep_for=config["KF_MAX_CLOCK_SKEW"], window=self.window.store)
         late = None
         if self._admin is not None and config["KF_REPLY_BUDGET"]:
             late = LateReplies(self._handler_pool, config["KF_REPLY_BUDGET"], self._handoff_deliver_late)
-        webhook = Webhook(token, self.handle, dedupe, cipher=cipher, max_clock_skew=config["KF_MAX_CLOCK_SKEW"],
-                          max_body=config["KF_MAX_BODY"], late=late, clock=self._clock)
+        webhook = Webhook(token, self._dispatch, dedupe, cipher=cipher, max_clock_skew=config["KF_MAX_CLOCK_SKEW"],
+                          max_body=config["KF_MAX_BODY"], late=late, clock=self._clock,
+                          grant_for=self.window.grant_for)
         app.extensions[EXTENSION] = _AppState(self, webhook)
         app.add_url_rule(config["KF_URL"], endpoint="kf_plugin_webhook", view_func=_webhook_view,
                          methods=["GET", "POST"])
@@ -282,14 +291,11 @@ class KfPlugin:
         self._handler_pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kf-handlers")
 
     def shutdown(self) -> None:
-        """Stop the background work this plugin started (its own scheduler and worker threads), after
-        sending the Redis writes still queued behind answers.
+        """Stop the background work this plugin started (its own scheduler and worker threads).
 
         Called at exit anyway; tests and embedding code call it to stop early.
         """
         self.jobs.shutdown()
-        if self._shared is not None:
-            self._shared.flush()
         for pool in (self._executor, self._handler_pool):
             if pool is not None:
                 pool.shutdown(wait=False)

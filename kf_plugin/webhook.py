@@ -18,11 +18,12 @@ from typing import Any, Callable, Mapping, Optional, Tuple
 
 from wechatpy.replies import BaseReply
 
-from .dedupe import Deduplicator, push_key
+from .dedupe import Deduplicator, body_digest, push_key
 from .errors import BadPush
 from .pushxml import parse_fields, parse_message
 from .replies import render_reply
 from .security import PushCipher, sign, signature_matches
+from .state.base import Grant
 
 __all__ = ["Webhook", "WebhookResponse", "LateReplies", "parse_push"]
 
@@ -96,6 +97,8 @@ class Webhook:
     """Answers WeChat's GET (URL verification) and POST (push) requests.
 
     ``respond(message)`` returns the reply to send or ``None`` ("success").
+    ``grant_for(message)``: the send rights a push gives its sender
+    (``(openid, Grant)`` or ``None``), recorded once per push with its claim.
     ``max_clock_skew`` (seconds, 0 = off) bounds how far a push's timestamp may
     be from ``clock()``; ``max_body`` bounds the body in bytes. ``late``
     enables the deadline (:class:`LateReplies`).
@@ -103,9 +106,11 @@ class Webhook:
 
     def __init__(self, token: str, respond: Callable[[Any], Optional[BaseReply]], dedupe: Deduplicator, *,
                  cipher: Optional[PushCipher] = None, max_clock_skew: int = 300, max_body: int = 64 * 1024,
-                 late: Optional[LateReplies] = None, clock: Callable[[], float] = time.time):
+                 late: Optional[LateReplies] = None, clock: Callable[[], float] = time.time,
+                 grant_for: Optional[Callable[[Any], Optional[Tuple[str, Grant]]]] = None):
         self.token = token
         self.respond = respond
+        self.grant_for = grant_for
         self.dedupe = dedupe
         self.cipher = cipher
         self.max_clock_skew = max_clock_skew
@@ -123,7 +128,9 @@ class Webhook:
             self.check_size(body)
             xml, key_index = self.open_body(args, body)
             message = parse_push(xml)
-            reply = self.dedupe.run(push_key(message), lambda: self.route_and_render(message))
+            reply = self.dedupe.run(push_key(message), lambda: self.route_and_render(message),
+                                    grant=self.grant_for(message) if self.grant_for is not None else None,
+                                    binding=self.binding_of(args, body), now=self.clock())
             return self.seal(reply, args, key_index)
         except BadPush as exc:
             log.warning("refused a %s request: %s", method, exc)
@@ -188,6 +195,13 @@ class Webhook:
             raise BadPush(400, "not an encrypted WeChat push: <Encrypt> is empty or not text")
         self.cipher.verify(args.get("timestamp", ""), args.get("nonce", ""), encrypted, args.get("msg_signature"))
         return self.cipher.decrypt(encrypted)
+
+    def binding_of(self, args: Mapping[str, str], body: bytes) -> Optional[Tuple[str, str]]:
+        """A plain push's signed query and its body's digest: the signature does not cover the body, so
+        one query must not carry two bodies. (In safe mode ``msg_signature`` covers the encrypted body.)"""
+        if self.cipher is not None or not self.max_clock_skew:
+            return None
+        return f"{args.get('timestamp', '')}:{args.get('nonce', '')}", body_digest(body)
 
     def route_and_render(self, message: Any) -> str:
         reply = self.respond(message) if self.late is None else self.respond_in_time(message, self.late)

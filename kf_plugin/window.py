@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from .errors import OutsideWindowError, QuotaExceededError
 from .filters import event_of, msg_type_of, sender_of
@@ -112,11 +112,19 @@ class WindowTracker:
 
     def record(self, message: Any) -> Optional[str]:
         """Grant the rights a pushed message gives its sender; the action recorded, if any."""
+        granted = self.grant_for(message)
+        if granted is not None:
+            self.store.add_grant(granted[0], granted[1], self.clock())
+        return granted[1].action if granted is not None else None
+
+    def grant_for(self, message: Any) -> Optional[Tuple[str, Grant]]:
+        """The send rights a pushed message gives: ``(sender, Grant)``, or ``None`` (it gives none)."""
         action = action_of(message)
         sender = sender_of(message)
-        if action is not None and sender:
-            self.record_action(sender, action)
-        return action
+        if action is None or not sender:
+            return None
+        quota = self.quotas[action]
+        return sender, Grant(action, quota.count, self.clock() + quota.seconds)
 
     def record_action(self, openid: str, action: str, at: Optional[float] = None) -> None:
         """Grant the rights of ``action`` (``message``, ``click``, ``follow``, ``scan``, ``payment``)."""

@@ -6,6 +6,7 @@ through ``sim:done:{step}``.
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import List
@@ -107,6 +108,33 @@ def webhook_worker(redis_url: str, token: str, port_queue) -> None:
         connection.incr("handler-runs")
         time.sleep(0.5)  # the other worker's delivery arrives meanwhile
         return f"answered by the first delivery at {time.time()}"
+
+    app = Flask("cluster_bot")
+    app.config.update(KF_TOKEN=token, KF_REDIS_URL=redis_url, KF_APPID="wxcluster")
+    KfPlugin(app, router=router)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    port_queue.put(server.server_port)
+    server.serve_forever()
+
+
+def handler_worker(redis_url: str, token: str, port_queue, hang: bool) -> None:
+    """Serve a bot that counts its handler's runs in Redis; with ``hang``, the handler never returns
+    (the test kills this worker while it runs). Report the port, serve until killed."""
+    from flask import Flask
+    from werkzeug.serving import make_server
+
+    from kf_plugin import KfPlugin, MessageRouter, TEXT
+
+    connection = redis.Redis.from_url(redis_url)
+    router = MessageRouter()
+
+    @router.on(TEXT)
+    def answer(message):
+        connection.incr("handler-runs")
+        if hang:
+            connection.set("hanging", os.getpid())
+            time.sleep(600)
+        return f"answered by {os.getpid()}"
 
     app = Flask("cluster_bot")
     app.config.update(KF_TOKEN=token, KF_REDIS_URL=redis_url, KF_APPID="wxcluster")

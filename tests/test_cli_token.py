@@ -46,7 +46,7 @@ def test_forced_refresh_replaces_the_token_within_the_daily_limit(api, run, redi
     assert open_state(redis_url, api.sandbox.appid).tokens.get().value != before
     assert api.sandbox.calls_to("/cgi-bin/stable_token")[-1].body["force_refresh"] is True
     # The limit is counted in the shared store: the 21st forced refresh of the day is refused before any call.
-    counter = f"kf:{api.sandbox.appid}:force-refresh"
+    counter = f"kf:{{{api.sandbox.appid}}}:force-refresh"
     redis.Redis.from_url(redis_url).set(counter, FORCE_REFRESH_DAILY_LIMIT)
     calls = len(api.sandbox.calls)
     refused = run("refresh", "--force", KF_REDIS_URL=redis_url)

@@ -127,7 +127,7 @@ def test_a_killed_leader_is_replaced_in_time(sim, processes, redis_url):
 
     def kill_the_leader(step):
         if step == 10:
-            leader = connection.get(f"kf:{sandbox.appid}:leader").decode()
+            leader = connection.get(f"kf:{{{sandbox.appid}}}:leader").decode()
             pid = int(leader.split(":")[1])       # the lease reads "host:pid:id|expires_at"
             os.kill(pid, signal.SIGKILL)
             wait_for(lambda: not any(w.is_alive() and w.pid == pid for w in workers), what="the killed leader")
@@ -135,7 +135,7 @@ def test_a_killed_leader_is_replaced_in_time(sim, processes, redis_url):
 
     run_steps(connection, clock, steps, step_seconds, lambda step: 3 if step <= 10 else 2, kill_the_leader)
     assert killed and connection.lrange("errors", 0, -1) == []
-    new_leader = connection.get(f"kf:{sandbox.appid}:leader").decode()
+    new_leader = connection.get(f"kf:{{{sandbox.appid}}}:leader").decode()
     assert int(new_leader.split(":")[1]) != killed["pid"]   # another process leads now
     assert len(sandbox.calls_to("/cgi-bin/stable_token")) == 2          # renewed once, by the new leader
     assert {c.errcode for c in sandbox.calls_to("/cgi-bin/customservice/getkflist")} == {0}

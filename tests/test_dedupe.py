@@ -553,10 +553,13 @@ def test_a_retry_waits_no_longer_than_kf_dedupe_wait(make_app):
 
 @pytest.mark.parametrize("how", ["option", "swapped-in"])
 @pytest.mark.parametrize("config, still_replayed, rerun_after", [
-    ({}, 30, 60.5),
-    ({}, 59.5, 60.5),
-    ({"KF_DEDUPE_TTL": 10}, 9.5, 10.5),
-], ids=["default-30s", "default-just-before", "custom-ttl"])
+    ({}, 30, 300.5),
+    ({}, 299.5, 300.5),
+    ({"KF_DEDUPE_TTL": 10, "KF_MAX_CLOCK_SKEW": 0}, 9.5, 10.5),
+    ({"KF_MAX_CLOCK_SKEW": 0}, 59.5, 60.5),
+    ({"KF_DEDUPE_TTL": 900}, 899.5, 900.5),
+], ids=["default-30s", "default-just-before-the-skew-window", "custom-ttl-no-skew-check", "default-ttl-no-skew-check",
+        "ttl-longer-than-the-skew-window"])
 def test_ttl_expiry_through_the_app(make_app, config, still_replayed, rerun_after, how):
     fake = FakeClock()
     handler = CountingHandler()
@@ -570,3 +573,60 @@ def test_ttl_expiry_through_the_app(make_app, config, still_replayed, rerun_afte
     fake.advance(rerun_after - still_replayed)
     assert client.post(query, body).content == "reply #2"
     assert handler.calls == 2
+
+
+# -- a message without MsgId; one signed query, one body ------------------------------------------------------
+
+def without_msg_id(text: str, create_time: int = T0) -> str:
+    xml = message_xml(text=text, create_time=create_time, msg_id=1)
+    return xml.replace("<MsgId>1</MsgId>", "")
+
+
+def test_push_key_of_messages_without_msg_id_tells_their_contents_apart():
+    first, second = parsed(without_msg_id("dup 第一条")), parsed(without_msg_id("dup 第二条"))
+    assert "MsgId" not in first._data
+    assert push_key(first) != push_key(second)
+    assert push_key(first) == push_key(parsed(without_msg_id("dup 第一条")))
+
+
+def test_two_texts_without_msg_id_in_one_second_get_their_own_replies(make_app):
+    handler = CountingHandler()
+    client = WeChatTestClient(make_app(router=bot(handler)))
+    answers = [client.send(without_msg_id(text)).content for text in ("dup 第一条", "dup 第二条")]
+    assert answers == ["reply #1", "reply #2"]
+    assert handler.calls == 2
+
+
+def test_one_signed_query_does_not_carry_a_second_body(make_app):
+    handler = CountingHandler()
+    client = WeChatTestClient(make_app(router=bot(handler)))
+    query, body = client.signer.sign(message_xml(text="dup genuine", msg_id=4242))
+    assert client.post(query, body).content == "reply #1"
+    forged = message_xml(text="dup forged", msg_id=4243).encode("utf-8")
+    refused = client.post(query, forged)
+    assert refused.status == 403 and "different body" in refused.body
+    assert client.post(query, body).content == "reply #1"   # the genuine retry still gets its reply
+    assert handler.calls == 1
+
+
+def test_a_signed_query_is_bound_to_its_body_across_workers(make_app, redis_url):
+    handler = CountingHandler()
+    workers = [make_app(router=bot(handler), KF_REDIS_URL=redis_url) for _ in range(2)]
+    query, body = PushSigner(TOKEN).sign(message_xml(text="dup genuine", msg_id=4244))
+    assert WeChatTestClient(workers[0]).post(query, body).content == "reply #1"
+    refused = WeChatTestClient(workers[1]).post(query, message_xml(text="dup forged", msg_id=4245).encode("utf-8"))
+    assert refused.status == 403
+    assert handler.calls == 1
+
+
+def test_an_identical_replay_within_the_clock_skew_window_does_not_run_again(make_app):
+    clock = FakeClock(T0)
+    handler = CountingHandler()
+    app = make_app(router=bot(handler), plugin_options={"replay_store": MemoryReplayStore(clock=clock),
+                                                        "clock": clock})
+    client = WeChatTestClient(app, PushSigner(TOKEN, clock=clock))
+    query, body = client.signer.sign(message_xml(text="dup captured", msg_id=4246))
+    assert client.post(query, body).content == "reply #1"
+    clock.advance(65)   # past KF_DEDUPE_TTL, within KF_MAX_CLOCK_SKEW
+    assert client.post(query, body).content == "reply #1"
+    assert handler.calls == 1

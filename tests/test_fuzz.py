@@ -31,6 +31,7 @@ from kf_plugin import ALL, EVENT, TEXT, KfPlugin, MessageRouter
 from kf_plugin.filters import fold
 from kf_plugin.replies import cdata
 from kf_plugin.security import PushCipher, decode_aes_key, sign
+from kf_plugin.state import MemoryReplayStore
 from kf_plugin.testing import PushSigner, WeChatTestClient
 
 from .conftest import AES_KEY, APPID, RULES_YAML, TOKEN, FakeClock
@@ -114,7 +115,13 @@ def open_reply(mode: str, text: str) -> str:
 
 
 def call(app: Flask, method: str, query: Any, body: bytes = b"", content_type: Optional[str] = None):
-    """One request through the test client; checks what every answer must satisfy."""
+    """One request through the test client; checks what every answer must satisfy.
+
+    Each request is a scenario of its own: the app forgets the pushes and signed queries it saw before
+    (examples repeat a drawn timestamp and nonce with other bodies, which WeChat never does).
+    """
+    plugin = app.extensions["kf_plugin"].plugin
+    app.extensions["kf_plugin"].webhook.dedupe.store = MemoryReplayStore(window=plugin.window.store)
     response = app.test_client().open("/wechat", method=method, query_string=query, data=body,
                                       content_type=content_type)
     text = response.get_data(as_text=True)

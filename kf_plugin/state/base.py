@@ -1,37 +1,10 @@
 """Storage interfaces."""
 from __future__ import annotations
 
+import enum
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Optional, Tuple
-
-
-class ReplayStore(ABC):
-    """Remembers the reply given to a push, so WeChat's retries get the same answer.
-
-    A key goes through three states: absent → pending (claimed by the worker
-    handling the push) → done (holding the rendered reply). Every state has a
-    time to live, so a worker that dies while handling cannot block a key forever.
-    """
-
-    @abstractmethod
-    def claim(self, key: str, ttl: float) -> bool:
-        """Mark ``key`` pending; ``True`` only for the caller that found it absent."""
-
-    @abstractmethod
-    def complete(self, key: str, reply: str, ttl: float) -> None:
-        """Store the reply for ``key`` (``""`` for "nothing to say") and wake waiters."""
-
-    @abstractmethod
-    def release(self, key: str) -> None:
-        """Forget a pending ``key`` whose handling failed, so a retry may try again."""
-
-    @abstractmethod
-    def wait(self, key: str, timeout: float) -> Optional[str]:
-        """The stored reply of ``key``, waiting up to ``timeout`` seconds while it is pending.
-
-        ``None`` when the key is absent, or still pending when the time is up.
-        """
 
 
 @dataclass(frozen=True)
@@ -45,6 +18,98 @@ class Grant:
 
     def usable(self, now: float) -> bool:
         return self.expires_at > now and (self.count is None or self.used < self.count)
+
+
+#: Seconds a claim stays its worker's without renewal; the worker renews it well before.
+DEFAULT_LEASE = 3.0
+
+
+class Outcome(enum.Enum):
+    """What :meth:`ReplayStore.acquire` found."""
+
+    CLAIMED = "claimed"      # the caller handles the push now
+    PENDING = "pending"      # somebody else is handling it
+    DONE = "done"            # it was answered: the reply is in the claim
+    CONFLICT = "conflict"    # its signed query was already used for a different body
+
+
+@dataclass(frozen=True)
+class PushClaim:
+    """What the first delivery of a push writes with its claim.
+
+    ``lease``: seconds the claim stays the caller's unless renewed (a worker that
+    dies mid-handler holds the push no longer than that); ``ttl``: seconds the
+    reply is then kept for retries. ``grant``: the send rights the push gives its
+    sender (``(openid, Grant)``), recorded once per push with the first claim.
+    ``binding``: ``(query, digest)`` — the signed query a plain push came with
+    (its timestamp and nonce) and a digest of its body; the same query with
+    another body is a forgery. ``binding_ttl``: how long the binding is kept.
+    """
+
+    key: str
+    ttl: float
+    lease: float = DEFAULT_LEASE
+    grant: Optional[Tuple[str, Grant]] = None
+    now: float = 0.0
+    binding: Optional[Tuple[str, str]] = None
+    binding_ttl: float = 0.0
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The answer of :meth:`ReplayStore.acquire`.
+
+    ``reply``: the stored reply (``DONE``). ``granted``: the push's send rights
+    are recorded (by this claim, or by an earlier claim of the same push); when
+    ``False`` after ``CLAIMED`` the caller records them itself.
+    """
+
+    outcome: Outcome
+    reply: Optional[str] = None
+    granted: bool = False
+
+
+class ReplayStore(ABC):
+    """Remembers the reply given to a push, so WeChat's retries get the same answer.
+
+    A key goes through three states: absent → pending (claimed by the worker
+    handling the push) → done (holding the rendered reply). A pending claim is
+    a lease: the worker renews it while its handler runs, and a claim whose
+    lease ran out (its worker died) may be taken over. Every state has a time
+    to live, so nothing blocks a key forever.
+    """
+
+    #: The window store the first claim of a push records its grant in (``None``: the caller records it).
+    window: Optional["WindowStore"] = None
+
+    @abstractmethod
+    def acquire(self, push: PushClaim) -> Claim:
+        """Claim ``push.key`` if it is absent or its lease ran out; otherwise say what it is.
+
+        Atomic with the claim: the binding is checked and stored, and — for the
+        first claim of the push only — the grant is recorded (if this store
+        records grants: see :attr:`Claim.granted`).
+        """
+
+    def claim(self, key: str, ttl: float) -> bool:
+        """Mark ``key`` pending; ``True`` only for the caller that found it absent (or its lease lapsed)."""
+        return self.acquire(PushClaim(key, ttl, lease=min(ttl, DEFAULT_LEASE))).outcome is Outcome.CLAIMED
+
+    @abstractmethod
+    def complete(self, key: str, reply: str, ttl: float) -> None:
+        """Store the reply for ``key`` (``""`` for "nothing to say") and wake waiters."""
+
+    @abstractmethod
+    def release(self, key: str) -> None:
+        """Forget a pending ``key`` whose handling failed, so a retry may try again."""
+
+    @abstractmethod
+    def wait(self, key: str, timeout: float) -> Optional[str]:
+        """The stored reply of ``key``, waiting up to ``timeout`` seconds while it is pending.
+
+        ``None`` when the key is absent, its lease ran out, or it is still
+        pending when the time is up.
+        """
 
 
 @dataclass(frozen=True)

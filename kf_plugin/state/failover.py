@@ -1,20 +1,25 @@
 """Keep answering when Redis is down: fall back to in-process state, return when it is back.
 
-While Redis fails, each worker uses its own memory (duplicates across workers
-are then possible, as with one process per worker); it tries Redis again every
+While Redis fails, each worker uses its own memory (a retry that reaches
+another worker may then run its push again); it tries Redis again every
 ``retry_after`` seconds, so a request pays a Redis timeout at most that often.
+Each worker's memory of the pushes it answered is kept whatever Redis does, and
+what it answered while Redis was away is written back once Redis returns.
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple, Type, TypeVar
+from collections import OrderedDict
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Set, Tuple, Type, TypeVar
 
-from .base import Grant, ReplayStore, Token, TokenStore, WindowRecord, WindowStore
+from .base import Claim, Grant, Outcome, PushClaim, ReplayStore, Token, TokenStore, WindowRecord, WindowStore
+from .memory import MemoryReplayStore
 
 if TYPE_CHECKING:
-    from .writebehind import WriteBehind
+    from .redis import RedisReplayStore
 
 __all__ = ["Failover", "FailoverReplayStore", "FailoverWindowStore", "FailoverTokenStore"]
 
@@ -28,16 +33,25 @@ def _redis_errors() -> Tuple[Type[BaseException], ...]:
 
 
 class Failover:
-    """Runs an operation on the primary store, or on the fallback while the primary is failing."""
+    """Runs an operation on the primary store, or on the fallback while the primary is failing.
 
-    def __init__(self, name: str, retry_after: float = 5.0, clock: Callable[[], float] = time.monotonic):
+    ``probe`` (e.g. the Redis client's ``ping``): while the primary is down, a
+    thread tries it every ``retry_after`` seconds, so the return of Redis is
+    noticed even by a worker that gets no requests. Callbacks registered with
+    :meth:`on_recovery` then run, in a thread of their own.
+    """
+
+    def __init__(self, name: str, retry_after: float = 5.0, clock: Callable[[], float] = time.monotonic,
+                 probe: Optional[Callable[[], Any]] = None):
         self.name = name
         self.retry_after = retry_after
         self.clock = clock
+        self.probe = probe
+        self.errors = _redis_errors()
         self._down_since: Optional[float] = None
         self._failed_at = 0.0
         self._lock = threading.Lock()
-        self._errors = _redis_errors()
+        self._recovery: List[Callable[[], None]] = []
 
     @property
     def degraded(self) -> bool:
@@ -49,98 +63,216 @@ class Failover:
         """Whether operations go straight to the fallback now (Redis failed less than ``retry_after`` ago)."""
         return self._down_since is not None and self.clock() - self._failed_at < self.retry_after
 
+    def on_recovery(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` (in a thread of its own) each time the primary answers again after failing."""
+        self._recovery.append(callback)
+
     def run(self, primary: Callable[[], T], fallback: Callable[[], T]) -> T:
+        """``primary()``; ``fallback()`` instead while bypassing or when it fails as Redis fails."""
         if self.bypassing:
             return fallback()
         try:
-            result = primary()
-        except self._errors as exc:
-            with self._lock:
-                if self._down_since is None:
-                    self._down_since = self.clock()
-                    log.warning("Redis is unreachable for the %s (%s); using in-process state until it is back",
-                                self.name, exc)
-                self._failed_at = self.clock()
+            return self.call(primary)
+        except self.errors:
             return fallback()
+
+    def call(self, primary: Callable[[], T]) -> T:
+        """``primary()``, noting whether Redis failed or came back; its errors propagate."""
+        try:
+            result = primary()
+        except self.errors as exc:
+            self._failed(exc)
+            raise
         if self._down_since is not None:
-            with self._lock:
-                if self._down_since is not None:
-                    log.warning("Redis is back for the %s after %.0f s; shared state resumes",
-                                self.name, self.clock() - self._down_since)
-                    self._down_since = None
+            self._recovered()
         return result
+
+    def _failed(self, exc: BaseException) -> None:
+        with self._lock:
+            self._failed_at = self.clock()
+            if self._down_since is not None:
+                return
+            self._down_since = self._failed_at
+        log.warning("Redis is unreachable for the %s (%s); using in-process state until it is back", self.name, exc)
+        if self.probe is not None:
+            threading.Thread(target=self._probe_until_back, name="kf-redis-probe", daemon=True).start()
+
+    def _recovered(self) -> None:
+        with self._lock:
+            if self._down_since is None:
+                return
+            down_for, self._down_since = self.clock() - self._down_since, None
+        log.warning("Redis is back for the %s after %.0f s; shared state resumes", self.name, down_for)
+        for callback in self._recovery:
+            threading.Thread(target=_logged(callback), name="kf-redis-recovery", daemon=True).start()
+
+    def _probe_until_back(self) -> None:
+        probe = self.probe
+        while self.degraded and probe is not None:
+            time.sleep(max(self.retry_after, 0.05))
+            if self.degraded and not self.bypassing:
+                try:
+                    self.call(probe)
+                except self.errors:
+                    pass
+
+
+def _logged(callback: Callable[[], None]) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            callback()
+        except Exception:  # a recovery step failing must not go unnoticed, nor kill anything
+            log.exception("after Redis came back, %r failed", callback)
+    return run
 
 
 class _OnFailover:
-    def __init__(self, primary: Any, fallback: Any, failover: Failover, writer: Optional["WriteBehind"] = None):
-        self.primary, self.fallback, self.failover, self.writer = primary, fallback, failover, writer
+    def __init__(self, primary: Any, fallback: Any, failover: Failover):
+        self.primary, self.fallback, self.failover = primary, fallback, failover
 
     def _run(self, operation: str, *args: Any, **kwargs: Any) -> Any:
         return self.failover.run(lambda: getattr(self.primary, operation)(*args, **kwargs),
                                  lambda: getattr(self.fallback, operation)(*args, **kwargs))
 
-    def _after_queued(self, operation: str, *args: Any, **kwargs: Any) -> Any:
-        """An operation that must come after this process's queued writes (it reads or changes what they wrote)."""
-        if self.writer is not None:
-            self.writer.flush()
-        return self._run(operation, *args, **kwargs)
 
-    def _write_later(self, operation: str, *args: Any) -> None:
-        """A write nobody waits for: queued on the writer, if there is one, as the primary's command for it."""
-        if self.writer is None:
-            self._run(operation, *args)
-            return
-        fallback = lambda: getattr(self.fallback, operation)(*args)  # noqa: E731
-        if self.failover.bypassing:
-            fallback()
-        else:  # queued: whether Redis takes it is known when it is sent
-            self.writer.submit(getattr(self.primary, f"{operation}_command")(*args), fallback)
+class FailoverReplayStore(ReplayStore):
+    """A :class:`ReplayStore` on ``primary`` (Redis) backed by this process's own memory (``fallback``).
 
-
-class FailoverReplayStore(_OnFailover, ReplayStore):
-    """A :class:`ReplayStore` on ``primary`` (Redis) that falls back to ``fallback`` (memory).
-
-    With a ``writer``, finished replies are written behind the answer (see :mod:`.writebehind`).
+    The memory is asked first, always: it knows every push this process
+    claimed or answered, so a retry that reaches the same worker is answered
+    from it whatever Redis does (one worker never runs a push twice, nor loses
+    a reply, through a Redis stall or restart). A push the memory does not know
+    is claimed in Redis. While Redis fails, pushes are claimed and answered in
+    memory alone. Once Redis answers again, every reply the memory still keeps
+    is written back (where Redis has none: it was away, or restarted empty), with
+    the send rights granted meanwhile, so retries that reach other workers get
+    them too. At most ``max_unsent`` such pushes are remembered for that.
     """
 
-    def __init__(self, primary: ReplayStore, fallback: ReplayStore, failover: Optional[Failover] = None,
-                 writer: Optional["WriteBehind"] = None):
-        super().__init__(primary, fallback, failover or Failover("duplicate-push memory"), writer)
+    def __init__(self, primary: "RedisReplayStore", fallback: MemoryReplayStore, failover: Optional[Failover] = None,
+                 max_unsent: int = 10_000):
+        self.primary, self.fallback = primary, fallback
+        self.failover = failover or Failover("duplicate-push memory")
+        self.failover.on_recovery(self.write_back)
+        #: Where the grants this store records land: set by :func:`~.shared.open_state` to the
+        #: window store with the same primary and fallback.
+        self.window: Optional[WindowStore] = None
+        self._max_unsent = max_unsent
+        # Pushes claimed while Redis was away, with the grant recorded in memory for each (if any).
+        self._unsent: "OrderedDict[str, Optional[Tuple[str, Grant, float]]]" = OrderedDict()
+        self._mine: Set[str] = set()  # pushes this process is handling now
+        self._lock = threading.Lock()
 
-    def claim(self, key: str, ttl: float) -> bool:
-        return self._run("claim", key, ttl)
+    def acquire(self, push: PushClaim) -> Claim:
+        local = self.fallback.acquire(replace(push, grant=None))
+        if local.outcome is not Outcome.CLAIMED:
+            return local
+        try:
+            if self.failover.bypassing:
+                raise _Bypassed()
+            shared = self.failover.call(lambda: self.primary.acquire(push))
+        except (_Bypassed, *self.failover.errors):
+            return self._claimed_here(push)
+        if shared.outcome is Outcome.CLAIMED:
+            with self._lock:
+                self._mine.add(push.key)
+        else:
+            self.fallback.release(push.key)  # another worker has it: wait on Redis, not on ourselves
+        return shared
+
+    def _claimed_here(self, push: PushClaim) -> Claim:
+        """Redis is away: the push is this process's alone; Redis learns of it once it is back."""
+        grant = None
+        if push.grant is not None and self.fallback.window is not None:
+            self.fallback.window.add_grant(push.grant[0], push.grant[1], push.now)
+            grant = (*push.grant, push.now)
+        with self._lock:
+            self._mine.add(push.key)
+            self._unsent[push.key] = grant
+            while len(self._unsent) > self._max_unsent:
+                self._unsent.popitem(last=False)
+        return Claim(Outcome.CLAIMED, granted=grant is not None)
 
     def complete(self, key: str, reply: str, ttl: float) -> None:
-        self._write_later("complete", key, reply, ttl)
+        self.fallback.complete(key, reply, ttl)
+        with self._lock:
+            self._mine.discard(key)
+            claimed_here = key in self._unsent
+        if claimed_here:
+            if not self.failover.degraded:  # Redis came back while this push was handled
+                self.write_back()
+            return
+        if not self.failover.bypassing:
+            try:
+                self.failover.call(lambda: self.primary.complete(key, reply, ttl))
+                return
+            except self.failover.errors:
+                pass
+        with self._lock:
+            self._unsent[key] = None
 
     def release(self, key: str) -> None:
-        self._run("release", key)
+        self.fallback.release(key)
+        with self._lock:
+            self._mine.discard(key)
+            if key in self._unsent:
+                del self._unsent[key]
+                return
+        self.failover.run(lambda: self.primary.release(key), lambda: None)
 
     def wait(self, key: str, timeout: float) -> Optional[str]:
-        return self._after_queued("wait", key, timeout)
+        if key in self._mine:  # handled by another thread of this process: its memory hears first
+            return self.fallback.wait(key, timeout)
+        return self.failover.run(lambda: self.primary.wait(key, timeout),
+                                 lambda: self.fallback.wait(key, timeout))
+
+    @property
+    def unsent(self) -> int:
+        """How many pushes claimed or answered while Redis was away Redis has yet to learn of."""
+        return len(self._unsent)
+
+    def write_back(self) -> None:
+        """Tell Redis every reply this process keeps, and the grants made while it was away.
+
+        What fails stays to be written at the next recovery.
+        """
+        with self._lock:
+            unsent = [(key, grant) for key, grant in self._unsent.items() if key not in self._mine]
+        try:
+            self.failover.call(lambda: self.primary.write_back(self.fallback.replies()))
+            window = self.primary.window
+            for _, grant in unsent:
+                if grant is not None and window is not None:
+                    openid, rights, granted_at = grant
+                    self.failover.call(lambda: window.add_grant(openid, rights, granted_at))
+        except self.failover.errors:
+            return
+        with self._lock:
+            for key, _ in unsent:
+                self._unsent.pop(key, None)
+
+
+class _Bypassed(Exception):
+    pass
 
 
 class FailoverWindowStore(_OnFailover, WindowStore):
-    """A :class:`WindowStore` on ``primary`` (Redis) that falls back to ``fallback`` (memory).
+    """A :class:`WindowStore` on ``primary`` (Redis) that falls back to ``fallback`` (memory)."""
 
-    With a ``writer``, new grants are written behind the answer (see :mod:`.writebehind`).
-    """
-
-    def __init__(self, primary: WindowStore, fallback: WindowStore, failover: Optional[Failover] = None,
-                 writer: Optional["WriteBehind"] = None):
-        super().__init__(primary, fallback, failover or Failover("48-hour window"), writer)
+    def __init__(self, primary: WindowStore, fallback: WindowStore, failover: Optional[Failover] = None):
+        super().__init__(primary, fallback, failover or Failover("48-hour window"))
 
     def get(self, openid: str, now: float) -> Optional[WindowRecord]:
-        return self._after_queued("get", openid, now)
+        return self._run("get", openid, now)
 
     def add_grant(self, openid: str, grant: Grant, now: float) -> None:
-        self._write_later("add_grant", openid, grant, now)
+        self._run("add_grant", openid, grant, now)
 
     def consume(self, openid: str, now: float) -> Optional[Grant]:
-        return self._after_queued("consume", openid, now)
+        return self._run("consume", openid, now)
 
     def revoke(self, openid: str, now: float, *, exhausted: bool) -> None:
-        self._after_queued("revoke", openid, now, exhausted=exhausted)
+        self._run("revoke", openid, now, exhausted=exhausted)
 
 
 class FailoverTokenStore(_OnFailover, TokenStore):

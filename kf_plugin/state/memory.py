@@ -6,11 +6,14 @@ import time
 from collections import OrderedDict
 from dataclasses import replace
 from operator import itemgetter
-from typing import Callable, Dict, Iterable, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 from .base import (
     MAX_GRANTS_PER_USER,
+    Claim,
     Grant,
+    Outcome,
+    PushClaim,
     ReplayStore,
     Token,
     TokenStore,
@@ -25,67 +28,73 @@ class MemoryReplayStore(ReplayStore):
     """A :class:`ReplayStore` in a dict, bounded in size.
 
     ``clock`` (seconds, monotonic) decides expiry and can be replaced in tests;
-    waiting always uses real time. At most ``max_entries`` keys are kept: the
-    oldest go first, so memory stays bounded under any load.
+    waiting always uses real time. At most ``max_entries`` keys (and as many
+    bindings) are kept: the oldest go first, so memory stays bounded under any
+    load. ``window``: the store that the first claim of a push records its grant
+    in (none: the caller records it). A pending claim here belongs to this
+    process, which cannot die without taking the claim with it: leases matter
+    only to stores shared between processes.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic, max_entries: int = 100_000):
+    def __init__(self, clock: Callable[[], float] = time.monotonic, max_entries: int = 100_000,
+                 window: Optional[WindowStore] = None):
         self._clock = clock
         self._max_entries = max_entries
         self._entries: "OrderedDict[str, Tuple[object, float]]" = OrderedDict()
+        self._bindings: "OrderedDict[str, Tuple[object, float]]" = OrderedDict()
         self._changed = threading.Condition()
+        self.window = window
 
     def __len__(self) -> int:
         with self._changed:
-            self._purge()
+            _purge(self._entries, self._clock(), self._max_entries)
             return len(self._entries)
 
-    def _purge(self) -> None:
-        # Keys are appended in time order with similar TTLs: expired ones sit at the front.
-        now = self._clock()
-        while self._entries:
-            key, (_, expires) = next(iter(self._entries.items()))
-            if expires > now and len(self._entries) <= self._max_entries:
-                break
-            del self._entries[key]
-
-    def _get(self, key: str) -> Optional[object]:
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        if entry[1] <= self._clock():
-            del self._entries[key]
-            return None
-        return entry[0]
-
-    def _put(self, key: str, value: object, ttl: float) -> None:
-        self._entries[key] = (value, self._clock() + ttl)
-        self._entries.move_to_end(key)
-        self._purge()
-
-    def claim(self, key: str, ttl: float) -> bool:
+    def acquire(self, push: PushClaim) -> Claim:
         with self._changed:
-            if self._get(key) is not None:
-                return False
-            self._put(key, _PENDING, ttl)
-            return True
+            now = self._clock()
+            if push.binding is not None:
+                query, digest = push.binding
+                bound = _get(self._bindings, query, now)
+                if bound is None:
+                    _put(self._bindings, query, digest, now, push.binding_ttl, self._max_entries)
+                elif bound != digest:
+                    return Claim(Outcome.CONFLICT)
+            value = _get(self._entries, push.key, now)
+            if value is _PENDING:
+                return Claim(Outcome.PENDING)
+            if value is not None:
+                return Claim(Outcome.DONE, value)  # type: ignore[arg-type]
+            _put(self._entries, push.key, _PENDING, now, push.ttl, self._max_entries)
+        if push.grant is not None and self.window is not None:
+            openid, grant = push.grant
+            self.window.add_grant(openid, grant, push.now)
+            return Claim(Outcome.CLAIMED, granted=True)
+        return Claim(Outcome.CLAIMED)
 
     def complete(self, key: str, reply: str, ttl: float) -> None:
         with self._changed:
-            self._put(key, reply, ttl)
+            _put(self._entries, key, reply, self._clock(), ttl, self._max_entries)
             self._changed.notify_all()
 
     def release(self, key: str) -> None:
         with self._changed:
-            if self._get(key) is _PENDING:
+            if _get(self._entries, key, self._clock()) is _PENDING:
                 del self._entries[key]
             self._changed.notify_all()
+
+    def replies(self) -> List[Tuple[str, str, float]]:
+        """Every reply still kept: ``(key, reply, seconds it is still kept)``."""
+        with self._changed:
+            now = self._clock()
+            return [(key, value, expires - now) for key, (value, expires) in self._entries.items()
+                    if value is not _PENDING and expires > now]  # type: ignore[misc]
 
     def wait(self, key: str, timeout: float) -> Optional[str]:
         deadline = time.monotonic() + timeout
         with self._changed:
             while True:
-                value = self._get(key)
+                value = _get(self._entries, key, self._clock())
                 if value is None:
                     return None
                 if value is not _PENDING:
@@ -94,6 +103,32 @@ class MemoryReplayStore(ReplayStore):
                 if remaining <= 0:
                     return None
                 self._changed.wait(remaining)
+
+
+def _purge(entries: "OrderedDict[str, Tuple[object, float]]", now: float, limit: int) -> None:
+    # Keys are appended in time order with similar TTLs: expired ones sit at the front.
+    while entries:
+        key, (_, expires) = next(iter(entries.items()))
+        if expires > now and len(entries) <= limit:
+            break
+        del entries[key]
+
+
+def _get(entries: "OrderedDict[str, Tuple[object, float]]", key: str, now: float) -> Optional[object]:
+    entry = entries.get(key)
+    if entry is None:
+        return None
+    if entry[1] <= now:
+        del entries[key]
+        return None
+    return entry[0]
+
+
+def _put(entries: "OrderedDict[str, Tuple[object, float]]", key: str, value: object, now: float, ttl: float,
+         limit: int) -> None:
+    entries[key] = (value, now + ttl)
+    entries.move_to_end(key)
+    _purge(entries, now, limit)
 
 
 # A grant as a plain tuple (action, count, expires_at, used): the garbage collector stops tracking a tuple of

@@ -5,62 +5,86 @@ has a time to live. Changes that must not interleave run as Lua scripts.
 """
 from __future__ import annotations
 
+import itertools
 import json
+import logging
+import os
+import secrets
+import socket
+import threading
 import time
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from .base import (
+    DEFAULT_LEASE,
     MAX_GRANTS_PER_USER,
+    Claim,
     Grant,
+    Outcome,
+    PushClaim,
     ReplayStore,
     Token,
     TokenStore,
     WindowRecord,
     WindowStore,
 )
-from .writebehind import WriteBehind
 
-__all__ = ["RedisReplayStore", "RedisWindowStore", "RedisTokenStore"]
+__all__ = ["RedisReplayStore", "RedisWindowStore", "RedisTokenStore", "scope_of"]
 
-_PENDING = b"P"
+log = logging.getLogger(__name__)
+
 _DONE = b"D"
 
-_COMPARE_AND_DELETE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
+def scope_of(prefix: str, appid: str) -> str:
+    """The key prefix of one account's pushes and window: ``{prefix}{appid}:`` with the AppID as a hash tag.
+
+    Every script touches keys of one account only, so they share a Redis Cluster slot.
+    """
+    return f"{prefix}{{{appid}}}:"
+
+
+# -- the 48-hour window -------------------------------------------------------------------------------------
 
 # A user's grants: a JSON list of [action, count (-1: no limit), "expires_at", used]. The time travels
 # as a string: cjson writes numbers with 14 significant digits, which would round it.
-# Every script drops expired grants, then keeps the key until its last grant ends
-# (or ARGV[2] seconds for a user with none, so a refusal is remembered).
-_LOAD = """
-local now = tonumber(ARGV[1])
-local grants = {}
-local raw = redis.call('GET', KEYS[1])
-if raw then
-  for _, g in ipairs(cjson.decode(raw)) do
-    if tonumber(g[3]) > now then table.insert(grants, g) end
+# Every change drops expired grants, then keeps the key until its last grant ends
+# (or `remember` seconds for a user with none, so a refusal is remembered).
+_WINDOW = """
+local function load_grants(key, now)
+  local grants = {}
+  local raw = redis.call('GET', key)
+  if raw then
+    for _, g in ipairs(cjson.decode(raw)) do
+      if tonumber(g[3]) > now then table.insert(grants, g) end
+    end
   end
+  return grants
+end
+local function save_grants(key, grants, now, remember)
+  local last = now + remember
+  for _, g in ipairs(grants) do if tonumber(g[3]) > last then last = tonumber(g[3]) end end
+  if #grants == 0 then redis.call('SET', key, '[]')
+  else redis.call('SET', key, cjson.encode(grants)) end
+  redis.call('PEXPIRE', key, math.ceil((last - now) * 1000))
+end
+local function add_grant(key, now, remember, encoded, most)
+  local grants = load_grants(key, now)
+  table.insert(grants, cjson.decode(encoded))
+  while #grants > most do  -- drop the grant that expires first
+    local first = 1
+    for i, g in ipairs(grants) do if tonumber(g[3]) < tonumber(grants[first][3]) then first = i end end
+    table.remove(grants, first)
+  end
+  save_grants(key, grants, now, remember)
 end
 """
-_SAVE = """
-local last = now + tonumber(ARGV[2])
-for _, g in ipairs(grants) do if tonumber(g[3]) > last then last = tonumber(g[3]) end end
-if #grants == 0 then redis.call('SET', KEYS[1], '[]')
-else redis.call('SET', KEYS[1], cjson.encode(grants)) end
-redis.call('PEXPIRE', KEYS[1], math.ceil((last - now) * 1000))
+_ADD = _WINDOW + """
+add_grant(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]))
 """
-_ADD = _LOAD + """
-table.insert(grants, cjson.decode(ARGV[3]))
-while #grants > tonumber(ARGV[4]) do  -- drop the grant that expires first
-  local first = 1
-  for i, g in ipairs(grants) do if tonumber(g[3]) < tonumber(grants[first][3]) then first = i end end
-  table.remove(grants, first)
-end
-""" + _SAVE
-_CONSUME = _LOAD + """
+_CONSUME = _WINDOW + """
+local now = tonumber(ARGV[1])
+local grants = load_grants(KEYS[1], now)
 local best = nil
 for i, g in ipairs(grants) do
   if (g[2] < 0 or g[4] < g[2]) and (best == nil or tonumber(g[3]) < tonumber(grants[best][3])) then best = i end
@@ -68,69 +92,25 @@ end
 if best == nil then return nil end
 grants[best][4] = grants[best][4] + 1
 local used = cjson.encode(grants[best])
-""" + _SAVE + """
+save_grants(KEYS[1], grants, now, tonumber(ARGV[2]))
 return used
 """
-_REVOKE = _LOAD + """
+_REVOKE = _WINDOW + """
+local now = tonumber(ARGV[1])
 local kept = {}
 if ARGV[3] == '1' then
-  for _, g in ipairs(grants) do
+  for _, g in ipairs(load_grants(KEYS[1], now)) do
     if g[2] >= 0 then g[4] = g[2]; table.insert(kept, g) end
   end
 end
-grants = kept
-""" + _SAVE
-
-
-class RedisReplayStore(ReplayStore):
-    """A :class:`ReplayStore` on Redis: ``SET NX`` claims, so only one worker anywhere runs a push.
-
-    Waiting polls every ``poll`` seconds (a retry waits at most a few seconds, rarely).
-    """
-
-    def __init__(self, redis: Any, prefix: str = "kf:", poll: float = 0.02, writer: Optional[WriteBehind] = None):
-        self.redis = redis
-        self.prefix = prefix
-        self.poll = poll
-        self.writer = writer
-        # Forget a pending claim only if it is still pending (the first delivery failed).
-        self._release = redis.register_script(_COMPARE_AND_DELETE)
-
-    def _key(self, key: str) -> str:
-        return f"{self.prefix}push:{key}"
-
-    def claim(self, key: str, ttl: float) -> bool:
-        """See :meth:`ReplayStore.claim`; with a ``writer``, the writes it holds go in the same round trip."""
-        command = ("SET", self._key(key), _PENDING, "NX", "PX", _ms(ttl))
-        return bool(self.writer.call(command) if self.writer is not None else self.redis.execute_command(*command))
-
-    def complete(self, key: str, reply: str, ttl: float) -> None:
-        self.redis.execute_command(*self.complete_command(key, reply, ttl))
-
-    def complete_command(self, key: str, reply: str, ttl: float) -> Tuple[Any, ...]:
-        """The Redis command that does :meth:`complete`."""
-        return ("SET", self._key(key), _DONE + reply.encode("utf-8"), "PX", _ms(ttl))
-
-    def release(self, key: str) -> None:
-        self._release(keys=[self._key(key)], args=[_PENDING])
-
-    def wait(self, key: str, timeout: float) -> Optional[str]:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = self.redis.get(self._key(key))
-            if value is None:
-                return None
-            if value.startswith(_DONE):
-                return value[len(_DONE):].decode("utf-8")
-            if time.monotonic() >= deadline:
-                return None
-            time.sleep(min(self.poll, max(0.0, deadline - time.monotonic())))
+save_grants(KEYS[1], kept, now, tonumber(ARGV[2]))
+"""
 
 
 class RedisWindowStore(WindowStore):
     """A :class:`WindowStore` on Redis; every change is one Lua script, so concurrent sends never overspend.
 
-    ``remember``: seconds a user whose rights are all gone stays known.
+    ``prefix``: see :func:`scope_of`. ``remember``: seconds a user whose rights are all gone stays known.
     """
 
     def __init__(self, redis: Any, prefix: str = "kf:", remember: float = 48 * 3600.0):
@@ -141,45 +121,260 @@ class RedisWindowStore(WindowStore):
         self._consume = redis.register_script(_CONSUME)
         self._revoke = redis.register_script(_REVOKE)
 
-    def _key(self, openid: str) -> str:
+    def key(self, openid: str) -> str:
         return f"{self.prefix}window:{openid}"
 
     def get(self, openid: str, now: float) -> Optional[WindowRecord]:
-        raw = self.redis.get(self._key(openid))
+        raw = self.redis.get(self.key(openid))
         if raw is None:
             return None
         return WindowRecord(tuple(g for g in map(_grant, json.loads(raw)) if g.expires_at > now))
 
     def add_grant(self, openid: str, grant: Grant, now: float) -> None:
-        self._add(keys=[self._key(openid)], args=self._grant_args(grant, now))
+        self._add(keys=[self.key(openid)], args=self.grant_args(grant, now))
 
-    def add_grant_command(self, openid: str, grant: Grant, now: float) -> Tuple[Any, ...]:
-        """The Redis command that does :meth:`add_grant` (the script travels with it)."""
-        return ("EVAL", _ADD, 1, self._key(openid), *self._grant_args(grant, now))
-
-    def _grant_args(self, grant: Grant, now: float) -> List[Any]:
+    def grant_args(self, grant: Grant, now: float) -> List[Any]:
+        """The script arguments that add ``grant``: now, remember, the encoded grant, the most grants kept."""
         encoded = json.dumps([grant.action, -1 if grant.count is None else grant.count, repr(grant.expires_at),
                               grant.used])
         return [repr(now), self.remember, encoded, MAX_GRANTS_PER_USER]
 
     def consume(self, openid: str, now: float) -> Optional[Grant]:
-        used = self._consume(keys=[self._key(openid)], args=[now, self.remember])
+        used = self._consume(keys=[self.key(openid)], args=[now, self.remember])
         return _grant(json.loads(used)) if used is not None else None
 
     def revoke(self, openid: str, now: float, *, exhausted: bool) -> None:
-        self._revoke(keys=[self._key(openid)], args=[now, self.remember, "1" if exhausted else "0"])
-
-
-def _ms(seconds: float) -> int:
-    return max(1, int(seconds * 1000))
+        self._revoke(keys=[self.key(openid)], args=[now, self.remember, "1" if exhausted else "0"])
 
 
 def _grant(raw: Any) -> Grant:
     action, count, expires_at, used = raw  # expires_at is a string (see above)
     return Grant(action, None if count < 0 else int(count), float(expires_at), int(used))
 
+
+# -- replies to WeChat's retries ----------------------------------------------------------------------------
+
+# A push's key holds "P<lease end, ms of Redis's clock>|<owner>" while it is handled, "D<reply>" once answered.
+# Leases are judged by Redis's clock, so hosts whose clocks differ agree on them.
+_NOW_MS = """
+if redis.replicate_commands then redis.replicate_commands() end  -- Redis < 7: TIME before writes
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function lease_of(ms, owner) return 'P' .. string.format('%.0f', now_ms + ms) .. '|' .. owner end
+local function lease_end(value) return tonumber(string.sub(value, 2, string.find(value, '|', 1, true) - 1)) end
+local function owner_of(value) return string.sub(value, string.find(value, '|', 1, true) + 1) end
+"""
+# KEYS: the push, the sender's window, the query binding. ARGV: owner, lease ms, ttl ms, record the grant
+# ("1"/"0"), the grant's four arguments (see RedisWindowStore.grant_args), the body digest ("" = no binding),
+# the binding's ttl ms. Answers {"C"} conflict, {"D", reply}, {"P"} pending, {"T"} taken over, {"N"} new.
+_ACQUIRE = _WINDOW + _NOW_MS + """
+if ARGV[9] ~= '' then
+  local bound = redis.call('GET', KEYS[3])
+  if not bound then redis.call('SET', KEYS[3], ARGV[9], 'PX', ARGV[10])
+  elseif bound ~= ARGV[9] then return {'C'} end
+end
+local value = redis.call('GET', KEYS[1])
+if value then
+  if string.sub(value, 1, 1) == 'D' then return {'D', string.sub(value, 2)} end
+  if lease_end(value) > now_ms then return {'P'} end
+  redis.call('SET', KEYS[1], lease_of(tonumber(ARGV[2]), ARGV[1]), 'KEEPTTL')
+  return {'T'}
+end
+redis.call('SET', KEYS[1], lease_of(tonumber(ARGV[2]), ARGV[1]), 'PX', ARGV[3])
+if ARGV[4] == '1' then
+  add_grant(KEYS[2], tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8]))
+end
+return {'N'}
+"""
+_RENEW = _NOW_MS + """
+local value = redis.call('GET', KEYS[1])
+if value and string.sub(value, 1, 1) == 'P' and owner_of(value) == ARGV[1] then
+  redis.call('SET', KEYS[1], lease_of(tonumber(ARGV[2]), ARGV[1]), 'KEEPTTL')
+  return 1
+end
+return 0
+"""
+_RELEASE = """
+local value = redis.call('GET', KEYS[1])
+if value and string.sub(value, 1, 1) == 'P' and string.sub(value, string.find(value, '|', 1, true) + 1) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+_PEEK = _NOW_MS + """
+local value = redis.call('GET', KEYS[1])
+if not value then return nil end
+if string.sub(value, 1, 1) == 'D' then return {'D', string.sub(value, 2)} end
+if lease_end(value) > now_ms then return {'P'} end
+return {'X'}
+"""
+# A reply answered from a worker's memory while Redis was away: kept unless the push has a reply already.
+_WRITE_BACK = """
+local value = redis.call('GET', KEYS[1])
+if value and string.sub(value, 1, 1) == 'D' then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+
+class RedisReplayStore(ReplayStore):
+    """A :class:`ReplayStore` on Redis, so only one worker anywhere runs a push.
+
+    A claim is one script that also checks the push's query binding and records
+    its sender's send rights in ``window`` (a :class:`RedisWindowStore` on the
+    same Redis and prefix). Claims are leases owned by this process: a thread
+    renews them while their handlers run, so a worker that dies holds its pushes
+    no longer than a lease. Waiting polls every ``poll`` seconds (a retry waits
+    at most a few seconds, rarely). ``prefix``: see :func:`scope_of`.
+    """
+
+    def __init__(self, redis: Any, prefix: str = "kf:", poll: float = 0.02,
+                 window: Optional[RedisWindowStore] = None):
+        self.redis = redis
+        self.prefix = prefix
+        self.poll = poll
+        self.window = window
+        self._acquire = redis.register_script(_ACQUIRE)
+        self._renew = redis.register_script(_RENEW)
+        self._release = redis.register_script(_RELEASE)
+        self._peek = redis.register_script(_PEEK)
+        self._write_back = redis.register_script(_WRITE_BACK)
+        self._leases = _LeaseKeeper(self)
+
+    def key(self, key: str) -> str:
+        return f"{self.prefix}push:{key}"
+
+    @property
+    def owner(self) -> str:
+        """Who this process is in the leases it holds (host, pid and a random part)."""
+        return self._leases.current_owner()
+
+    def acquire(self, push: PushClaim) -> Claim:
+        grant_args: List[Any] = ["0", "", "", "", ""]
+        window_key = self.key(push.key)
+        if push.grant is not None and self.window is not None:
+            openid, grant = push.grant
+            window_key = self.window.key(openid)
+            grant_args = ["1", *self.window.grant_args(grant, push.now)]
+        query, digest = push.binding if push.binding is not None else ("", "")
+        answer = self._acquire(
+            keys=[self.key(push.key), window_key, f"{self.prefix}query:{query}"],
+            args=[self.owner, _ms(push.lease), _ms(push.ttl), *grant_args, digest, _ms(push.binding_ttl)])
+        state = answer[0]
+        if state in (b"N", b"T"):
+            self._leases.hold(push.key, push.lease)
+            return Claim(Outcome.CLAIMED, granted=state == b"T" or grant_args[0] == "1")
+        if state == b"D":
+            return Claim(Outcome.DONE, answer[1].decode("utf-8"))
+        return Claim(Outcome.CONFLICT if state == b"C" else Outcome.PENDING)
+
+    def complete(self, key: str, reply: str, ttl: float) -> None:
+        self._leases.drop(key)
+        self.redis.set(self.key(key), _DONE + reply.encode("utf-8"), px=_ms(ttl))
+
+    def write_back(self, replies: Iterable[Tuple[str, str, float]]) -> None:
+        """Store replies given while Redis was away (or lost by a restart), except where a push has one.
+
+        ``replies``: ``(key, reply, ttl)``; sent in pipelines of a few hundred.
+        """
+        batch = iter(replies)
+        while True:
+            chunk = list(itertools.islice(batch, 500))
+            if not chunk:
+                return
+            pipe = self.redis.pipeline(transaction=False)
+            for key, reply, ttl in chunk:
+                self._write_back(keys=[self.key(key)], args=[_DONE + reply.encode("utf-8"), _ms(ttl)], client=pipe)
+            pipe.execute()
+
+    def release(self, key: str) -> None:
+        self._leases.drop(key)
+        self._release(keys=[self.key(key)], args=[self.owner])
+
+    def renew(self, keys: Iterable[str], lease: float) -> None:
+        """Extend the leases this process holds on ``keys`` (one round trip)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            self._renew(keys=[self.key(key)], args=[self.owner, _ms(lease)], client=pipe)
+        pipe.execute()
+
+    def wait(self, key: str, timeout: float) -> Optional[str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            answer = self._peek(keys=[self.key(key)])
+            if answer is None or answer[0] == b"X":
+                return None
+            if answer[0] == b"D":
+                return answer[1].decode("utf-8")
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(min(self.poll, max(0.0, deadline - time.monotonic())))
+
+
+class _LeaseKeeper:
+    """Renews the leases of the pushes this process is handling, from a thread of its own.
+
+    A push answered within a third of its lease (nearly all) is never renewed.
+    The thread starts with the first claim (again after a fork) and renews what
+    is due every so often; a failed renewal is retried at the next round.
+    """
+
+    def __init__(self, store: RedisReplayStore):
+        self._store = store
+        self._held: Dict[str, Tuple[float, float]] = {}   # key → (lease, when it was last taken or renewed)
+        self._lock = threading.Lock()
+        self._pid = 0
+        self.owner = ""
+
+    def current_owner(self) -> str:
+        if self._pid != os.getpid():
+            with self._lock:
+                self._ensure_running()
+        return self.owner
+
+    def hold(self, key: str, lease: float) -> None:
+        with self._lock:
+            self._ensure_running()
+            self._held[key] = (lease, time.monotonic())
+
+    def drop(self, key: str) -> None:
+        with self._lock:
+            self._held.pop(key, None)
+
+    def _ensure_running(self) -> None:
+        if self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        self.owner = f"{socket.gethostname()}:{self._pid}:{secrets.token_hex(4)}"
+        self._held.clear()  # a forked child holds none of its parent's claims
+        threading.Thread(target=self._run, name="kf-leases", daemon=True).start()
+
+    def _due(self, now: float) -> Dict[float, List[str]]:
+        due: Dict[float, List[str]] = {}
+        with self._lock:
+            for key, (lease, since) in self._held.items():
+                if now - since >= lease / 3:
+                    due.setdefault(lease, []).append(key)
+                    self._held[key] = (lease, now)
+        return due
+
+    def _run(self) -> None:
+        pid = os.getpid()
+        while pid == self._pid:
+            time.sleep(DEFAULT_LEASE / 6)
+            for lease, keys in self._due(time.monotonic()).items():
+                try:
+                    self._store.renew(keys, lease)
+                except Exception as exc:  # Redis away: the failover answers pushes; try again next round
+                    log.debug("could not renew %d claim(s): %s", len(keys), exc)
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
 # A lease is "owner|expires_at" (by the store's clock); PX only cleans up after the holder is long gone.
-_ACQUIRE = """
+_ACQUIRE_LEASE = """
 local lease = redis.call('GET', KEYS[1])
 if lease then
   local sep = string.find(lease, '|[^|]*$')  -- the last "|": an owner may contain one
@@ -215,19 +410,20 @@ class RedisTokenStore(TokenStore):
     The token is stored exactly as wechatpy's ``RedisStorage(redis, prefix=session_prefix)``
     stores it — key ``{session_prefix}:{appid}_access_token``, JSON-encoded, expiring
     with the token — so a plain ``WeChatClient`` with that storage uses the token
-    kept fresh here and never fetches its own. Its expiry (by ``clock``), the leases and
-    the counters live under ``{prefix}{appid}:``.
+    kept fresh here and never fetches its own. Our note of its expiry (by ``clock``)
+    shares the token key's Redis Cluster slot; the leases and the counters live
+    under :func:`scope_of`.
     """
 
     def __init__(self, redis: Any, appid: str, prefix: str = "kf:", session_prefix: str = "wechatpy",
                  clock: Callable[[], float] = time.time):
         self.redis = redis
         self.key = f"{session_prefix}:{appid}_access_token"
-        self.prefix = f"{prefix}{appid}:"
-        self.expiry_key = self.prefix + "token-expires-at"
+        self.prefix = scope_of(prefix, appid)
+        self.expiry_key = f"{prefix}{{{self.key}}}:expires-at"  # the hash tag: the token key's slot
         self.clock = clock
         self._invalidate = redis.register_script(_INVALIDATE_TOKEN)
-        self._acquire = redis.register_script(_ACQUIRE)
+        self._acquire = redis.register_script(_ACQUIRE_LEASE)
         self._release_lease = redis.register_script(_RELEASE_LEASE)
         self._count = redis.register_script(_COUNT)
 

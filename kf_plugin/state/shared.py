@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from ..errors import ConfigError
 from .base import ReplayStore, TokenStore, WindowStore
@@ -13,7 +13,6 @@ from .failover import (
     FailoverWindowStore,
 )
 from .memory import MemoryReplayStore, MemoryTokenStore, MemoryWindowStore
-from .writebehind import RespConnection, WriteBehind
 
 __all__ = ["SharedState", "open_state"]
 
@@ -24,45 +23,43 @@ class SharedState:
     window: WindowStore
     tokens: TokenStore
     redis: Optional[Any] = None
-    writer: Optional[WriteBehind] = None
-
-    def flush(self) -> None:
-        """Send the writes still queued behind answers (nothing to do without Redis or write-behind)."""
-        if self.writer is not None:
-            self.writer.flush()
 
 
-def open_state(redis_url: Optional[str], appid: str, prefix: str = "kf:",
-               session_prefix: str = "wechatpy", write_behind: bool = False) -> SharedState:
-    """Memory stores, or — with ``redis_url`` — Redis stores that fall back to memory while Redis is down.
+def open_state(redis: Union[str, Any, None], appid: str, prefix: str = "kf:",
+               session_prefix: str = "wechatpy") -> SharedState:
+    """Memory stores, or — with ``redis`` — Redis stores that fall back to memory while Redis is down.
 
-    Keys are ``{prefix}{appid}:...`` (the token: ``{session_prefix}:{appid}_access_token``, as wechatpy
-    keeps it). Nothing connects yet: a bot starts even while Redis is down. ``write_behind``: a push
-    costs one Redis round trip, its claim; finished replies and window grants go with the next one
-    (:mod:`.writebehind`; needs hiredis, not over TLS).
+    ``redis``: a Redis URL (``redis://``, ``rediss://`` for TLS, ``unix://``), or a redis-py client made
+    by the bot (a ``Redis`` from a Sentinel's ``master_for``, a ``RedisCluster``, one with its own TLS
+    or timeouts). Keys are ``{prefix}{appid}:...`` with the AppID as a Redis Cluster hash tag (the token:
+    ``{session_prefix}:{appid}_access_token``, as wechatpy keeps it). Nothing connects yet: a bot starts
+    even while Redis is down.
 
     :raises ConfigError: redis-py is missing or the URL is not a Redis URL.
     """
-    if not redis_url:
-        return SharedState(MemoryReplayStore(), MemoryWindowStore(), MemoryTokenStore())
+    if redis is None or redis == "":
+        window = MemoryWindowStore()
+        return SharedState(MemoryReplayStore(window=window), window, MemoryTokenStore())
+    connection = _connect(redis) if isinstance(redis, str) else redis
+    from .redis import RedisReplayStore, RedisTokenStore, RedisWindowStore, scope_of
+    scope = scope_of(prefix, appid)
+    failover = Failover("shared state", probe=connection.ping)  # one Redis: one verdict on whether it is up
+    shared_window, own_window = RedisWindowStore(connection, scope), MemoryWindowStore()
+    replay = FailoverReplayStore(RedisReplayStore(connection, scope, window=shared_window),
+                                 MemoryReplayStore(window=own_window), failover)
+    window = FailoverWindowStore(shared_window, own_window, failover)
+    replay.window = window
+    tokens = FailoverTokenStore(RedisTokenStore(connection, appid, prefix, session_prefix), MemoryTokenStore(),
+                                failover)
+    return SharedState(replay, window, tokens, connection)
+
+
+def _connect(url: str) -> Any:
     try:
         import redis
     except ImportError:
         raise ConfigError("KF_REDIS_URL is set but redis-py is not installed: pip install 'kf-plugin[redis]'") from None
-    from .redis import RedisReplayStore, RedisTokenStore, RedisWindowStore
     try:
-        connection = redis.Redis.from_url(redis_url, socket_timeout=1.0, socket_connect_timeout=1.0,
-                                          health_check_interval=30)
+        return redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0, health_check_interval=30)
     except ValueError as exc:
         raise ConfigError(f"KF_REDIS_URL is not a Redis URL ({exc})") from None
-    scope = f"{prefix}{appid}:"
-    failover = Failover("shared state")  # one Redis: one verdict on whether it is up
-    fast = RespConnection.for_client(connection) if write_behind else None
-    writer = WriteBehind(fast, failover) if fast is not None else None
-    return SharedState(
-        FailoverReplayStore(RedisReplayStore(connection, scope, writer=writer), MemoryReplayStore(), failover, writer),
-        FailoverWindowStore(RedisWindowStore(connection, scope), MemoryWindowStore(), failover, writer),
-        FailoverTokenStore(RedisTokenStore(connection, appid, prefix, session_prefix), MemoryTokenStore(), failover),
-        connection,
-        writer,
-    )
