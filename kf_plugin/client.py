@@ -77,7 +77,7 @@ class KfClient(WeChatClient):
 
     The access token comes from :attr:`tokens`, a :class:`~kf_plugin.tokens.TokenService`
     keeping it in ``token_store`` (this process's memory by default; a
-    :class:`~kf_plugin.state.redis.RedisTokenStore` shares it between workers).
+    :class:`~kf_plugin.state.redis_tokens.RedisTokenStore` shares it between workers).
     ``token_mode``: ``stable`` (``/cgi-bin/stable_token``) or ``classic``
     (``/cgi-bin/token``); ``token_margin`` and ``token_interval``: see
     :class:`~kf_plugin.tokens.TokenService`. ``attempts``: how often a call that failed

@@ -14,7 +14,7 @@ from typing import List
 import redis
 
 from kf_plugin.client import KfClient
-from kf_plugin.state.redis import RedisTokenStore
+from kf_plugin.state.redis_tokens import RedisTokenStore
 
 
 class RedisClock:

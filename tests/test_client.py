@@ -176,7 +176,7 @@ def test_a_plain_wechatpy_client_shares_the_redis_token(api, redis_url):
     from wechatpy import WeChatClient
     from wechatpy.session.redisstorage import RedisStorage
 
-    from kf_plugin.state.redis import RedisTokenStore
+    from kf_plugin.state.redis_tokens import RedisTokenStore
     connection = redis.Redis.from_url(redis_url)
     ours = KfClient(api.sandbox.appid, api.sandbox.secret, api_base_url=api.url,
                     token_store=RedisTokenStore(connection, api.sandbox.appid))

@@ -123,7 +123,7 @@ class Backend:
     def tokens(self, appid: str = APPID, prefix: str = "kf:"):
         if self.redis is None:
             return MemoryTokenStore(clock=self.clock)
-        from kf_plugin.state.redis import RedisTokenStore
+        from kf_plugin.state.redis_tokens import RedisTokenStore
         return RedisTokenStore(self.redis, appid, prefix)  # real time, as Redis expires keys by it
 
     def lapses(self, ttl: float, predicate: Callable[[], bool]) -> bool:
@@ -677,7 +677,7 @@ def test_redis_window_key_lives_until_its_last_grant_ends(connection):
 def test_redis_token_is_stored_where_and_how_wechatpy_reads_it(connection):
     from wechatpy.session.redisstorage import RedisStorage
 
-    from kf_plugin.state.redis import RedisTokenStore
+    from kf_plugin.state.redis_tokens import RedisTokenStore
     store = RedisTokenStore(connection, APPID)
     now = time.time()
     store.put(Token("ACCESS-令牌", now + 7200), now)
@@ -705,7 +705,7 @@ def test_open_state_session_prefix_is_wechatpys_prefix(redis_url, connection):
 def test_redis_token_written_by_plain_wechatpy_is_read_with_an_expiry_from_its_ttl(connection):
     from wechatpy.session.redisstorage import RedisStorage
 
-    from kf_plugin.state.redis import RedisTokenStore
+    from kf_plugin.state.redis_tokens import RedisTokenStore
     clock = FakeClock(T0)
     RedisStorage(connection).set(f"{APPID}_access_token", "WECHATPY-TOKEN", 7200)
     token = RedisTokenStore(connection, APPID, clock=clock).get()
@@ -718,7 +718,7 @@ def test_redis_token_wechatpy_writes_later_carries_its_own_expiry(connection, ou
     """Our expiry belongs to our token: a token wechatpy stores afterwards must not inherit it."""
     from wechatpy.session.redisstorage import RedisStorage
 
-    from kf_plugin.state.redis import RedisTokenStore
+    from kf_plugin.state.redis_tokens import RedisTokenStore
     clock = FakeClock(T0)
     store = RedisTokenStore(connection, APPID, clock=clock)
     store.put(Token("OURS", T0 + 7200), T0)
@@ -751,7 +751,8 @@ def test_two_accounts_do_not_see_each_others_state(redis_url):
 
 
 def test_two_prefixes_do_not_see_each_others_state(connection):
-    from kf_plugin.state.redis import RedisReplayStore, RedisTokenStore, RedisWindowStore
+    from kf_plugin.state.redis import RedisReplayStore, RedisWindowStore
+    from kf_plugin.state.redis_tokens import RedisTokenStore
     now = time.time()
     replay_a, replay_b = RedisReplayStore(connection, "one:"), RedisReplayStore(connection, "two:")
     window_a, window_b = RedisWindowStore(connection, "one:"), RedisWindowStore(connection, "two:")
@@ -925,7 +926,8 @@ def test_failover_with_retry_after_zero_tries_redis_on_every_operation(private_r
 
 
 def test_failover_stores_built_by_hand(private_redis, caplog):
-    from kf_plugin.state.redis import RedisReplayStore, RedisTokenStore, RedisWindowStore
+    from kf_plugin.state.redis import RedisReplayStore, RedisWindowStore
+    from kf_plugin.state.redis_tokens import RedisTokenStore
     caplog.set_level(logging.WARNING, logger=FAILOVER_LOG)
     connection = private_redis.client()
     clock = FakeClock()

@@ -197,7 +197,7 @@ def test_a_hundred_calls_hitting_40001_renew_once_and_retry_once(api):
 
 def test_the_job_keeps_a_shared_redis_token_fresh(api, redis_url):
     import redis
-    from kf_plugin.state.redis import RedisTokenStore
+    from kf_plugin.state.redis_tokens import RedisTokenStore
     connection = redis.Redis.from_url(redis_url)
     workers = [KfClient(api.sandbox.appid, api.sandbox.secret, api_base_url=api.url, token_mode="classic",
                         token_store=RedisTokenStore(connection, api.sandbox.appid, clock=api.clock))

@@ -41,7 +41,8 @@ def open_state(redis: Union[str, Any, None], appid: str, prefix: str = "kf:",
         window = MemoryWindowStore()
         return SharedState(MemoryReplayStore(window=window), window, MemoryTokenStore())
     connection = _connect(redis) if isinstance(redis, str) else redis
-    from .redis import RedisReplayStore, RedisTokenStore, RedisWindowStore, scope_of
+    from .redis import RedisReplayStore, RedisWindowStore, scope_of
+    from .redis_tokens import RedisTokenStore
     scope = scope_of(prefix, appid)
     failover = Failover("shared state", probe=connection.ping)  # one Redis: one verdict on whether it is up
     shared_window, own_window = RedisWindowStore(connection, scope), MemoryWindowStore()
