@@ -95,47 +95,38 @@ def burst_worker(redis_url: str, api_url: str, appid: str, secret: str, threads:
 
 def webhook_worker(redis_url: str, token: str, port_queue) -> None:
     """Serve a bot whose slow handler counts its runs in Redis; report the port, serve until killed."""
-    from flask import Flask
-    from werkzeug.serving import make_server
-
-    from kf_plugin import KfPlugin, MessageRouter, TEXT
-
     connection = redis.Redis.from_url(redis_url)
-    router = MessageRouter()
 
-    @router.on(TEXT)
     def slow(message):
         connection.incr("handler-runs")
         time.sleep(0.5)  # the other worker's delivery arrives meanwhile
         return f"answered by the first delivery at {time.time()}"
-
-    app = Flask("cluster_bot")
-    app.config.update(KF_TOKEN=token, KF_REDIS_URL=redis_url, KF_APPID="wxcluster")
-    KfPlugin(app, router=router)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    port_queue.put(server.server_port)
-    server.serve_forever()
+    _serve(slow, redis_url, token, port_queue)
 
 
 def handler_worker(redis_url: str, token: str, port_queue, hang: bool) -> None:
     """Serve a bot that counts its handler's runs in Redis; with ``hang``, the handler never returns
     (the test kills this worker while it runs). Report the port, serve until killed."""
-    from flask import Flask
-    from werkzeug.serving import make_server
-
-    from kf_plugin import KfPlugin, MessageRouter, TEXT
-
     connection = redis.Redis.from_url(redis_url)
-    router = MessageRouter()
 
-    @router.on(TEXT)
     def answer(message):
         connection.incr("handler-runs")
         if hang:
             connection.set("hanging", os.getpid())
             time.sleep(600)
         return f"answered by {os.getpid()}"
+    _serve(answer, redis_url, token, port_queue)
 
+
+def _serve(handler, redis_url: str, token: str, port_queue) -> None:
+    """A bot answering text with ``handler``, its state in Redis, on a free port (put on ``port_queue``)."""
+    from flask import Flask
+    from werkzeug.serving import make_server
+
+    from kf_plugin import KfPlugin, MessageRouter, TEXT
+
+    router = MessageRouter()
+    router.add(TEXT, handler)
     app = Flask("cluster_bot")
     app.config.update(KF_TOKEN=token, KF_REDIS_URL=redis_url, KF_APPID="wxcluster")
     KfPlugin(app, router=router)
