@@ -18,6 +18,7 @@ import pytest
 
 from kf_plugin.errors import ConfigError
 from kf_plugin.state import (Grant, MemoryReplayStore, MemoryTokenStore, MemoryWindowStore, Token, WindowRecord)
+from kf_plugin.state.base import PushClaim
 from kf_plugin.state.failover import (Failover, FailoverReplayStore, FailoverTokenStore, FailoverWindowStore)
 from kf_plugin.state.shared import SharedState, open_state
 
@@ -980,3 +981,34 @@ def test_open_state_never_connects():
     assert state.replay.failover.degraded is False  # nothing tried yet
     assert state.replay.claim("k", 60) is True      # the first use finds Redis down and falls back
     assert state.replay.failover.degraded is True
+
+
+# -- FailoverReplayStore: memory first, written back ----------------------------------------------------------
+
+def test_a_push_claimed_while_redis_was_away_is_written_back_when_it_finishes_after_redis_returned(private_redis):
+    state = open_state(private_redis.url, APPID)
+    replay, failover = state.replay, state.replay.failover
+    failover.retry_after = 0
+    now = time.time()
+    private_redis.stop()
+    claim = replay.acquire(PushClaim("slow-push", 60, grant=("oSlow", Grant("message", 5, now + 3600)), now=now))
+    assert claim.outcome.name == "CLAIMED" and claim.granted and failover.degraded
+    private_redis.start()
+    failover.call(private_redis.client().ping)   # Redis is back while the handler still runs
+    assert not failover.degraded
+    replay.complete("slow-push", "the slow reply", 60)
+    assert private_redis.client().get("kf:{wxapp}:push:slow-push") == b"Dthe slow reply"
+    assert eventually(lambda: private_redis.client().get("kf:{wxapp}:window:oSlow") is not None)
+    assert replay.unsent == 0
+
+
+def test_a_retry_on_the_same_worker_is_answered_from_memory_while_redis_is_down(private_redis):
+    state = open_state(private_redis.url, APPID)
+    assert state.replay.claim("answered", 60)
+    state.replay.complete("answered", "the reply", 60)
+    private_redis.stop()
+    started = time.monotonic()
+    claim = state.replay.acquire(PushClaim("answered", 60))
+    assert (claim.outcome.name, claim.reply) == ("DONE", "the reply")
+    assert time.monotonic() - started < 0.5, "the retry waited on the unreachable Redis"
+    assert not state.replay.failover.degraded   # memory answered: Redis was not even asked

@@ -3,8 +3,8 @@
 Each kind of state has one small interface here and one implementation per
 engine: in-process memory now, Redis for several workers.
 """
-from .base import Grant, ReplayStore, Token, TokenStore, WindowRecord, WindowStore
+from .base import Claim, Grant, Outcome, PushClaim, ReplayStore, Token, TokenStore, WindowRecord, WindowStore
 from .memory import MemoryReplayStore, MemoryTokenStore, MemoryWindowStore
 
-__all__ = ["ReplayStore", "MemoryReplayStore", "WindowStore", "MemoryWindowStore", "Grant", "WindowRecord",
+__all__ = ["ReplayStore", "PushClaim", "Claim", "Outcome", "MemoryReplayStore", "WindowStore", "MemoryWindowStore", "Grant", "WindowRecord",
            "Token", "TokenStore", "MemoryTokenStore"]

@@ -199,8 +199,8 @@ class FailoverReplayStore(ReplayStore):
             self._mine.discard(key)
             claimed_here = key in self._unsent
         if claimed_here:
-            if not self.failover.degraded:  # Redis came back while this push was handled
-                self.write_back()
+            if not self.failover.degraded:  # Redis came back while this push was handled: tell it this one
+                self._write_back([(key, reply, ttl)], [key])
             return
         if not self.failover.bypassing:
             try:
@@ -237,19 +237,23 @@ class FailoverReplayStore(ReplayStore):
         What fails stays to be written at the next recovery.
         """
         with self._lock:
-            unsent = [(key, grant) for key, grant in self._unsent.items() if key not in self._mine]
+            keys = [key for key in self._unsent if key not in self._mine]
+        self._write_back(self.fallback.replies(), keys)
+
+    def _write_back(self, replies: List[Tuple[str, str, float]], keys: List[str]) -> None:
+        """Write ``replies`` and the grants of the pushes ``keys`` claimed while Redis was away."""
+        window = self.primary.window
         try:
-            self.failover.call(lambda: self.primary.write_back(self.fallback.replies()))
-            window = self.primary.window
-            for _, grant in unsent:
+            self.failover.call(lambda: self.primary.write_back(replies))
+            for key in keys:
+                grant = self._unsent.get(key)
                 if grant is not None and window is not None:
                     openid, rights, granted_at = grant
                     self.failover.call(lambda: window.add_grant(openid, rights, granted_at))
+                with self._lock:
+                    self._unsent.pop(key, None)
         except self.failover.errors:
             return
-        with self._lock:
-            for key, _ in unsent:
-                self._unsent.pop(key, None)
 
 
 class _Bypassed(Exception):
