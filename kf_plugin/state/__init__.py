@@ -6,5 +6,5 @@ engine: in-process memory now, Redis for several workers.
 from .base import Claim, Grant, Outcome, PushClaim, ReplayStore, Token, TokenStore, WindowRecord, WindowStore
 from .memory import MemoryReplayStore, MemoryTokenStore, MemoryWindowStore
 
-__all__ = ["ReplayStore", "PushClaim", "Claim", "Outcome", "MemoryReplayStore", "WindowStore", "MemoryWindowStore", "Grant", "WindowRecord",
-           "Token", "TokenStore", "MemoryTokenStore"]
+__all__ = ["ReplayStore", "PushClaim", "Claim", "Outcome", "MemoryReplayStore", "WindowStore", "MemoryWindowStore",
+           "Grant", "WindowRecord", "Token", "TokenStore", "MemoryTokenStore"]
