@@ -161,7 +161,10 @@ class KfPlugin:
         return self.load_rules(self._rules_path)
 
     def _respond(self, rule: Rule, message: Any) -> BaseReply:
-        return self._services().handoff.respond(rule, message)
+        services = self._services()
+        if services is self._own:
+            self.jobs.ensure_started()   # style (b): the rules' hand-offs are its first use of the API
+        return services.handoff.respond(rule, message)
 
     def _use_rules(self, services: Services) -> None:
         services.use_rules(self._rules)

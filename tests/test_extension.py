@@ -215,6 +215,7 @@ def test_without_flask_the_plugin_uses_the_credentials_it_was_given(api):
     api.sandbox.interact("oUser", "click")
     reply = router.dispatch(parse_push(message_xml(event="CLICK", key="TALK", sender="oUser")))
     assert reply.type == "text" and api.sandbox.sessions["oUser"]["kf_account"] == "wang@gh_test"
+    assert kf.jobs.scheduler.running                         # started by the first message, not by register
     assert kf.admin.client.appid == api.sandbox.appid        # no app, no app context
     kf.shutdown()
 
