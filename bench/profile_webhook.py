@@ -139,7 +139,7 @@ TREE = [
     ("Deduplicator.run", 3),
     ("replay store: claim", 4),
     ("route_and_render", 4),
-    ("KfPlugin.handle", 5),
+    ("KfPlugin._answer_push (the webhook's respond)", 5),
     ("WindowTracker.record (48-hour window)", 6),
     ("MessageRouter.dispatch (50 rules)", 6),
     ("to_reply", 6),
@@ -154,7 +154,6 @@ def instrument(app: Any, steps: Steps) -> Callable[..., Any]:
     """Wrap every step of the request path; returns the original view (to put back)."""
     import kf_plugin.extension as extension
     import kf_plugin.webhook as webhook
-    from kf_plugin.extension import KfPlugin
     from kf_plugin.router import MessageRouter
     from kf_plugin.scheduling import Jobs
     from kf_plugin.security import PushCipher
@@ -180,7 +179,7 @@ def instrument(app: Any, steps: Steps) -> Callable[..., Any]:
     steps.wrap(type(state.webhook.dedupe), "run", "Deduplicator.run")
     steps.wrap(store_type, "claim", "replay store: claim")
     steps.wrap(store_type, "complete", "replay store: complete")
-    steps.wrap(KfPlugin, "handle", "KfPlugin.handle")
+    steps.wrap(state.webhook, "respond", "KfPlugin._answer_push (the webhook's respond)")
     steps.wrap(WindowTracker, "record", "WindowTracker.record (48-hour window)")
     steps.wrap(MessageRouter, "dispatch", "MessageRouter.dispatch (50 rules)")
     steps.wrap(extension, "to_reply", "to_reply")

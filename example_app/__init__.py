@@ -5,6 +5,7 @@ it runs on built-in demo credentials (safe mode), which need no WeChat account.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections import Counter
@@ -13,7 +14,7 @@ from typing import Any, Mapping, Optional
 
 from flask import Flask
 
-from kf_plugin import EVENT, Event, KfPlugin, Keyword, MessageRouter
+from kf_plugin import EVENT, Event, KfPlugin, Keyword, MessageRouter, RuleSet, load_rules
 from kf_plugin.config import settings_from_env
 
 RULES = Path(__file__).with_name("rules.yaml")
@@ -69,10 +70,23 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     app.config.update(config or {})
     stats: Counter = Counter()
     app.extensions["example_bot_stats"] = stats
-    KfPlugin(app, router=build_router(stats))
+    KfPlugin(app, router=build_router(stats), rules=_own_rules(app.config))
 
     @app.get("/")
     def index() -> str:
         return f"kf_plugin example bot: point WeChat at {app.config['KF_URL']}\n"
 
     return app
+
+
+def _own_rules(config: Mapping[str, Any]) -> Optional[RuleSet]:
+    """The example's own rule file; without API credentials its session hand-off is switched off (kf_plugin
+    refuses a rule that needs the API it does not have). Another file (``KF_RULES``) is left to the plugin."""
+    if os.fspath(config["KF_RULES"]) != os.fspath(RULES):
+        return None
+    rules = load_rules(RULES)
+    if config.get("KF_APPID") and config.get("KF_SECRET"):
+        return rules
+    needing = {rule.name for rule, _ in rules.needing_api()}
+    return dataclasses.replace(rules, rules=tuple(dataclasses.replace(rule, enabled=False) if rule.name in needing
+                                                  else rule for rule in rules.rules))

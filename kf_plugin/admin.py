@@ -1,4 +1,4 @@
-"""One typed facade over the customer-service HTTP API (PROTOCOL §5).
+"""One typed facade over the customer-service HTTP API (WeChat's customer-service API docs).
 
 ::
 
@@ -23,7 +23,7 @@ from .window import WindowTracker
 __all__ = ["KfAdmin", "Agent", "OnlineAgent", "Session", "WaitingUser", "WaitQueue", "Record", "MSG_TYPES"]
 
 DAY = 86400
-#: Each custom message type and the fields its body needs (PROTOCOL §5).
+#: Each custom message type and the fields its body needs (WeChat's custom-message API docs).
 MSG_TYPES: Dict[str, Tuple[str, ...]] = {
     "text": ("content",),
     "image": ("media_id",),

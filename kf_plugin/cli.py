@@ -5,15 +5,23 @@ matched, a push was refused), 2 bad input (invalid rule file, bad options).
 """
 from __future__ import annotations
 
+import datetime as dt
+import logging
 import os
-from typing import Any, Optional
+import time
+from typing import Any, Mapping, Optional, Tuple
+from zoneinfo import ZoneInfo
 
 import click
+from click.core import ParameterSource
 
-from .errors import BadPush, KfError, RuleFileError
+from .errors import BadPush, ConfigError, KfError, RuleFileError
+from .handoff import Handoff
 from .loader import load_rules
 from .replies import render_reply, to_reply
-from .rules import Rule
+from .router import MessageRouter
+from .rules import Rule, RuleSet, Transfer
+from .services import check_api_rules
 from .webhook import parse_push
 
 __all__ = ["cli", "main"]
@@ -29,11 +37,16 @@ def flask_app() -> Any:
     return info.load_app() if info is not None else None
 
 
+def _settings() -> Tuple[Mapping[str, Any], str]:
+    """Where the settings come from (the app's config as ``flask kf``, else the environment), and its name."""
+    app = flask_app()
+    return (app.config, "in the app's config") if app is not None else (os.environ, "in the environment")
+
+
 def _rules_path(value: Optional[str]) -> str:
     if value:
         return value
-    app = flask_app()
-    path = app.config.get("KF_RULES") if app is not None else os.environ.get("KF_RULES")
+    path = _settings()[0].get("KF_RULES")
     if not path:
         raise click.UsageError("no rule file given: pass FILE or set KF_RULES")
     return path
@@ -78,6 +91,10 @@ def _build_xml(text: Optional[str], event: Optional[str], key: Optional[str], xm
 @click.group()
 def cli() -> None:
     """Customer-service hand-off for WeChat official accounts."""
+    if not logging.getLogger().handlers:
+        # Errors reach the user as one line each; without this, Python would also print every warning
+        # logged on the way (each retry of an unreachable API, say) to stderr.
+        logging.getLogger("kf_plugin").addHandler(logging.NullHandler())
 
 
 @cli.command()
@@ -92,22 +109,47 @@ def check(file: Optional[str]) -> None:
         click.echo(f"  {rule.name}: {rule.filter!r} → {rule.action}{state}")
     if rules.fallback_text:
         click.echo(f"  fallback text: {rules.fallback_text!r}")
+    settings, where = _settings()
+    try:
+        check_api_rules(rules, settings, where)
+    except ConfigError as exc:
+        click.echo(f"warning: {exc}", err=True)
+
+
+def _moment(rules: RuleSet, at: Optional[str]) -> dt.datetime:
+    """``--at`` (naive: in the business hours' time zone), or now."""
+    zone = ZoneInfo(rules.business_hours.timezone if rules.business_hours is not None else "Asia/Shanghai")
+    if at is None:
+        return dt.datetime.fromtimestamp(time.time(), zone)
+    try:
+        moment = dt.datetime.fromisoformat(at.strip())
+    except ValueError:
+        raise click.BadParameter(f"{at!r} is not a time like 2026-11-28 10:00", param_hint="--at") from None
+    return moment.replace(tzinfo=zone) if moment.tzinfo is None else moment.astimezone(zone)
 
 
 @cli.command()
 @click.argument("file", required=False)
 @_message_options
+@click.option("--at", metavar="TIME", help="Route as at this time, e.g. \"2026-11-28 10:00\" (in the business "
+                                            "hours' time zone unless it says otherwise) [default: now].")
 def route(file: Optional[str], text: Optional[str], event: Optional[str], key: Optional[str],
-          xml_file: Any, sender: str) -> None:
-    """Show which rule of FILE takes a message, why, and the reply it sends."""
+          xml_file: Any, sender: str, at: Optional[str]) -> None:
+    """Show which rule of FILE takes a message, why, and the reply it sends (business hours included).
+
+    Without the WeChat API, agent-aware options answer as when the online list is unknown: they transfer.
+    """
     rules = _load(file)
+    moment = _moment(rules, at)
     xml = _build_xml(text, event, key, xml_file, sender)
     try:
         message = parse_push(xml)
     except BadPush as exc:
         raise click.UsageError(f"the push cannot be parsed: {exc.reason}")
-    match = rules.to_router().dispatch_with_handler(message)
-    rule = match.handler.callback if match.handler is not None else None
+    router = MessageRouter("kf rules")
+    router.replace(rules.handlers(Handoff(rules, clock=moment.timestamp).respond))
+    match = router.dispatch_with_handler(message)
+    rule = getattr(match.handler.callback, "rule", None) if match.handler is not None else None
     if not isinstance(rule, Rule):
         click.echo("no rule takes this message; the webhook would pass it to the bot's own handlers "
                    "and answer 'success' if none answers")
@@ -115,6 +157,11 @@ def route(file: Optional[str], text: Optional[str], event: Optional[str], key: O
     click.echo(f"rule {rule.name!r} takes it ({rule.origin or rules.source})")
     click.echo(f"  because: {rule.filter!r}")
     click.echo(f"  action:  {rule.action}")
+    hours = rules.business_hours
+    if hours is not None and isinstance(rule.action, Transfer):
+        state = "open" if hours.is_open(moment) else "closed"
+        click.echo(f"  hours:   {state} at {moment:%Y-%m-%d %H:%M %Z}" + ("" if state == "open" else
+                                                                          ": the closed text answers"))
     click.echo("reply:")
     click.echo(render_reply(to_reply(match.result, message)))
 
@@ -122,7 +169,7 @@ def route(file: Optional[str], text: Optional[str], event: Optional[str], key: O
 @cli.command()
 @click.argument("url")
 @_message_options
-@click.option("--token", envvar="KF_TOKEN", required=True, help="The push Token [env KF_TOKEN].")
+@click.option("--token", envvar="KF_TOKEN", help="The push Token [env KF_TOKEN; as flask kf: the app's].")
 @click.option("--aes-key", envvar="KF_ENCODING_AES_KEY", help="EncodingAESKey: encrypt the push [env KF_ENCODING_AES_KEY].")
 @click.option("--appid", envvar="KF_APPID", help="AppID, needed with --aes-key [env KF_APPID].")
 @click.option("--deliveries", default=1, show_default=True, type=click.IntRange(1, 10),
@@ -130,10 +177,17 @@ def route(file: Optional[str], text: Optional[str], event: Optional[str], key: O
 @click.option("--timeout", default=10.0, show_default=True, type=float, help="Seconds to wait for each answer.")
 def push(url: str, text: Optional[str], event: Optional[str], key: Optional[str], xml_file: Any, sender: str,
          token: str, aes_key: Optional[str], appid: Optional[str], deliveries: int, timeout: float) -> None:
-    """Sign (and encrypt) a push as WeChat does, send it to URL and print the reply, decrypted."""
+    """Sign (and encrypt) a push as WeChat does, send it to URL and print the reply, decrypted.
+
+    As ``flask kf push`` the app's KF_TOKEN, KF_ENCODING_AES_KEY and KF_APPID come before the environment.
+    """
     import requests
 
     from .testing import PushSigner
+    token, aes_key, appid = (_app_first(name, value) for name, value in (
+        ("KF_TOKEN", token), ("KF_ENCODING_AES_KEY", aes_key), ("KF_APPID", appid)))
+    if not token:
+        raise click.UsageError("Missing option '--token' (or KF_TOKEN in the environment or the app's config)")
     xml = _build_xml(text, event, key, xml_file, sender)
     try:
         signer = PushSigner(token, aes_key, appid)
@@ -156,6 +210,15 @@ def push(url: str, text: Optional[str], event: Optional[str], key: Optional[str]
         refused = refused or not response.ok
     if refused:
         raise click.exceptions.Exit(1)
+
+
+def _app_first(setting: str, value: Optional[str]) -> Optional[str]:
+    """An option's value: typed on the command line, else the app's (as ``flask kf``), else the environment's."""
+    param = {"KF_TOKEN": "token", "KF_ENCODING_AES_KEY": "aes_key", "KF_APPID": "appid"}[setting]
+    app = flask_app()
+    if app is None or click.get_current_context().get_parameter_source(param) == ParameterSource.COMMANDLINE:
+        return value
+    return app.config.get(setting) or value
 
 
 from . import cli_admin, cli_token  # noqa: E402,F401  (add the WeChat API commands to the group)

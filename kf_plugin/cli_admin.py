@@ -203,7 +203,7 @@ def _menu_choices(ctx: Any, param: Any, values: Tuple[str, ...]) -> List[dict]:
 _THUMB = click.option("--thumb", "thumb_media_id", required=True, metavar="MEDIA_ID", help="The thumbnail's media id.")
 _TITLE = click.option("--title", default="")
 _DESCRIPTION = click.option("--description", default="")
-# Each type: its help and its parameters, named after the fields of the type's object (PROTOCOL §5).
+# Each type: its help and its parameters, named after the fields of the type's object (WeChat's custom-send docs).
 _SEND_TYPES: Dict[str, Tuple[str, List[Callable[[Any], Any]]]] = {
     "text": ("A text (it may hold <a href=…> links).", [click.argument("content")]),
     "image": ("An image by its MEDIA_ID.", [click.argument("media_id")]),

@@ -7,7 +7,7 @@ from typing import Any, Callable, Dict, Mapping, Optional
 
 from .errors import ConfigError
 
-__all__ = ["Setting", "SETTINGS", "settings_from_env", "read_setting"]
+__all__ = ["Setting", "SETTINGS", "settings_from_env", "read_setting", "checked_settings"]
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,12 @@ SETTINGS: Dict[str, Setting] = {s.name: s for s in (
     Setting("KF_TOKEN_INTERVAL", 60.0, _seconds, "Seconds between the token job's checks."),
     Setting("KF_TOKEN_SESSION_PREFIX", "wechatpy", _text,
             "Key prefix of the token in Redis, as wechatpy's RedisStorage(prefix=...) expects it."),
+    Setting("KF_MEMORY_USERS", 20_000, _count,
+            "Without KF_REDIS_URL: users whose 48-hour window each process remembers (the least recently active "
+            "are forgotten first, and WeChat then decides on sends to them)."),
+    Setting("KF_MEMORY_REPLIES", 20_000, _count,
+            "Without KF_REDIS_URL: replies each process keeps for WeChat's retries (the oldest go first; "
+            "keep it above the pushes a process takes in KF_DEDUPE_TTL)."),
 )}
 
 
@@ -101,6 +107,21 @@ def read_setting(config: Mapping[str, Any], name: str) -> Any:
         return setting.convert(value)
     except ValueError as exc:
         raise ConfigError(f"{name} {exc}") from None
+
+
+def checked_settings(settings: Mapping[str, Any]) -> Dict[str, Any]:
+    """The ``KF_*`` settings given, without those set to ``None``, after checking each.
+
+    :raises ConfigError: an unknown key, or a value of the wrong kind.
+    """
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        raise ConfigError(f"no such setting: {', '.join(unknown)} (the settings are the KF_* keys of the "
+                          "README's configuration table)")
+    given = {name: value for name, value in settings.items() if value is not None}
+    for name in given:
+        read_setting(given, name)
+    return given
 
 
 def settings_from_env(environ: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:

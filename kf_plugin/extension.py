@@ -1,35 +1,37 @@
-"""The Flask extension: ``KfPlugin(app)`` or ``KfPlugin()`` + ``init_app(app)``."""
+"""The Flask extension: ``KfPlugin(app)`` or ``KfPlugin()`` + ``init_app(app)``; or, without Flask,
+``KfPlugin(rules=..., appid=..., secret=...)`` on the bot's own router or view."""
 from __future__ import annotations
 
-import concurrent.futures
+import contextvars
+import functools
 import logging
 import os
+import threading
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, List, Optional, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 from apscheduler.schedulers.base import BaseScheduler
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, current_app, has_app_context, request
 from wechatpy.replies import BaseReply
 
 from .admin import KfAdmin
 from .agents import AgentDirectory
-from .background import Background
-from .client import KfClient
-from .config import SETTINGS, read_setting
+from .config import SETTINGS, checked_settings, read_setting
 from .dedupe import Deduplicator
+from .deployment import warn_if_workers_do_not_share
 from .errors import ConfigError, KfError
 from .filters import Event
-from .handoff import Handoff
 from .loader import load_rules
 from .replies import to_reply
 from .router import Handler, MessageRouter
 from .rules import Rule, RuleSet
 from .scheduling import Jobs
 from .security import PushCipher
-from .state import MemoryWindowStore, ReplayStore, WindowStore
-from .state.shared import SharedState, open_state
-from .webhook import LateReplies, Webhook
+from .services import Services, check_api_rules
+from .state import ReplayStore, WindowStore
+from .webhook import LateReplies, Slow, Webhook
 from .window import WindowTracker
 
 __all__ = ["KfPlugin"]
@@ -38,63 +40,83 @@ EXTENSION = "kf_plugin"
 SESSION_EVENTS = ("kf_create_session", "kf_close_session", "kf_switch_session")
 RulesLike = Union[RuleSet, str, "os.PathLike[str]", Iterable[Rule]]
 SessionHook = Callable[[Any], Any]
+IN_APP_CONFIG = "in the app's config"
+IN_PLUGIN_ARGUMENTS = "with KfPlugin(appid=..., secret=...) or kf.configure({...})"
 
 log = logging.getLogger(__name__)
+
+# The services of the push being handled, for the rules' hand-offs and the session hooks.
+_serving: ContextVar[Optional[Services]] = ContextVar("kf_plugin_serving", default=None)
 
 
 @dataclass(frozen=True)
 class _AppState:
     plugin: "KfPlugin"
     webhook: Webhook
+    services: Services
 
 
 class KfPlugin:
-    """Customer-service hand-off for a wechatpy + Flask bot (one official account).
+    """Customer-service hand-off for a wechatpy + Flask bot (one official account per app).
 
     ``rules``: a :class:`RuleSet`, rules, or the path of a YAML rule file
     (otherwise ``KF_RULES`` is read at :meth:`init_app`). ``router``: the bot's
     own :class:`MessageRouter`; the kf rules are tried before its handlers.
     ``replay_store`` / ``window_store``: where retried pushes' replies and the
-    48-hour window are kept (default: memory). ``scheduler``: the bot's
-    APScheduler scheduler for background jobs (default: one of our own).
-    ``redis``: a redis-py client to share state through, instead of
-    ``KF_REDIS_URL`` (one from a Sentinel's ``master_for``, a ``RedisCluster``,
-    one with TLS options of its own). ``clock``: the time source, replaceable in tests.
+    48-hour window are kept (default: memory, or Redis with ``KF_REDIS_URL``).
+    ``scheduler``: the bot's APScheduler scheduler for background jobs (default:
+    one of our own). ``appid``, ``secret``, ``api_base_url``: the WeChat API
+    credentials without Flask (and defaults under each app's config);
+    :meth:`configure` sets any other ``KF_*`` setting. ``redis``: a redis-py
+    client to share state through, instead of ``KF_REDIS_URL`` (one from a
+    Sentinel's ``master_for``, a ``RedisCluster``, one with TLS options of its
+    own). ``clock``: the time source, replaceable in tests.
 
     Three ways in: let :meth:`init_app` own the webhook endpoint; call
     :meth:`register` to put the rules on your router; or call :meth:`handle`
-    from your own view.
+    from your own view. Each app keeps its own API client, window and pools;
+    :attr:`admin`, :attr:`window` and :attr:`agents` are the current app's.
     """
 
     def __init__(self, app: Optional[Flask] = None, *, rules: Optional[RulesLike] = None,
                  router: Optional[MessageRouter] = None, replay_store: Optional[ReplayStore] = None,
                  window_store: Optional[WindowStore] = None, scheduler: Optional[BaseScheduler] = None,
+                 appid: Optional[str] = None, secret: Optional[str] = None, api_base_url: Optional[str] = None,
                  redis: Optional[Any] = None, clock: Callable[[], float] = time.time):
         self.rules_router = MessageRouter("kf rules")
         self.router = router if router is not None else MessageRouter("bot")
         self.router.include(self.rules_router, first=True)
-        self.window = WindowTracker(window_store if window_store is not None else MemoryWindowStore(), clock=clock)
-        self._own_window_store = window_store is None
-        self._shared: Optional[SharedState] = None
         self.jobs = Jobs(scheduler)
         self._rules = RuleSet()
         self._rules_path: Optional[str] = None
         self._replay_store = replay_store
+        self._window_store = window_store
         self._redis = redis
         self._clock = clock
         self._session_hooks: Dict[str, List[SessionHook]] = {}
-        self._admin: Optional[KfAdmin] = None
-        self._agents: Optional[AgentDirectory] = None
-        self._executor: Optional[Background] = None   # notices, hooks, late replies
-        self._handler_pool: Optional[concurrent.futures.ThreadPoolExecutor] = None   # handlers under the deadline
-        self._handoff_budget = SETTINGS["KF_HANDOFF_BUDGET"].default
-        self._agents_refresh = SETTINGS["KF_AGENTS_REFRESH"].default
-        self._handoff = Handoff(self._rules, clock=clock)
+        self._settings: Dict[str, Any] = {}
+        self._apps: List[Services] = []               # one per app init_app registered
+        self._own: Optional[Services] = None          # used without Flask
+        self._own_lock = threading.Lock()
         self._session_handler = Handler(Event(*SESSION_EVENTS), self._run_session_hooks, "session hooks")
+        self.configure({"KF_APPID": appid, "KF_SECRET": secret, "KF_API_BASE_URL": api_base_url})
         if rules is not None:
             self.load_rules(rules)
         if app is not None:
             self.init_app(app)
+
+    def configure(self, settings: Mapping[str, Any]) -> None:
+        """Set ``KF_*`` settings for use without Flask; under an app they are defaults its config overrides.
+
+        ``None`` values are ignored. Call it before the plugin handles its first message.
+
+        :raises ConfigError: an unknown key, or a value of the wrong kind.
+        :raises KfError: the plugin already runs without Flask on the settings it had.
+        """
+        given = checked_settings(settings)
+        if given and self._own is not None:
+            raise KfError("configure() came after the plugin started handling messages: call it first")
+        self._settings.update(given)
 
     # -- rules --------------------------------------------------------------
 
@@ -108,6 +130,7 @@ class KfPlugin:
 
         :raises RuleFileError: the file is invalid; the rules in force stay.
         :raises ValueError: rules built in Python share a name.
+        :raises ConfigError: a rule needs the WeChat API and an app (or the plugin) has no credentials.
         """
         path = None
         if isinstance(rules, RuleSet):
@@ -117,14 +140,18 @@ class KfPlugin:
             ruleset = load_rules(path)
         else:
             ruleset = RuleSet.of(rules)
-        self.window.configure(ruleset.quotas, ruleset.unknown_users)
-        self._handoff = self._make_handoff(ruleset)
+        for services, where in self._all_services():
+            check_api_rules(ruleset, services.settings, where)
+        self._put_in_force(ruleset, path)
+        return ruleset
+
+    def _put_in_force(self, ruleset: RuleSet, path: Optional[str]) -> None:
         self.rules_router.replace([self._session_handler] + ruleset.handlers(self._respond))
         self._rules = ruleset
         if path is not None:
             self._rules_path = path
-        self._schedule_agents()
-        return ruleset
+        for services, _ in self._all_services():
+            self._use_rules(services)
 
     def reload_rules(self) -> RuleSet:
         """Read the rule file again; on any error the current rules stay in force.
@@ -137,28 +164,82 @@ class KfPlugin:
         return self.load_rules(self._rules_path)
 
     def _respond(self, rule: Rule, message: Any) -> BaseReply:
-        return self._handoff.respond(rule, message)
+        services = self._services()
+        if services is self._own:
+            self.jobs.ensure_started()   # style (b): the rules' hand-offs are its first use of the API
+        return services.handoff.respond(rule, message)
 
-    def _make_handoff(self, ruleset: RuleSet) -> Handoff:
-        return Handoff(ruleset, admin=self._admin, agents=self._agents, executor=self._executor,
-                       budget=self._handoff_budget, clock=self._clock)
+    def _use_rules(self, services: Services) -> None:
+        services.use_rules(self._rules)
+        if services.admin is None:
+            return
+        appid = services.admin.client.appid
+        self.jobs.add(f"kf_plugin:{appid}:access-token", services.admin.client.tokens.tick,
+                      services.settings["KF_TOKEN_INTERVAL"])
+        if self._rules.needs_agents:
+            self.jobs.add(f"kf_plugin:{appid}:online-agents", services.agents.refresh,
+                          services.settings["KF_AGENTS_REFRESH"])
+
+    # -- which app's services -------------------------------------------------
+
+    def _services(self) -> Services:
+        """The services of the push being handled, else the current app's, else the only app's, else our own."""
+        serving = _serving.get()
+        if serving is not None:
+            return serving
+        if has_app_context():
+            state = current_app.extensions.get(EXTENSION)
+            if state is not None and state.plugin is self:
+                return state.services
+        if len(self._apps) == 1:
+            return self._apps[0]
+        if self._apps:
+            raise KfError(f"this KfPlugin serves {len(self._apps)} apps: use it inside one app's context "
+                          "(with app.app_context(): ...) to say which")
+        return self._own_services()
+
+    def _own_services(self) -> Services:
+        own = self._own
+        if own is not None:
+            return own
+        with self._own_lock:
+            if self._own is None:
+                settings = {name: read_setting(self._settings, name) for name in SETTINGS}
+                check_api_rules(self._rules, settings, IN_PLUGIN_ARGUMENTS)
+                services = Services(settings, window_store=self._window_store, redis=self._redis,
+                                    clock=self._clock)
+                self._use_rules(services)
+                self._own = services
+            return self._own
+
+    def _all_services(self) -> List[Tuple[Services, str]]:
+        """Every services this plugin runs, with where their settings come from."""
+        found = [(services, IN_APP_CONFIG) for services in self._apps]
+        return found + ([(self._own, IN_PLUGIN_ARGUMENTS)] if self._own is not None else [])
 
     # -- the WeChat API and session events -----------------------------------
 
     @property
     def admin(self) -> KfAdmin:
-        """The customer-service API facade (sends consult the 48-hour window).
+        """The current app's customer-service API facade (sends consult its 48-hour window).
 
-        :raises KfError: ``KF_APPID`` and ``KF_SECRET`` were not configured.
+        :raises KfError: ``KF_APPID`` and ``KF_SECRET`` were not configured, or several apps and no app context.
         """
-        if self._admin is None:
-            raise KfError("the WeChat API is not configured: set KF_APPID and KF_SECRET before init_app")
-        return self._admin
+        admin = self._services().admin
+        if admin is None:
+            raise KfError("the WeChat API is not configured: set KF_APPID and KF_SECRET before init_app "
+                          "(without Flask: KfPlugin(appid=..., secret=...))")
+        return admin
 
     @property
     def agents(self) -> Optional[AgentDirectory]:
-        """The online-agent cache (``None`` without API credentials)."""
-        return self._agents
+        """The current app's online-agent cache (``None`` without API credentials)."""
+        return self._services().agents
+
+    @property
+    def window(self) -> WindowTracker:
+        """The current app's 48-hour window tracker."""
+        return self._services().window
 
     def on_session(self, *events: str) -> Callable[[SessionHook], SessionHook]:
         """Decorator: call ``hook(event)`` on customer-service session events.
@@ -183,17 +264,14 @@ class KfPlugin:
         return register
 
     def _run_session_hooks(self, event: Any) -> None:
+        executor = self._services().executor
         for hook in self._session_hooks.get(getattr(event, "event", ""), ()):
-            if self._executor is not None:
-                self._executor.submit(_run_hook, hook, event)
+            if executor is not None:
+                # The hook's thread gets this push's context: kf.admin there is this app's.
+                executor.submit(contextvars.copy_context().run, _run_hook, hook, event)
             else:
                 _run_hook(hook, event)
         return None
-
-    def _schedule_agents(self) -> None:
-        if self._agents is not None and self._rules.needs_agents:
-            self.jobs.add(f"kf_plugin:{self._admin.client.appid}:online-agents", self._agents.refresh,
-                          self._agents_refresh)
 
     # -- the three integration styles -----------------------------------------
 
@@ -201,22 +279,50 @@ class KfPlugin:
         """Route a parsed wechatpy message; the reply to send, or ``None``.
 
         Also records the interaction in the 48-hour window.
-        """
-        self.window.record(message)
-        return self._dispatch(message)
 
-    def _dispatch(self, message: Any) -> Optional[BaseReply]:
-        """Route a message without recording it in the window (the webhook records it with its claim)."""
-        return to_reply(self.router.dispatch(message), message)
+        :raises ConfigError: (first call without Flask) a rule needs the WeChat API and no credentials were given.
+        """
+        services = self._services()
+        if services is self._own:
+            self.jobs.ensure_started()
+        services.window.record(message)
+        return self._route(services, self.router, message)
 
     def register(self, router: MessageRouter) -> None:
-        """Put the kf rules in front of the handlers of a bot's own ``router``."""
+        """Put the kf rules in front of the handlers of a bot's own ``router``.
+
+        :raises ConfigError: a rule needs the WeChat API and no credentials were given.
+        """
+        if not self._apps:
+            self._own_services()
         router.include(self.rules_router, first=True)
+
+    def _route(self, services: Services, router: MessageRouter, message: Any,
+               skip: Optional[MessageRouter] = None) -> Optional[BaseReply]:
+        token = _serving.set(services)
+        try:
+            return to_reply(router.dispatch(message, skip=skip), message)
+        finally:
+            _serving.reset(token)
+
+    def _answer_push(self, services: Services, message: Any) -> Union[Optional[BaseReply], Slow]:
+        """The webhook's answer: the kf rules on this thread (their API calls are bounded by
+        ``KF_HANDOFF_BUDGET``); the bot's own handlers, which may be slow, as :class:`Slow` work."""
+        skip = None   # the send rights the push grants are recorded with its claim (Webhook.grant_for)
+        if self.router.asks_first(self.rules_router):
+            reply = self._route(services, self.rules_router, message)
+            if reply is not None or not self.router.has_more_than(self.rules_router):
+                return reply
+            skip = self.rules_router
+        # Run in a copy of this context: the handlers see the app context there too.
+        return Slow(functools.partial(contextvars.copy_context().run, self._route, services, self.router,
+                                      message, skip))
 
     def init_app(self, app: Flask) -> None:
         """Register the webhook on ``app`` and the ``flask kf`` commands.
 
-        Reads (defaults in brackets): ``KF_TOKEN`` (required), ``KF_APPID``,
+        Reads (defaults in brackets; settings given to the plugin come before these defaults):
+        ``KF_TOKEN`` (required), ``KF_APPID``,
         ``KF_SECRET`` (both → the WeChat API is used), ``KF_ENCODING_AES_KEY``
         (set → safe mode), ``KF_ENCODING_AES_KEY_PREVIOUS``, ``KF_RULES``,
         ``KF_URL`` [/wechat], ``KF_MAX_CLOCK_SKEW`` [300], ``KF_MAX_BODY``
@@ -226,17 +332,19 @@ class KfPlugin:
         ``KF_AGENTS_REFRESH`` [20], ``KF_WORKER_THREADS`` [8], ``KF_REDIS_URL``
         (set → state shared through Redis), ``KF_REDIS_PREFIX`` [kf:], ``KF_TOKEN_MODE``
         [stable], ``KF_TOKEN_MARGIN`` [600], ``KF_TOKEN_INTERVAL`` [60],
-        ``KF_TOKEN_SESSION_PREFIX`` [wechatpy].
+        ``KF_TOKEN_SESSION_PREFIX`` [wechatpy], ``KF_MEMORY_USERS`` [20000],
+        ``KF_MEMORY_REPLIES`` [20000].
 
         :raises RuntimeError: a KfPlugin is already registered on ``app``.
-        :raises ConfigError: a setting is missing or invalid.
+        :raises ConfigError: a setting is missing or invalid; a rule needs the WeChat API without
+            ``KF_APPID``/``KF_SECRET``; another view already serves ``KF_URL``.
         :raises RuleFileError: ``KF_RULES`` names an invalid file.
         """
         if EXTENSION in app.extensions:
             raise RuntimeError(f"a KfPlugin is already registered on the app {app.name!r}; "
-                               "call init_app once per app (one KfPlugin serves one official account)")
+                               "call init_app once per app (one KfPlugin serves one official account per app)")
         for name, setting in SETTINGS.items():
-            app.config.setdefault(name, setting.default)
+            app.config.setdefault(name, self._settings.get(name, setting.default))
         config = {name: read_setting(app.config, name) for name in SETTINGS}
         token = config["KF_TOKEN"]
         if not token:
@@ -246,49 +354,32 @@ class KfPlugin:
         if config["KF_ENCODING_AES_KEY"]:
             previous = [config["KF_ENCODING_AES_KEY_PREVIOUS"]] if config["KF_ENCODING_AES_KEY_PREVIOUS"] else []
             cipher = PushCipher(token, config["KF_ENCODING_AES_KEY"], config["KF_APPID"], previous)
-        if self._shared is None:
-            self._shared = open_state(self._redis if self._redis is not None else config["KF_REDIS_URL"],
-                                      config["KF_APPID"] or "default",
-                                      config["KF_REDIS_PREFIX"], config["KF_TOKEN_SESSION_PREFIX"])
-            if self._own_window_store:
-                self.window.store = self._shared.window
-        self._connect_api(config)
-        if config["KF_RULES"] and self._rules_path is None and not self._rules.rules:
-            self.load_rules(config["KF_RULES"])
+        _refuse_taken_url(app, config["KF_URL"])
+        from_file = bool(config["KF_RULES"] and self._rules_path is None and not self._rules.rules)
+        ruleset = load_rules(config["KF_RULES"]) if from_file else self._rules
+        for settings, where in [(config, IN_APP_CONFIG)] + [(s.settings, w) for s, w in self._all_services()]:
+            check_api_rules(ruleset, settings, where)   # the other apps matter when the file's rules are new
+        services = Services(config, window_store=self._window_store, redis=self._redis, clock=self._clock)
+        self._apps.append(services)
+        if from_file:
+            self._put_in_force(ruleset, config["KF_RULES"])
         else:
-            self.load_rules(self._rules)  # rebinds the rules to the API services just made
-        store = self._replay_store if self._replay_store is not None else self._shared.replay
+            self._use_rules(services)
+        store = self._replay_store if self._replay_store is not None else services.shared.replay
         dedupe = Deduplicator(store, ttl=config["KF_DEDUPE_TTL"], wait=config["KF_DEDUPE_WAIT"],
-                              keep_for=config["KF_MAX_CLOCK_SKEW"], window=self.window.store)
+                              keep_for=config["KF_MAX_CLOCK_SKEW"], window=services.window.store)
         late = None
-        if self._admin is not None and config["KF_REPLY_BUDGET"]:
-            late = LateReplies(self._handler_pool, config["KF_REPLY_BUDGET"], self._handoff_deliver_late)
-        webhook = Webhook(token, self._dispatch, dedupe, cipher=cipher, max_clock_skew=config["KF_MAX_CLOCK_SKEW"],
-                          max_body=config["KF_MAX_BODY"], late=late, clock=self._clock,
-                          grant_for=self.window.grant_for)
-        app.extensions[EXTENSION] = _AppState(self, webhook)
+        if services.handler_pool is not None and config["KF_REPLY_BUDGET"]:
+            late = LateReplies(services.handler_pool, config["KF_REPLY_BUDGET"], services.deliver_late)
+        webhook = Webhook(token, functools.partial(self._answer_push, services), dedupe, cipher=cipher,
+                          max_clock_skew=config["KF_MAX_CLOCK_SKEW"], max_body=config["KF_MAX_BODY"], late=late,
+                          clock=self._clock, grant_for=services.window.grant_for)
+        app.extensions[EXTENSION] = _AppState(self, webhook, services)
         app.add_url_rule(config["KF_URL"], endpoint="kf_plugin_webhook", view_func=_webhook_view,
                          methods=["GET", "POST"])
         from .cli import cli
         app.cli.add_command(cli, "kf")
-
-    def _connect_api(self, config: Dict[str, Any]) -> None:
-        """Create the API client, the agent cache and the worker pool (once per plugin)."""
-        if self._admin is not None or not (config["KF_APPID"] and config["KF_SECRET"]):
-            return
-        client = KfClient(config["KF_APPID"], config["KF_SECRET"], api_base_url=config["KF_API_BASE_URL"],
-                          timeout=config["KF_API_TIMEOUT"], token_store=self._shared.tokens,
-                          token_mode=config["KF_TOKEN_MODE"], token_margin=config["KF_TOKEN_MARGIN"],
-                          token_interval=config["KF_TOKEN_INTERVAL"])
-        self.jobs.add(f"kf_plugin:{client.appid}:access-token", client.tokens.tick, config["KF_TOKEN_INTERVAL"])
-        self._admin = KfAdmin(client, window=self.window)
-        self._handoff_budget = config["KF_HANDOFF_BUDGET"]
-        self._agents_refresh = config["KF_AGENTS_REFRESH"]
-        self._agents = AgentDirectory(self._admin, max_age=3 * self._agents_refresh)
-        threads = max(1, config["KF_WORKER_THREADS"])
-        self._executor = Background(threads)
-        # Handlers get threads of their own: background sends on a slow API must never delay a reply.
-        self._handler_pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kf-handlers")
+        warn_if_workers_do_not_share(config["KF_REDIS_URL"])
 
     def shutdown(self) -> None:
         """Stop the background work this plugin started (its own scheduler and worker threads).
@@ -296,12 +387,18 @@ class KfPlugin:
         Called at exit anyway; tests and embedding code call it to stop early.
         """
         self.jobs.shutdown()
-        for pool in (self._executor, self._handler_pool):
-            if pool is not None:
-                pool.shutdown(wait=False)
+        for services, _ in self._all_services():
+            services.shutdown()
 
-    def _handoff_deliver_late(self, message: Any, reply: Optional[BaseReply]) -> None:
-        self._handoff.deliver_late(message, reply)
+
+def _refuse_taken_url(app: Flask, url: str) -> None:
+    """Flask sends a request to the first view registered for a path: one already on ``url`` would take
+    WeChat's pushes (or its URL check) and the plugin's webhook would never run."""
+    for rule in app.url_map.iter_rules():
+        if rule.rule == url and rule.methods and rule.methods & {"GET", "POST"}:
+            raise ConfigError(f"KF_URL {url!r} is already served by the view {rule.endpoint!r}, which would "
+                              "answer WeChat instead of kf_plugin's webhook: set KF_URL to a free path, or remove "
+                              "that view (to keep your own view, call kf.handle(message) from it instead)")
 
 
 def _run_hook(hook: SessionHook, event: Any) -> None:

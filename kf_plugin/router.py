@@ -182,11 +182,26 @@ class MessageRouter:
         """Route ``message`` and tell which handler answered."""
         return Match(*self._route(message))
 
-    def dispatch(self, message: Any) -> Any:
-        """Route ``message``; the first non-``None`` handler result, or ``None``."""
-        return self._route(message)[1]
+    def dispatch(self, message: Any, *, skip: Optional[Entry] = None) -> Any:
+        """Route ``message``; the first non-``None`` handler result, or ``None``.
 
-    def _route(self, message: Any) -> Tuple[Optional[Handler], Any]:
+        ``skip``: an entry already asked without an answer (see :meth:`asks_first`), not asked again.
+        """
+        return self._route(message, skip)[1]
+
+    def asks_first(self, router: "MessageRouter") -> bool:
+        """Whether ``router`` is asked before anything else (the first entry, and no middleware here).
+
+        Then asking ``router`` on its own, and only if it answers nothing ``dispatch(message, skip=router)``,
+        routes exactly as :meth:`dispatch` does.
+        """
+        return not (self._before or self._after) and self._entries[:1] == (router,)
+
+    def has_more_than(self, router: "MessageRouter") -> bool:
+        """Whether anything besides ``router`` could answer here (another entry, or middleware)."""
+        return bool(self._before or self._after) or any(entry is not router for entry in self._entries)
+
+    def _route(self, message: Any, skip: Optional[Entry] = None) -> Tuple[Optional[Handler], Any]:
         for hook in self._before:
             early = hook(message)
             if early is not None:
@@ -194,6 +209,8 @@ class MessageRouter:
         answered: Optional[Handler] = None
         result = None
         for entry in self._entries_for(message):
+            if entry is skip:
+                continue
             if isinstance(entry, MessageRouter):
                 answered, result = entry._route(message)
             elif entry.filter(message):

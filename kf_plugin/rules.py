@@ -67,6 +67,13 @@ class Transfer:
         """Whether handing off depends on who is online."""
         return self.require_online or self.fallback_to_pool or self.session
 
+    @property
+    def api_options(self) -> Tuple[str, ...]:
+        """The options (as the rule file spells them) that only work with the WeChat API."""
+        return tuple(name for name, on in (("require_online", self.require_online),
+                                           ("fallback_to_pool", self.fallback_to_pool),
+                                           ("handoff: session", self.session), ("notice", bool(self.notice))) if on)
+
     def respond(self, message: Any) -> BaseReply:
         """The plain transfer reply (what the rule answers when nothing is known of the agents)."""
         return TransferReply(kf_account=self.kf_account, message=message)
@@ -243,6 +250,11 @@ class RuleSet:
     def needs_agents(self) -> bool:
         """Whether any active rule depends on who is online."""
         return any(isinstance(r.action, Transfer) and r.action.needs_agents for r in self.active)
+
+    def needing_api(self) -> List[Tuple[Rule, Tuple[str, ...]]]:
+        """The active rules that only work with the WeChat API, each with the options that need it."""
+        return [(r, r.action.api_options) for r in self.active
+                if isinstance(r.action, Transfer) and r.action.api_options]
 
     def handlers(self, respond: Optional[Callable[[Rule, Any], Any]] = None) -> List[Handler]:
         return [rule.as_handler(respond) for rule in self.active]

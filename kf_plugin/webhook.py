@@ -25,7 +25,7 @@ from .replies import render_reply
 from .security import PushCipher, sign, signature_matches
 from .state.base import Grant
 
-__all__ = ["Webhook", "WebhookResponse", "LateReplies", "parse_push"]
+__all__ = ["Webhook", "WebhookResponse", "LateReplies", "Slow", "parse_push"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,16 @@ class LateReplies:
     executor: concurrent.futures.Executor
     budget: float
     deliver: Callable[[Any, Optional[BaseReply]], None]
+
+
+@dataclass(frozen=True)
+class Slow:
+    """What ``respond`` returns when the rest of the work may be slow (a bot's own handlers): ``run()``
+    gives the reply, under the deadline when there is one. Fast work (the kf rules) answers directly,
+    on the request thread, without handing the push to another thread.
+    """
+
+    run: Callable[[], Optional[BaseReply]]
 
 
 def parse_push(xml: str) -> Any:
@@ -96,12 +106,13 @@ def _reason(exc: Exception) -> str:
 class Webhook:
     """Answers WeChat's GET (URL verification) and POST (push) requests.
 
-    ``respond(message)`` returns the reply to send or ``None`` ("success").
-    ``grant_for(message)``: the send rights a push gives its sender
-    (``(openid, Grant)`` or ``None``), recorded once per push with its claim.
-    ``max_clock_skew`` (seconds, 0 = off) bounds how far a push's timestamp may
-    be from ``clock()``; ``max_body`` bounds the body in bytes. ``late``
-    enables the deadline (:class:`LateReplies`).
+    ``respond(message)`` returns the reply to send, ``None`` ("success"), or
+    :class:`Slow` work to finish. ``grant_for(message)``: the send rights a
+    push gives its sender (``(openid, Grant)`` or ``None``), recorded once per
+    push with its claim. ``max_clock_skew`` (seconds, 0 = off) bounds how far a
+    push's timestamp may be from ``clock()``; ``max_body`` bounds the body in
+    bytes. ``late`` puts :class:`Slow` work under the deadline
+    (:class:`LateReplies`).
     """
 
     def __init__(self, token: str, respond: Callable[[Any], Optional[BaseReply]], dedupe: Deduplicator, *,
@@ -204,12 +215,14 @@ class Webhook:
         return f"{args.get('timestamp', '')}:{args.get('nonce', '')}", body_digest(body)
 
     def route_and_render(self, message: Any) -> str:
-        reply = self.respond(message) if self.late is None else self.respond_in_time(message, self.late)
+        reply = self.respond(message)
+        if isinstance(reply, Slow):
+            reply = reply.run() if self.late is None else self.respond_in_time(message, reply, self.late)
         return render_reply(reply, now=self.clock()) if reply is not None else ""
 
-    def respond_in_time(self, message: Any, late: LateReplies) -> Optional[BaseReply]:
+    def respond_in_time(self, message: Any, work: Slow, late: LateReplies) -> Optional[BaseReply]:
         """The handlers' reply if it comes within the budget; otherwise ``None`` now and delivery later."""
-        future = late.executor.submit(self.respond, message)
+        future = late.executor.submit(work.run)
         try:
             return future.result(timeout=late.budget)
         except concurrent.futures.TimeoutError:

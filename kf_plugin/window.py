@@ -1,7 +1,11 @@
 """The 48-hour window: who may be sent customer-service messages, how many, until when.
 
-Each interaction a push reveals grants send rights (PROTOCOL: a message gives 5
-messages within 48 h; a menu click, follow or QR scan gives 3 within a minute).
+Each interaction a push reveals grants send rights (WeChat's customer-service message
+docs: a message gives 5 messages within 48 h; a menu click, follow or QR scan gives 3
+within a minute). A successful payment grants nothing by default: WeChat's announcement
+of 2023-05-30 on customer-service message rules cut the message quota from 20 to 5 and
+cancelled the payment scenario; a quotas table may grant it again for an account that
+still has it.
 Sends consult the tracker: in strict mode a send WeChat would refuse is refused
 before any HTTP call; a successful send consumes a unit; WeChat's own 45015 and
 45047 answers correct the record.
@@ -23,19 +27,19 @@ HOUR = 3600.0
 
 @dataclass(frozen=True)
 class Quota:
-    """``count`` messages (``None``: no limit) within ``seconds`` of an interaction."""
+    """``count`` messages (``None``: no limit; 0: the interaction grants nothing) within ``seconds`` of it."""
 
     count: Optional[int]
     seconds: float
 
 
-#: The current documentation's table (PROTOCOL §4).
+#: WeChat's current documentation; payment grants nothing since the 2023-05-30 announcement.
 DEFAULT_QUOTAS: Dict[str, Quota] = {
     "message": Quota(5, 48 * HOUR),
     "click": Quota(3, 60.0),
     "follow": Quota(3, 60.0),
     "scan": Quota(3, 60.0),
-    "payment": Quota(None, 48 * HOUR),
+    "payment": Quota(0, 48 * HOUR),
 }
 ACTIONS = tuple(DEFAULT_QUOTAS)
 UNKNOWN_USER_POLICIES = ("attempt", "refuse")
@@ -127,8 +131,10 @@ class WindowTracker:
         return sender, Grant(action, quota.count, self.clock() + quota.seconds)
 
     def record_action(self, openid: str, action: str, at: Optional[float] = None) -> None:
-        """Grant the rights of ``action`` (``message``, ``click``, ``follow``, ``scan``, ``payment``)."""
+        """Grant the rights of ``action`` (``message``, ``click``, ``follow``, ``scan``, ``payment``), if any."""
         quota = self.quotas[action]
+        if quota.count == 0:
+            return
         now = self.clock()
         start = now if at is None else at
         self.store.add_grant(openid, Grant(action, quota.count, start + quota.seconds), now)

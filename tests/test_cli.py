@@ -455,3 +455,87 @@ def test_flask_kf_route_uses_the_apps_KF_RULES(make_app, rules_file, monkeypatch
     result = app.test_cli_runner().invoke(args=["kf", "route", "--text", "我要投诉"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith(f"rule 'complaint' takes it ({rules_file}:10)\n")
+
+
+def test_flask_kf_push_signs_with_the_apps_token_and_key(make_app, serve, monkeypatch):
+    for name in ("KF_TOKEN", "KF_ENCODING_AES_KEY", "KF_APPID"):
+        monkeypatch.delenv(name, raising=False)
+    app = make_app(KF_ENCODING_AES_KEY=AES_KEY)
+    url = serve(app)
+    result = app.test_cli_runner().invoke(args=["kf", "push", url, "--event", "CLICK", "--key", "CONTACT_VIP"])
+    assert result.exit_code == 0, result.output
+    status, xml = _lines(result.output)
+    assert status == "HTTP 200" and xml_fields(xml)["TransInfo"] == {"KfAccount": "vip1@gh_example"}
+
+
+def test_flask_kf_push_a_token_typed_on_the_command_line_wins(make_app, serve, monkeypatch):
+    monkeypatch.delenv("KF_TOKEN", raising=False)
+    app = make_app()
+    result = app.test_cli_runner().invoke(args=["kf", "push", serve(app), "--text", "人工", "--token", "typed"])
+    assert result.exit_code == 1 and _lines(result.output)[0] == "HTTP 403"
+
+
+# --------------------------------------------------------------------------
+# route: business hours; check: rules that need the WeChat API
+# --------------------------------------------------------------------------
+
+HOURS_RULES = """version: 1
+fallback_text: "客服暂时不在线，请留言"
+business_hours:
+  timezone: Asia/Shanghai
+  weekdays: mon-fri
+  open: "09:00"
+  close: "18:00"
+  closed_text: "客服工作时间：工作日 9:00–18:00"
+rules:
+  - name: ask-for-human
+    keywords: 人工
+"""
+
+
+@pytest.mark.parametrize("at, hours, reply", [
+    ("2026-11-27 10:00", "  hours:   open at 2026-11-27 10:00 CST", "transfer_customer_service"),     # a Friday
+    ("2026-11-28 10:00", "  hours:   closed at 2026-11-28 10:00 CST: the closed text answers",  # a Saturday
+     "客服工作时间：工作日 9:00–18:00"),
+    ("2026-11-27T12:00:00+00:00", "  hours:   closed at 2026-11-27 20:00 CST: the closed text answers",
+     "客服工作时间"),
+])
+def test_route_honours_business_hours_at_a_given_time(runner, tmp_path, at, hours, reply):
+    path = tmp_path / "hours.yaml"
+    path.write_text(HOURS_RULES, encoding="utf-8")
+    result = runner.invoke(cli, ["route", str(path), "--text", "人工", "--at", at])
+    assert result.exit_code == 0, result.output
+    head, xml = _route_output(result.stdout)
+    assert hours in head and reply in xml
+
+
+def test_route_refuses_a_time_it_cannot_read(runner, tmp_path):
+    path = tmp_path / "hours.yaml"
+    path.write_text(HOURS_RULES, encoding="utf-8")
+    result = runner.invoke(cli, ["route", str(path), "--text", "人工", "--at", "tomorrow"])
+    assert result.exit_code == 2 and "'tomorrow' is not a time like 2026-11-28 10:00" in result.stderr
+
+
+NEEDS_API = """version: 1
+rules:
+  - name: online-only
+    keywords: 人工
+    require_online: true
+"""
+
+
+@pytest.mark.parametrize("env, warned", [
+    ({"KF_APPID": None, "KF_SECRET": None}, "KF_APPID and KF_SECRET are not set"),
+    ({"KF_APPID": APPID, "KF_SECRET": None}, "KF_SECRET is not set: set KF_SECRET in the environment"),
+    ({"KF_APPID": APPID, "KF_SECRET": "s"}, None),
+])
+def test_check_warns_of_rules_that_need_the_api_it_has_no_credentials_for(runner, tmp_path, env, warned):
+    path = tmp_path / "needs.yaml"
+    path.write_text(NEEDS_API, encoding="utf-8")
+    result = runner.invoke(cli, ["check", str(path)], env=env)
+    assert result.exit_code == 0
+    if warned is None:
+        assert result.stderr == ""
+    else:
+        assert result.stderr.startswith("warning: rule 'online-only' uses require_online, which needs the WeChat API")
+        assert warned in result.stderr

@@ -159,6 +159,18 @@ def test_an_unreachable_api_exits_1(kf):
     assert result.stderr.startswith("Error: cannot reach the WeChat API on /cgi-bin/stable_token")
 
 
+def test_an_unreachable_api_prints_one_line_from_the_installed_command():
+    # A real process: under pytest the root logger has handlers, so retries logged on the way stay hidden here.
+    command = os.path.join(os.path.dirname(sys.executable), "kf-plugin")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KF_")}
+    done = subprocess.run([command, "accounts", "list", "--appid", APPID, "--secret", SECRET, "--api-base-url",
+                           f"http://127.0.0.1:{free_port()}", "--api-timeout", "1"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [done.stderr.strip()], done.stderr
+    assert done.stderr.startswith("Error: cannot reach the WeChat API on /cgi-bin/stable_token")
+
+
 def test_kf_not_enabled_is_an_api_error(kf, wechat):
     wechat.sandbox.kf_enabled = False
     assert_api_error(kf("accounts", "list"), 65400, "customer service is not enabled for this account")

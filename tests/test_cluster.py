@@ -190,7 +190,7 @@ def test_a_redis_outage_never_gives_a_5xx_and_sharing_resumes(private_redis, mak
     app = make_app(router=router, KF_REDIS_URL=private_redis.url)
     client = WeChatTestClient(app)
     plugin = app.extensions["kf_plugin"].plugin
-    failover = plugin._shared.replay.failover
+    failover = app.extensions["kf_plugin"].services.shared.replay.failover
     connection = redis.Redis.from_url(private_redis.url)
 
     assert client.send_text("one").content == "hi"

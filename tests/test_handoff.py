@@ -1,12 +1,14 @@
 """Agent-aware hand-off through real pushes, against the sandbox over HTTP."""
+import dataclasses
 import datetime as dt
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from kf_plugin import MessageRouter, TEXT
+from kf_plugin import Keyword, MessageRouter, TEXT
 from kf_plugin.testing import WeChatTestClient
 
 from .conftest import FakeClock
@@ -269,6 +271,64 @@ def test_slow_handlers_answer_success_and_deliver_later(api, make_kf_app):
     release.set()
     eventually(lambda: api.sandbox.sent)
     assert api.sandbox.sent[0]["text"] == {"content": "慢慢来的回答"} and runs == [1]
+
+
+class RecordingPool(ThreadPoolExecutor):
+    """The handler pool, noting what is handed to it."""
+
+    def __init__(self):
+        super().__init__(max_workers=2, thread_name_prefix="kf-test-handlers")
+        self.submitted = []
+
+    def submit(self, fn, /, *args, **kwargs):
+        self.submitted.append(fn)
+        return super().submit(fn, *args, **kwargs)
+
+
+def recording_pool(app):
+    """Swap the app's deadline pool for a :class:`RecordingPool`."""
+    webhook = app.extensions["kf_plugin"].webhook
+    pool = RecordingPool()
+    webhook.late = dataclasses.replace(webhook.late, executor=pool)
+    return pool
+
+
+def test_kf_rules_answer_on_the_request_thread_without_the_pool(api, make_kf_app):
+    router = MessageRouter()
+    router.add(Keyword("hello"), lambda message: "hi")
+    app, client, _ = make_kf_app(router=router)
+    pool = recording_pool(app)
+    api.sandbox.add_agent("wang@gh_test", "小王", wx="wang_wechat", online=True)
+    assert user_says(api, client, "在线客服").message_type == "transfer_customer_service"   # needs the agents
+    assert user_clicks(api, client, "TALK").content == "正在为您接入客服"                     # opens a session
+    assert pool.submitted == []
+    assert client.send_text("hello").content == "hi"          # the bot's own handler: under the deadline
+    assert len(pool.submitted) == 1
+    pool.shutdown()
+
+
+def test_a_bot_without_handlers_of_its_own_never_uses_the_pool(api, make_kf_app):
+    app, client, _ = make_kf_app()
+    pool = recording_pool(app)
+    assert client.send_text("nothing matches").body == "success"
+    assert client.send_event("CLICK", "OTHER").body == "success"
+    assert pool.submitted == []
+    pool.shutdown()
+
+
+def test_a_slow_bot_handler_still_gets_the_deadline(api, make_kf_app):
+    release = threading.Event()
+    router = MessageRouter()
+    router.add(TEXT, lambda message: release.wait(10) and "终于")
+    app, client, _ = make_kf_app(router=router, KF_REPLY_BUDGET=0.2)
+    pool = recording_pool(app)
+    api.sandbox.interact("oUser", "message")
+    assert client.send_text("你好", sender="oUser").body == "success"
+    assert len(pool.submitted) == 1
+    release.set()
+    eventually(lambda: api.sandbox.sent)
+    assert api.sandbox.sent[0]["text"] == {"content": "终于"}
+    pool.shutdown()
 
 
 def test_no_deadline_without_api_credentials(make_app):

@@ -62,7 +62,7 @@ def test_samples_grant_as_documented():
 
 
 @pytest.mark.parametrize("action, count, seconds", [
-    ("message", 5, 48 * HOUR), ("click", 3, 60), ("follow", 3, 60), ("scan", 3, 60), ("payment", None, 48 * HOUR),
+    ("message", 5, 48 * HOUR), ("click", 3, 60), ("follow", 3, 60), ("scan", 3, 60), ("payment", 0, 48 * HOUR),
 ])
 def test_default_quotas_are_the_current_docs(action, count, seconds):
     assert DEFAULT_QUOTAS[action] == Quota(count, seconds)
@@ -76,7 +76,17 @@ def test_each_interaction_allows_its_count(tracker, action, allowed):
         tracker.check("o")
 
 
-def test_payment_is_unlimited_for_48_hours(tracker, clock):
+def test_payment_grants_nothing_by_default(tracker):
+    """WeChat cancelled the payment scenario (announcement of 2023-05-30)."""
+    tracker.record_action("o", "payment")
+    assert tracker.status("o").known is False
+    tracker.record_action("o", "message")
+    tracker.record_action("o", "payment")
+    assert tracker.status("o").remaining == 5
+
+
+def test_payment_can_be_granted_again_unlimited_for_48_hours(tracker, clock):
+    tracker.configure({"payment": Quota(None, 48 * HOUR)})
     tracker.record_action("o", "payment")
     assert send_all(tracker, "o", 50) == 50
     assert tracker.status("o").remaining is None

@@ -16,7 +16,7 @@ __all__ = ["ReplyWindow", "Customer", "Grant", "DEFAULT_QUOTAS", "ACTIONS", "bui
 
 Quota = Tuple[Optional[int], float]  # (sends or None for unlimited, validity in seconds)
 
-#: The "current docs" column of the quota table (PROTOCOL §4).
+#: The quotas of WeChat's current customer-service message docs.
 DEFAULT_QUOTAS: Dict[str, Quota] = {
     "message": (5, 48 * 3600),
     "click": (3, 60),

@@ -25,29 +25,30 @@ class SharedState:
     redis: Optional[Any] = None
 
 
-def open_state(redis: Union[str, Any, None], appid: str, prefix: str = "kf:",
-               session_prefix: str = "wechatpy") -> SharedState:
+def open_state(redis: Union[str, Any, None], appid: str, prefix: str = "kf:", session_prefix: str = "wechatpy", *,
+               max_replies: int = 100_000, max_users: int = 200_000) -> SharedState:
     """Memory stores, or — with ``redis`` — Redis stores that fall back to memory while Redis is down.
 
     ``redis``: a Redis URL (``redis://``, ``rediss://`` for TLS, ``unix://``), or a redis-py client made
     by the bot (a ``Redis`` from a Sentinel's ``master_for``, a ``RedisCluster``, one with its own TLS
     or timeouts). Keys are ``{prefix}{appid}:...`` with the AppID as a Redis Cluster hash tag (the token:
     ``{session_prefix}:{appid}_access_token``, as wechatpy keeps it). Nothing connects yet: a bot starts
-    even while Redis is down.
+    even while Redis is down. ``max_replies`` / ``max_users`` bound the memory (this worker's own, asked
+    first with Redis and used alone while it is away): replies kept for retries, users' send rights.
 
     :raises ConfigError: redis-py is missing or the URL is not a Redis URL.
     """
     if redis is None or redis == "":
-        window = MemoryWindowStore()
-        return SharedState(MemoryReplayStore(window=window), window, MemoryTokenStore())
+        window = MemoryWindowStore(max_users=max_users)
+        return SharedState(MemoryReplayStore(max_entries=max_replies, window=window), window, MemoryTokenStore())
     connection = _connect(redis) if isinstance(redis, str) else redis
     from .redis import RedisReplayStore, RedisWindowStore, scope_of
     from .redis_tokens import RedisTokenStore
     scope = scope_of(prefix, appid)
     failover = Failover("shared state", probe=connection.ping)  # one Redis: one verdict on whether it is up
-    shared_window, own_window = RedisWindowStore(connection, scope), MemoryWindowStore()
+    shared_window, own_window = RedisWindowStore(connection, scope), MemoryWindowStore(max_users=max_users)
     replay = FailoverReplayStore(RedisReplayStore(connection, scope, window=shared_window),
-                                 MemoryReplayStore(window=own_window), failover)
+                                 MemoryReplayStore(max_entries=max_replies, window=own_window), failover)
     window = FailoverWindowStore(shared_window, own_window, failover)
     replay.window = window
     tokens = FailoverTokenStore(RedisTokenStore(connection, appid, prefix, session_prefix), MemoryTokenStore(),
