@@ -1,13 +1,16 @@
 """The webhook under a real gunicorn, spoken to over raw sockets: what a test client cannot send.
 
 Malformed chunked bodies and a client that goes away mid-body must get a 4xx, never a 500 with a traceback,
-signed or not (an unsigned request's body is never read).
+signed or not (an unsigned request's body is never read). Slow clients must not stop WeChat's pushes from
+being answered under the deployment the README documents (and they do stop them under 4 sync workers).
 """
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 from pathlib import Path
@@ -15,7 +18,7 @@ from typing import Dict, Iterator, List, Optional
 
 import pytest
 
-from kf_plugin.testing import PushSigner
+from kf_plugin.testing import PushSigner, message_xml
 
 from .conftest import TOKEN
 
@@ -23,6 +26,13 @@ ROOT = Path(__file__).resolve().parents[1]
 # The README's deployment command, as its options are written there.
 DOCUMENTED = ["--workers", "4", "--worker-class", "gthread", "--threads", "8", "--timeout", "30"]
 OLD_SYNC = ["--workers", "4", "--timeout", "30"]
+
+def _own_options() -> List[str]:
+    """Options that keep test servers apart: newer gunicorns open a control socket at one path per user."""
+    import gunicorn.config
+    names = {setting.name for setting in gunicorn.config.KNOWN_SETTINGS}
+    return ["--no-control-socket"] if "control_socket_disable" in names else []
+
 
 class Gunicorn:
     """gunicorn serving tests.server_app on a free loopback port; its log (stderr) in ``log_path``."""
@@ -34,7 +44,7 @@ class Gunicorn:
         self.log_path = log_path
         self.log = log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", *options, "--bind", f"127.0.0.1:{self.port}", "--chdir", str(ROOT),
+            [sys.executable, "-m", "gunicorn", *options, *_own_options(), "--bind", f"127.0.0.1:{self.port}", "--chdir", str(ROOT),
              "tests.server_app:create_app()"], stdout=self.log, stderr=self.log)
         deadline = time.monotonic() + 60
         while not self._answering():
@@ -60,7 +70,7 @@ class Gunicorn:
         return self.log_path.read_text(errors="replace")[since:]
 
     def stop(self) -> None:
-        self.process.terminate()
+        self.process.send_signal(signal.SIGINT)   # quick shutdown: no waiting for workers stuck on a client
         try:
             self.process.wait(10)
         except subprocess.TimeoutExpired:
@@ -79,6 +89,14 @@ def documented(tmp_path_factory) -> Iterator[Gunicorn]:
 @pytest.fixture(scope="module")
 def old_sync(tmp_path_factory) -> Iterator[Gunicorn]:
     server = Gunicorn(OLD_SYNC, tmp_path_factory.mktemp("gunicorn") / "sync.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def stalled_sync(tmp_path) -> Iterator[Gunicorn]:
+    """A sync server of the test's own: slow clients leave its workers stuck until the worker timeout."""
+    server = Gunicorn(OLD_SYNC, tmp_path / "sync.log")
     yield server
     server.stop()
 
@@ -132,3 +150,64 @@ def test_a_signed_head_is_405(documented):
     with documented.connect() as connection:
         connection.sendall(request_head("HEAD", signed_target(), {}))
         assert status_of(connection) == 405
+
+
+def probe_status(server: Gunicorn, timeout: float) -> int:
+    query, body = PushSigner(TOKEN).sign(message_xml(text="probe"))
+    with server.connect(timeout) as connection:
+        connection.sendall(request_head("POST", signed_target(query), {"Content-Length": str(len(body))}) + body)
+        return status_of(connection)
+
+
+class SlowClients:
+    """``count`` connections each sending a signed push one byte a second, as long as the ``with`` lasts."""
+
+    def __init__(self, server: Gunicorn, count: int = 4):
+        self.server = server
+        self.count = count
+        self.stopping = threading.Event()
+        self.sent = [0] * count
+        self.threads = [threading.Thread(target=self._trickle, args=(i,), daemon=True) for i in range(count)]
+
+    def _trickle(self, index: int) -> None:
+        query, body = PushSigner(TOKEN).sign(message_xml(text="slow"))
+        request = request_head("POST", signed_target(query), {"Content-Length": str(len(body))}) + body
+        with self.server.connect() as connection:
+            for byte in request:
+                connection.sendall(bytes([byte]))
+                self.sent[index] += 1
+                if self.stopping.wait(1.0):      # the client's own pace: 1 byte/s
+                    return
+
+    def __enter__(self) -> "SlowClients":
+        for thread in self.threads:
+            thread.start()
+        deadline = time.monotonic() + 30
+        while min(self.sent) < 2:                 # every connection is open and has started its request
+            if time.monotonic() > deadline or not all(thread.is_alive() for thread in self.threads):
+                self.__exit__()
+                pytest.fail(f"the slow clients could not start their requests (bytes sent: {self.sent})")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(5)
+
+
+WECHAT_DEADLINE = 5.0   # seconds WeChat waits for an answer before it gives up on the delivery
+
+
+def test_four_slow_clients_do_not_stop_a_push_under_the_documented_setup(documented):
+    assert probe_status(documented, timeout=WECHAT_DEADLINE - 1) == 200
+    with SlowClients(documented):
+        assert probe_status(documented, timeout=WECHAT_DEADLINE - 1) == 200
+
+
+def test_four_slow_clients_stop_every_push_under_four_sync_workers(stalled_sync):
+    """What the documented setup replaces: each sync worker waits on one slow client until it times out."""
+    assert probe_status(stalled_sync, timeout=WECHAT_DEADLINE - 1) == 200
+    with SlowClients(stalled_sync):
+        with pytest.raises(socket.timeout):
+            probe_status(stalled_sync, timeout=WECHAT_DEADLINE)
