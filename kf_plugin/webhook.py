@@ -173,13 +173,26 @@ class Webhook:
             return WebhookResponse(exc.status, exc.reason)
 
     def read(self, read_body: Callable[[int], bytes]) -> bytes:
-        """The body, cut at one byte past ``max_body`` whatever Content-Length claims."""
+        """The body, cut at one byte past ``max_body`` whatever Content-Length claims.
+
+        Read until the stream ends: a short read may only mean that more is on its way, and a body that
+        stops before its Content-Length is then reported as such, not as broken XML.
+        """
+        limit = self.max_body + 1
+        chunks: list[bytes] = []
+        size = 0
         try:
-            return read_body(self.max_body + 1)
+            while size < limit:
+                chunk = read_body(limit - size)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
         except Exception as exc:  # each server has its own: ClientDisconnected, NoMoreData, InvalidChunkSize, OSError…
             log.info("could not read a push's body: %r", exc)
             raise BadPush(400, "the body could not be read: the client closed the connection early "
                                "or sent a malformed chunked body") from None
+        return b"".join(chunks)
 
     def verify_signature(self, args: Mapping[str, str]) -> None:
         timestamp, nonce = args.get("timestamp", ""), args.get("nonce", "")

@@ -184,6 +184,9 @@ HOSTILE = [
             413, "larger than"),
     Hostile("content-length-lies-small", "plain", lambda: lying_length("100"), 413, "larger than"),
     Hostile("content-length-missing-chunked", "plain", lambda: lying_length(None), 413, "larger than"),
+    Hostile("body-shorter-than-content-length", "plain",
+            lambda: Req(query(), b"", {"wsgi.input": io.BytesIO(_VALID.encode()[:40]), "CONTENT_LENGTH": "1000"}),
+            400, "the body could not be read"),
     # -- body is not a push --------------------------------------------------------------------------
     Hostile("empty-body", "plain", lambda: raw(b""), 400, "body is empty"),
     Hostile("whitespace-body", "plain", lambda: raw(b" \r\n\t "), 400, "body is empty"),
