@@ -134,7 +134,7 @@ TREE = [
     ("open_body", 3),
     ("PushCipher.verify (msg_signature)", 4),
     ("PushCipher.decrypt", 4),
-    ("parse_push (pushxml.parse_message + checks)", 3),
+    ("parse_push (pushxml.parse_fields + checks + message)", 3),
     ("push_key", 3),
     ("Deduplicator.run", 3),
     ("replay store: claim", 4),
@@ -173,7 +173,7 @@ def instrument(app: Any, steps: Steps) -> Callable[..., Any]:
     steps.wrap(PushCipher, "verify", "PushCipher.verify (msg_signature)")
     steps.wrap(PushCipher, "decrypt", "PushCipher.decrypt")
     steps.wrap(PushCipher, "encrypt", "PushCipher.encrypt")
-    steps.wrap(webhook, "parse_push", "parse_push (pushxml.parse_message + checks)")
+    steps.wrap(webhook, "parse_push", "parse_push (pushxml.parse_fields + checks + message)")
     steps.wrap(webhook, "push_key", "push_key")
     steps.wrap(webhook, "render_reply", "render_reply")
     steps.wrap(type(state.webhook.dedupe), "run", "Deduplicator.run")

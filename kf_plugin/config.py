@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Mapping, Optional
 
@@ -42,6 +43,13 @@ def _choice(*options: str) -> Callable[[Any], str]:
     return convert
 
 
+def _account_id(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_\-]{1,64}", value):
+        raise ValueError(f"must be the account's original ID as WeChat sends it in ToUserName "
+                         f"(gh_ and 12 characters), not {value!r}")
+    return value
+
+
 _seconds = _number(float)
 _count = _number(int)
 
@@ -54,6 +62,9 @@ SETTINGS: Dict[str, Setting] = {s.name: s for s in (
             "EncodingAESKey (43 characters); set → safe mode: encrypted pushes are decrypted and replies encrypted."),
     Setting("KF_ENCODING_AES_KEY_PREVIOUS", None, _text,
             "The EncodingAESKey before the last change; still accepted for decryption while the new one propagates."),
+    Setting("KF_ACCOUNT_ID", None, _account_id,
+            "Original ID of the official account (gh_…, the ToUserName of its pushes); set → a push addressed "
+            "to another account is refused with 403."),
     Setting("KF_RULES", None, _text, "Path of the YAML rule file."),
     Setting("KF_URL", "/wechat", _text, "URL path of the webhook that init_app registers."),
     Setting("KF_MAX_CLOCK_SKEW", 300, _count,

@@ -325,6 +325,7 @@ class KfPlugin:
         ``KF_TOKEN`` (required), ``KF_APPID``,
         ``KF_SECRET`` (both → the WeChat API is used), ``KF_ENCODING_AES_KEY``
         (set → safe mode), ``KF_ENCODING_AES_KEY_PREVIOUS``, ``KF_RULES``,
+        ``KF_ACCOUNT_ID`` (set → pushes to another account are refused),
         ``KF_URL`` [/wechat], ``KF_MAX_CLOCK_SKEW`` [300], ``KF_MAX_BODY``
         [65536], ``KF_DEDUPE_TTL`` [60], ``KF_DEDUPE_WAIT`` [4],
         ``KF_API_BASE_URL`` [https://api.weixin.qq.com], ``KF_API_TIMEOUT`` [5],
@@ -373,7 +374,8 @@ class KfPlugin:
             late = LateReplies(services.handler_pool, config["KF_REPLY_BUDGET"], services.deliver_late)
         webhook = Webhook(token, functools.partial(self._answer_push, services), dedupe, cipher=cipher,
                           max_clock_skew=config["KF_MAX_CLOCK_SKEW"], max_body=config["KF_MAX_BODY"], late=late,
-                          clock=self._clock, grant_for=services.window.grant_for)
+                          clock=self._clock, grant_for=services.window.grant_for,
+                          account_id=config["KF_ACCOUNT_ID"])
         app.extensions[EXTENSION] = _AppState(self, webhook, services)
         app.add_url_rule(config["KF_URL"], endpoint="kf_plugin_webhook", view_func=_webhook_view,
                          methods=["GET", "POST"])
@@ -409,12 +411,13 @@ def _run_hook(hook: SessionHook, event: Any) -> None:
 
 
 def _webhook_view() -> Response:
+    incoming = request._get_current_object()  # once, not through the proxy at every use
+    if incoming.method == "HEAD":
+        # Flask serves HEAD wherever GET is served; a HEAD can neither verify the URL (its answer has no body)
+        # nor carry a push, so it is answered as a route without HEAD would be.
+        return Response("method not allowed: use GET (URL verification) or POST (a push)", status=405,
+                        headers={"Allow": "GET, POST"}, content_type="text/plain; charset=utf-8")
     state: _AppState = current_app.extensions[EXTENSION]
     state.plugin.jobs.ensure_started()
-    webhook = state.webhook
-    incoming = request._get_current_object()  # once, not through the proxy at every use
-    method = incoming.method
-    # Read at most one byte past the limit, whatever Content-Length claims.
-    body = incoming.stream.read(webhook.max_body + 1) if method == "POST" else b""
-    answer = webhook.handle(method, incoming.args, body)
+    answer = state.webhook.handle(incoming.method, incoming.args, incoming.stream.read)
     return Response(answer.body, status=answer.status, content_type=answer.content_type)

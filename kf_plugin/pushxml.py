@@ -7,9 +7,9 @@ elements that each hold one CDATA section or plain text — and a regular
 expression reads those, element by element, at a quarter of wechatpy's cost.
 The other plain documents (a few events nest elements, or repeat one) go
 through the C tree builder of ``xml.etree``. Anything else (attributes, text
-beside elements, a DOCTYPE, namespaces, deep nesting, entity or character
-references, a document the tree builder refuses) is handed to xmltodict as
-before, so results and errors are exactly wechatpy's.
+beside elements, a DOCTYPE, namespaces, ``xml:``-prefixed names, deep nesting,
+entity or character references, a document the tree builder refuses) is handed
+to xmltodict as before, so results and errors are exactly wechatpy's.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from wechatpy import parse_message as wechatpy_parse_message
 from wechatpy.events import EVENT_TYPES
 from wechatpy.messages import MESSAGE_TYPES, UnknownMessage
 
-__all__ = ["plain_fields", "parse_fields", "parse_message"]
+__all__ = ["plain_fields", "parse_fields", "parse_message", "message_from_fields"]
 
 _MAX_DEPTH = 8  # WeChat nests two levels deep (SendPicsInfo > PicList > item)
 
@@ -83,7 +83,8 @@ def _flat_fields(xml: str) -> Optional[Dict[str, Any]]:
 
 
 def _value(element: ET.Element, depth: int) -> Any:
-    if element.attrib:
+    # "{uri}name": the tree builder resolves the always-declared xml: prefix, which xmltodict keeps as written.
+    if element.attrib or element.tag.startswith("{"):
         raise _NotPlain
     if not len(element):
         return (element.text.strip() or None) if element.text else None
@@ -116,10 +117,13 @@ def parse_message(xml: str) -> Any:
     fields = plain_fields(xml)
     if fields is None or not isinstance(fields.get("MsgType"), str):
         return wechatpy_parse_message(xml)
-    return _message(fields)
+    return message_from_fields(fields)
 
 
-def _message(message: Dict[str, Any]) -> Any:
+def message_from_fields(message: Dict[str, Any]) -> Any:
+    """The wechatpy message for a push's fields (as :func:`parse_fields` gives them), as ``wechatpy.parse_message``
+    makes it; the fields must hold a text ``MsgType`` and, for events, a text ``Event`` if any (wechatpy
+    raises otherwise). Takes ``message`` over (a follow through a QR code rewrites Event and EventKey)."""
     # wechatpy.parser.parse_message after its xmltodict call, step for step (tests/test_pushxml.py holds the two
     # to the same classes and fields).
     message_type = message["MsgType"].lower()

@@ -1,11 +1,14 @@
 """The push pipeline, one named step each, independent of the web framework.
 
-    verify signature → check timestamp → check size → open (decrypt) → parse
-      → dedupe → route and render → seal (encrypt)
+    verify signature → check timestamp → read body → check size → open (decrypt)
+      → parse → dedupe → route and render → seal (encrypt)
 
-Every bad input ends in :class:`~kf_plugin.errors.BadPush` with the status to
-answer (403 signature or timestamp, 413 too large, 400 anything else), never a
-500. A handler's own exception propagates (after the dedupe claim is released).
+The body is read only after the signature and the timestamp pass: nobody without
+the Token can make the server read (or fail reading) a body. Every bad input ends
+in :class:`~kf_plugin.errors.BadPush` with the status to answer (403 signature,
+timestamp or another account, 413 too large, 400 anything else) and a reason in
+the push's terms, never a 500. A handler's own exception propagates (after the
+dedupe claim is released).
 """
 from __future__ import annotations
 
@@ -14,13 +17,14 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from xml.parsers.expat import ErrorString, ExpatError
 
 from wechatpy.replies import BaseReply
 
 from .dedupe import Deduplicator, body_digest, push_key
 from .errors import BadPush
-from .pushxml import parse_fields, parse_message
+from .pushxml import message_from_fields, parse_fields
 from .replies import render_reply
 from .security import PushCipher, sign, signature_matches
 from .state.base import Grant
@@ -37,6 +41,15 @@ _UNIX_TIME = re.compile(r"[0-9]{1,12}")  # ASCII digits only: str.isdigit() also
 _NONCE = re.compile(r"[\x21-\x7e]{1,128}")
 # Fields handlers read as text or numbers; a nested or repeated element there would surprise them.
 _TEXT_FIELDS = ("Content", "Event", "EventKey", "Recognition", "MediaId", "PicUrl", "KfAccount")
+# Account ids (gh_…) and openids (28 characters); the openid becomes part of keys kept for 48 hours, so its
+# length is bounded well above WeChat's while still refusing anything that could fill the store.
+MAX_IDENTIFIER = 64
+_IDENTIFIER = re.compile(rf"[A-Za-z0-9_\-]{{1,{MAX_IDENTIFIER}}}")
+_IDENTIFIER_FIELDS = ("ToUserName", "FromUserName")
+# Upper bounds, in characters, far above anything WeChat sends (its menu and QR-code API docs: a menu key is at
+# most 128 bytes, a VIEW menu's URL, its EventKey, 1024, a QR scene 64); MsgId is a 64-bit number.
+FIELD_LIMITS: Dict[str, int] = {"MsgType": 32, "Event": 64, "EventKey": 1024, "MediaId": 256, "PicUrl": 2048,
+                                "KfAccount": 128, "Content": 16384, "Recognition": 16384, "MsgId": 20}
 # Characters XML 1.0 forbids; a NUL here also means UTF-16 bytes that happened to decode as UTF-8.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
@@ -71,36 +84,60 @@ class Slow:
     run: Callable[[], Optional[BaseReply]]
 
 
-def parse_push(xml: str) -> Any:
+def parse_push(xml: str, account_id: Optional[str] = None) -> Any:
     """Parse a decrypted push into a wechatpy message (as ``wechatpy.parse_message`` would: see :mod:`.pushxml`).
 
     :raises BadPush: (400) not well-formed, entity declarations, or not a
-        WeChat push (missing or malformed ToUserName, FromUserName, CreateTime, MsgType).
+        WeChat push (missing or malformed ToUserName, FromUserName, CreateTime,
+        MsgType; a field holding elements or longer than ``FIELD_LIMITS``);
+        (403) ``account_id`` is given and the push is addressed to another account.
     """
-    try:
-        message = parse_message(xml)
-    except Exception as exc:  # wechatpy lets ExpatError, KeyError, ValueError, ... through
-        raise BadPush(400, f"not a WeChat push: {_reason(exc)}") from None
-    data = getattr(message, "_data", None)
-    if not isinstance(data, dict):
+    fields = read_xml(xml, "not a WeChat push")
+    if not isinstance(fields, dict):
         raise BadPush(400, "not a WeChat push: <xml> has no fields")
+    check_fields(fields)
+    if account_id and fields["ToUserName"] != account_id:
+        raise BadPush(403, "the push is addressed to another official account than KF_ACCOUNT_ID")
+    return message_from_fields(fields)
+
+
+def read_xml(text: str, refusal: str) -> Any:
+    """The fields of an ``<xml>`` document (as xmltodict reads them), or :class:`BadPush` (400) saying why not."""
+    try:
+        return parse_fields(text)
+    except ExpatError as exc:
+        raise BadPush(400, f"{refusal}: the XML is not well-formed ({ErrorString(exc.code)} "
+                           f"at line {exc.lineno}, column {exc.offset + 1})") from None
+    except ValueError:  # xmltodict: "entities are disabled"
+        raise BadPush(400, f"{refusal}: DOCTYPE and entity declarations are not allowed") from None
+    except KeyError:
+        raise BadPush(400, f"{refusal}: the root element is not <xml>") from None
+    except Exception:  # whatever else a parser raises, the push is at fault; its text means nothing to a sender
+        raise BadPush(400, f"{refusal}: the XML cannot be read") from None
+
+
+def check_fields(data: Dict[str, Any]) -> None:
+    """:raises BadPush: (400) a field WeChat always sends is missing or malformed, or one is too long."""
     for name in _REQUIRED_FIELDS:
         if not isinstance(data.get(name), str) or not data[name]:
             raise BadPush(400, f"not a WeChat push: <{name}> is missing or not text")
+    for name in _IDENTIFIER_FIELDS:
+        if not _IDENTIFIER.fullmatch(data[name]):
+            raise BadPush(400, f"not a WeChat push: <{name}> must be 1–{MAX_IDENTIFIER} letters, digits, "
+                               "'_' or '-' (an openid or a gh_ account id)")
     if not _UNIX_TIME.fullmatch(data["CreateTime"]):
         raise BadPush(400, "not a WeChat push: <CreateTime> is not a unix time")
     for name in _TEXT_FIELDS:
         if name in data and data[name] is not None and not isinstance(data[name], str):
             raise BadPush(400, f"not a WeChat push: <{name}> is not text")
+    is_event = data["MsgType"].lower() == "event" or data["MsgType"].lower().startswith("device_")
+    if is_event and "Event" in data and data["Event"] is None:  # wechatpy reads the event's type from it
+        raise BadPush(400, "not a WeChat push: <Event> is empty")
     if "MsgId" in data and not (isinstance(data["MsgId"], str) and data["MsgId"].isascii() and data["MsgId"].isdigit()):
         raise BadPush(400, "not a WeChat push: <MsgId> is not a number")
-    return message
-
-
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, KeyError):
-        return f"no <{exc.args[0]}> element" if exc.args else "missing element"
-    return f"{type(exc).__name__}: {exc}"
+    for name, limit in FIELD_LIMITS.items():
+        if isinstance(data.get(name), str) and len(data[name]) > limit:
+            raise BadPush(400, f"not a WeChat push: <{name}> is longer than {limit} characters")
 
 
 class Webhook:
@@ -112,13 +149,15 @@ class Webhook:
     push with its claim. ``max_clock_skew`` (seconds, 0 = off) bounds how far a
     push's timestamp may be from ``clock()``; ``max_body`` bounds the body in
     bytes. ``late`` puts :class:`Slow` work under the deadline
-    (:class:`LateReplies`).
+    (:class:`LateReplies`). ``account_id`` (the gh_ id), when given, refuses
+    pushes addressed to any other account.
     """
 
     def __init__(self, token: str, respond: Callable[[Any], Optional[BaseReply]], dedupe: Deduplicator, *,
                  cipher: Optional[PushCipher] = None, max_clock_skew: int = 300, max_body: int = 64 * 1024,
                  late: Optional[LateReplies] = None, clock: Callable[[], float] = time.time,
-                 grant_for: Optional[Callable[[Any], Optional[Tuple[str, Grant]]]] = None):
+                 grant_for: Optional[Callable[[Any], Optional[Tuple[str, Grant]]]] = None,
+                 account_id: Optional[str] = None):
         self.token = token
         self.respond = respond
         self.grant_for = grant_for
@@ -128,17 +167,21 @@ class Webhook:
         self.max_body = max_body
         self.late = late
         self.clock = clock
+        self.account_id = account_id
 
-    def handle(self, method: str, args: Mapping[str, str], body: bytes) -> WebhookResponse:
-        """Answer one request. ``body`` may be cut at ``max_body + 1`` bytes by the caller."""
+    def handle(self, method: str, args: Mapping[str, str], read_body: Callable[[int], bytes]) -> WebhookResponse:
+        """Answer one request. ``read_body(limit)`` returns at most ``limit`` bytes of the body; it is called
+        only for a POST whose signature and timestamp pass, and whatever it raises (a client that went away,
+        a malformed chunked body) is a 400."""
         try:
             self.verify_signature(args)
             self.check_timestamp(args)
             if method == "GET":
                 return self.answer_verification(args)
+            body = self.read(read_body)
             self.check_size(body)
             xml, key_index = self.open_body(args, body)
-            message = parse_push(xml)
+            message = parse_push(xml, self.account_id)
             reply = self.dedupe.run(push_key(message), lambda: self.route_and_render(message),
                                     grant=self.grant_for(message) if self.grant_for is not None else None,
                                     binding=self.binding_of(args, body), now=self.clock())
@@ -146,6 +189,28 @@ class Webhook:
         except BadPush as exc:
             log.warning("refused a %s request: %s", method, exc)
             return WebhookResponse(exc.status, exc.reason)
+
+    def read(self, read_body: Callable[[int], bytes]) -> bytes:
+        """The body, cut at one byte past ``max_body`` whatever Content-Length claims.
+
+        Read until the stream ends: a short read may only mean that more is on its way, and a body that
+        stops before its Content-Length is then reported as such, not as broken XML.
+        """
+        limit = self.max_body + 1
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            while size < limit:
+                chunk = read_body(limit - size)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+        except Exception as exc:  # each server has its own: ClientDisconnected, NoMoreData, InvalidChunkSize, OSError…
+            log.info("could not read a push's body: %r", exc)
+            raise BadPush(400, "the body could not be read: the client closed the connection early "
+                               "or sent a malformed chunked body") from None
+        return b"".join(chunks)
 
     def verify_signature(self, args: Mapping[str, str]) -> None:
         timestamp, nonce = args.get("timestamp", ""), args.get("nonce", "")
@@ -197,13 +262,10 @@ class Webhook:
             raise BadPush(400, f"unsupported encrypt_type {encrypt_type!r}")
         if self.cipher is None:
             raise BadPush(400, "the push is encrypted but KF_ENCODING_AES_KEY is not set")
-        try:
-            envelope = parse_fields(text)
-            encrypted = envelope["Encrypt"]
-        except Exception as exc:
-            raise BadPush(400, f"not an encrypted WeChat push: {_reason(exc)}") from None
+        envelope = read_xml(text, "not an encrypted WeChat push")
+        encrypted = envelope.get("Encrypt") if isinstance(envelope, dict) else None
         if not isinstance(encrypted, str) or not encrypted:
-            raise BadPush(400, "not an encrypted WeChat push: <Encrypt> is empty or not text")
+            raise BadPush(400, "not an encrypted WeChat push: <Encrypt> is missing, empty or not text")
         self.cipher.verify(args.get("timestamp", ""), args.get("nonce", ""), encrypted, args.get("msg_signature"))
         return self.cipher.decrypt(encrypted)
 

@@ -89,7 +89,7 @@ def test_one_worker_runs_each_push_once_through_a_redis_stall(make_app, private_
             assert deliver(client, pushes, name) == first[name]
     finally:
         private_redis.process.send_signal(signal.SIGCONT)
-    state = app.extensions["kf_plugin"].plugin._shared
+    state = app.extensions["kf_plugin"].services.shared
     wait_for(lambda: not state.replay.failover.degraded, what="the return of Redis")
     for name in ("p8", "p9", "p10", "p11"):
         first[name] = deliver(client, pushes, name)
@@ -113,7 +113,7 @@ def test_a_second_worker_gets_the_replies_given_while_redis_was_down(make_app, p
     for name in pushes:
         first[name] = deliver(client, pushes, name)
     private_redis.start()           # an empty Redis on the same port: a restart
-    state = first_worker.extensions["kf_plugin"].plugin._shared
+    state = first_worker.extensions["kf_plugin"].services.shared
     wait_for(lambda: not state.replay.failover.degraded and state.replay.unsent == 0,
              what="the write-back after Redis restarted")
     other = WeChatTestClient(second_worker)
@@ -134,7 +134,7 @@ def test_a_claim_that_timed_out_does_not_block_retries(make_app, private_redis):
     finally:
         private_redis.process.send_signal(signal.SIGCONT)            # Redis now runs the claim it held
     assert answer.content == "reply to late claim"
-    state = first_worker.extensions["kf_plugin"].plugin._shared
+    state = first_worker.extensions["kf_plugin"].services.shared
     wait_for(lambda: not state.replay.failover.degraded and state.replay.unsent == 0,
              what="the write-back after the stall")
     started = time.monotonic()

@@ -38,6 +38,9 @@ from .conftest import AES_KEY, APPID, RULES_YAML, TOKEN, FakeClock
 
 T0 = 1_700_000_000
 DOCUMENTED = {200, 400, 403, 413}
+# What a refusal must never show: a Python exception's name or message instead of what is wrong with the push.
+EXCEPTION_TEXT = re.compile(r"[A-Za-z]+(Error|Exception)\b|Traceback|has no attribute|not subscriptable|"
+                            r"indices must be|unsupported operand|NoneType|codec can't")
 TEXT_TYPE = "text/plain; charset=utf-8"
 MAX_BODY = 64 * 1024
 KEYWORDS = ("人工", "客服", "转人工")
@@ -132,6 +135,7 @@ def call(app: Flask, method: str, query: Any, body: bytes = b"", content_type: O
     if response.status_code != 200:
         assert response.content_type == TEXT_TYPE, response.content_type
         assert text, "a refusal carries a reason"
+        assert not EXCEPTION_TEXT.search(text), f"the reason shows a Python exception: {text[:300]}"
     return response.status_code, text
 
 
@@ -312,7 +316,9 @@ def signed_query(draw, body: bytes, mode: str) -> Dict[str, str]:
 KNOWN_TYPES = ["text", "image", "voice", "video", "shortvideo", "location", "link", "event", "hologram"]
 EVENTS = ["CLICK", "click", "VIEW", "subscribe", "unsubscribe", "SCAN", "LOCATION", "scancode_push",
           "scancode_waitmsg", "kf_create_session", "kf_close_session", "kf_switch_session", "teleport"]
-identifier = st.one_of(st.from_regex(r"\A[A-Za-z0-9_\-]{1,28}\Z"), xml_text.filter(lambda s: s.strip()))
+# What WeChat sends in ToUserName / FromUserName (an account id or an openid), and anything at all.
+wechat_id = st.from_regex(r"\A[A-Za-z0-9_\-]{1,28}\Z")
+identifier = st.one_of(wechat_id, xml_text.filter(lambda s: s.strip()))
 
 
 def _field(name: str, value: str, style: str) -> str:
@@ -330,7 +336,7 @@ def well_formed_push(draw) -> Tuple[str, Dict[str, str]]:
     """A push WeChat could send, with fuzzed text in every field: (xml, the fields as sent)."""
     kind = draw(st.sampled_from(KNOWN_TYPES + ["text", "text", "event", "event"]))
     msg_type = draw(st.sampled_from([kind, kind.upper(), kind.capitalize()]))
-    fields = {"ToUserName": draw(identifier), "FromUserName": draw(identifier)}
+    fields = {"ToUserName": draw(wechat_id), "FromUserName": draw(wechat_id)}
     unique = next(_unique)
     if kind == "event":
         fields["CreateTime"] = str(T0 + unique)

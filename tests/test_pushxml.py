@@ -92,6 +92,9 @@ def test_every_message_and_event_type_wechatpy_knows_gets_its_class_and_fields(x
     "<xml></xml>",
     "<xml><MsgType>text</MsgType>",
     "<xml><a:MsgType>text</a:MsgType></xml>",
+    "<xml><MsgType>text</MsgType><xml:lang>zh</xml:lang></xml>",          # the tree builder would say {uri}lang
+    "<xml><MsgType>text</MsgType><Info><xml:space>x</xml:space></Info></xml>",
+    "<xml><xml:MsgType>text</xml:MsgType></xml>",
     "not xml",
 ])
 def test_documents_that_are_not_plain_pushes_go_to_wechatpy_and_come_out_the_same(xml: str) -> None:
@@ -121,7 +124,7 @@ def test_text_is_kept_as_xmltodict_keeps_it() -> None:
     assert_same(xml)
 
 
-_NAMES = st.sampled_from(["MsgType", "Event", "EventKey", "Content", "MsgId", "a:b", "X"])
+_NAMES = st.sampled_from(["MsgType", "Event", "EventKey", "Content", "MsgId", "a:b", "xml:lang", "xml:MsgType", "X"])
 _CHARACTERS = st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=6).map(
     lambda t: t.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"))
 _WELL_FORMED = ["text", "event", "EVENT", "subscribe", "qrscene_1", "scanimage|", "device_text", "device_event",

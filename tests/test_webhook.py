@@ -184,6 +184,9 @@ HOSTILE = [
             413, "larger than"),
     Hostile("content-length-lies-small", "plain", lambda: lying_length("100"), 413, "larger than"),
     Hostile("content-length-missing-chunked", "plain", lambda: lying_length(None), 413, "larger than"),
+    Hostile("body-shorter-than-content-length", "plain",
+            lambda: Req(query(), b"", {"wsgi.input": io.BytesIO(_VALID.encode()[:40]), "CONTENT_LENGTH": "1000"}),
+            400, "the body could not be read"),
     # -- body is not a push --------------------------------------------------------------------------
     Hostile("empty-body", "plain", lambda: raw(b""), 400, "body is empty"),
     Hostile("whitespace-body", "plain", lambda: raw(b" \r\n\t "), 400, "body is empty"),
@@ -740,3 +743,114 @@ def test_fields_handlers_read_must_be_text(field, reason):
     with pytest.raises(BadPush) as info:
         parse_push(xml)
     assert info.value.status == 400 and reason in info.value.reason
+
+
+# -- identifiers and field lengths -------------------------------------------------------------------
+
+OPENID = "oMgHVjngRipVsoxg6TuX3vz6glDg"   # 28 characters, as WeChat's samples show
+
+
+@pytest.mark.parametrize("fields, field", [
+    ({"FromUserName": "o" * 30000}, "<FromUserName>"),
+    ({"FromUserName": "o" * 65}, "<FromUserName>"),
+    ({"FromUserName": "<![CDATA[oUser 1]]>"}, "<FromUserName>"),
+    ({"FromUserName": "<![CDATA[o:User]]>"}, "<FromUserName>"),
+    ({"FromUserName": "<![CDATA[用户]]>"}, "<FromUserName>"),
+    ({"ToUserName": "gh_" + "0" * 62}, "<ToUserName>"),
+    ({"ToUserName": "<![CDATA[gh/account]]>"}, "<ToUserName>"),
+    ({"Content": "x" * 16385}, "<Content> is longer than 16384 characters"),
+    ({"MsgId": "1" * 21}, "<MsgId> is longer than 20 characters"),
+    ({"MsgType": "event", "Content": None, "MsgId": None, "Event": "CLICK", "EventKey": "k" * 1025},
+     "<EventKey> is longer than 1024 characters"),
+    ({"MsgType": "event", "Content": None, "MsgId": None, "Event": "E" * 65}, "<Event> is longer than 64"),
+    ({"MsgType": "t" * 33}, "<MsgType> is longer than 32"),
+])
+def test_identifiers_and_fields_beyond_what_wechat_sends_are_refused_naming_the_field(make_app, fields, field):
+    app = make_clocked_app(make_app, "plain")
+    answer = WeChatTestClient(app, PLAIN_SIGNER).post(*PLAIN_SIGNER.sign(fields_xml(**fields)))
+    assert answer.status == 400 and field in answer.body, answer.body
+
+
+@pytest.mark.parametrize("fields", [
+    {"FromUserName": OPENID, "ToUserName": "gh_e136c6e50636"},
+    {"FromUserName": "o" * 64, "ToUserName": "gh-Account_9"},
+    {"Content": "人" * 16384, "MsgId": "9" * 20},
+    {"MsgType": "event", "Content": None, "MsgId": None, "Event": "VIEW", "EventKey": "https://" + "e" * 1016},
+])
+def test_identifiers_and_fields_within_the_bounds_are_answered(make_app, fields):
+    app = make_clocked_app(make_app, "plain")
+    answer = WeChatTestClient(app, PLAIN_SIGNER).post(*PLAIN_SIGNER.sign(fields_xml(**fields)))
+    assert (answer.status, answer.body) == (200, "success")
+
+
+def test_long_openids_leave_nothing_in_redis(make_app, redis_url):
+    """A signed push cannot make the plugin keep an unbounded sender id for 48 hours."""
+    import redis
+    app = make_clocked_app(make_app, "plain", KF_REDIS_URL=redis_url)
+    before = redis.Redis.from_url(redis_url).dbsize()
+    client = WeChatTestClient(app, PLAIN_SIGNER)
+    for n in range(20):
+        answer = client.post(*PLAIN_SIGNER.sign(fields_xml(FromUserName=f"o{n}" + "x" * 30000, MsgId=str(n + 1))))
+        assert answer.status == 400 and "<FromUserName>" in answer.body
+    app.extensions["kf_plugin"].plugin.shutdown()     # sends any writes still queued
+    assert redis.Redis.from_url(redis_url).dbsize() == before
+
+
+def test_kf_account_id_refuses_pushes_to_another_account(make_app):
+    app = make_clocked_app(make_app, "plain", KF_ACCOUNT_ID="gh_account")
+    client = WeChatTestClient(app, PLAIN_SIGNER)
+    mine = client.post(*PLAIN_SIGNER.sign(fields_xml(ToUserName="gh_account")))
+    other = client.post(*PLAIN_SIGNER.sign(fields_xml(ToUserName="gh_other", MsgId="43")))
+    assert (mine.status, mine.body) == (200, "success")
+    assert (other.status, other.body) == (403, "the push is addressed to another official account than KF_ACCOUNT_ID")
+
+
+@pytest.mark.parametrize("value", ["gh account", "gh_" + "x" * 62, "公众号"])
+def test_kf_account_id_must_look_like_an_account_id(make_app, value):
+    from kf_plugin.errors import ConfigError
+    with pytest.raises(ConfigError, match="KF_ACCOUNT_ID must be the account's original ID"):
+        make_app(KF_ACCOUNT_ID=value)
+
+
+# -- reasons in the push's terms ---------------------------------------------------------------------
+
+MALFORMED = [
+    ("<xml><ToUserName>gh</ToUserName><FromUserName>o</FromUserName><CreateTime>1</CreateTime>"
+     "<MsgType>event</MsgType><Event></Event></xml>", "not a WeChat push: <Event> is empty"),
+    ("<xml><ToUserName>gh</ToUserName><FromUserName>o</FromUserName><CreateTime>1</CreateTime>"
+     "<MsgType>device_event</MsgType><Event/></xml>", "not a WeChat push: <Event> is empty"),
+    ("<xml></xml>", "not a WeChat push: <xml> has no fields"),
+    ("<xml>text</xml>", "not a WeChat push: <xml> has no fields"),
+    ("<root><MsgType>text</MsgType></root>", "not a WeChat push: the root element is not <xml>"),
+    ("<xml><MsgType>text</Content></xml>",
+     "not a WeChat push: the XML is not well-formed (mismatched tag at line 1, column 21)"),
+    ("<xml><MsgType>text", "not a WeChat push: the XML is not well-formed (no element found at line 1, column 19)"),
+    ("hello", "not a WeChat push: the XML is not well-formed (syntax error at line 1, column 1)"),
+    (BILLION_LAUGHS, "not a WeChat push: DOCTYPE and entity declarations are not allowed"),
+    (XXE, "not a WeChat push: DOCTYPE and entity declarations are not allowed"),
+    (fields_xml(MsgType="<a>text</a>"), "not a WeChat push: <MsgType> is missing or not text"),
+]
+
+
+@pytest.mark.parametrize("xml, reason", MALFORMED)
+def test_a_malformed_push_is_refused_saying_what_is_wrong_with_it(xml, reason):
+    from kf_plugin.webhook import parse_push
+    with pytest.raises(BadPush) as info:
+        parse_push(xml)
+    assert (info.value.status, info.value.reason) == (400, reason)
+
+
+@pytest.mark.parametrize("case", [case for case in HOSTILE if case.status == 400], ids=lambda case: case.id)
+def test_no_refusal_shows_a_python_exception(case: Hostile, make_app):
+    app = make_clocked_app(make_app, case.app)
+    req = case.build()
+    answer = WeChatTestClient(app, SIGNERS[case.app]).post(req.query, req.body)
+    assert answer.status == 400
+    assert not re.search(r"[A-Za-z]+(Error|Exception)\b|has no attribute|NoneType", answer.xml), answer.xml
+
+
+@pytest.mark.parametrize("query_string", [query(), {**query(), "echostr": "e"}, {}], ids=["signed", "echostr", "unsigned"])
+def test_head_is_405_as_for_a_route_without_it(plain_app, query_string):
+    response = plain_app.test_client().head("/wechat", query_string=query_string)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "GET, POST"
