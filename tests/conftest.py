@@ -4,18 +4,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import pytest
 from flask import Flask
 
 from kf_plugin import KfPlugin, MessageRouter
 from kf_plugin.testing import PushSigner, WeChatTestClient
+
+from .redis_servers import TlsFiles, free_port
 
 DATA = Path(__file__).parent / "data"
 TOKEN = "test-token"
@@ -197,18 +198,23 @@ def redis_url(redis_server_url):
 class PrivateRedis:
     """A redis-server of one test alone, on a free port, without persistence.
 
-    ``password`` → ``requirepass``; ``unix_socket`` → it also listens on that path.
+    ``password`` → ``requirepass``; ``unix_socket`` → it also listens on that path; ``tls`` → it speaks
+    TLS only (``url`` is then ``rediss://`` naming the CA); ``options``: more redis-server arguments.
     """
 
-    def __init__(self, directory: Path, password: Optional[str] = None, unix_socket: Optional[Path] = None):
+    def __init__(self, directory: Path, password: Optional[str] = None, unix_socket: Optional[Path] = None,
+                 tls: Optional[TlsFiles] = None, options: Sequence[str] = ()):
         self.directory = directory
         self.password = password
         self.unix_socket = unix_socket
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.tls = tls
+        self.options = list(options)
+        self.port = free_port()
         auth = f":{password}@" if password else ""
-        self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
+        if tls is None:
+            self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
+        else:
+            self.url = f"rediss://{auth}127.0.0.1:{self.port}/0?ssl_ca_certs={tls.ca}"
         self.process: Optional[subprocess.Popen] = None
 
     def ping(self) -> bool:
@@ -219,14 +225,21 @@ class PrivateRedis:
         except redis.exceptions.RedisError:
             return False
 
-    def start(self) -> None:
+    def arguments(self) -> List[str]:
+        """The redis-server command line."""
         options = ["--requirepass", self.password] if self.password else []
         if self.unix_socket is not None:
             options += ["--unixsocket", str(self.unix_socket), "--unixsocketperm", "700"]
-        self.process = subprocess.Popen(
-            [shutil.which("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.directory), *options],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        listen = ["--port", str(self.port)]
+        if self.tls is not None:
+            listen = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(self.tls.cert),
+                      "--tls-key-file", str(self.tls.key), "--tls-ca-cert-file", str(self.tls.ca),
+                      "--tls-auth-clients", "no"]
+        return [shutil.which("redis-server"), *listen, "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", str(self.directory), *options, *self.options]
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.arguments(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 5
         while not self.ping():
             if time.monotonic() >= deadline:
@@ -249,13 +262,18 @@ class PrivateRedis:
         return redis.Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=1)
 
 
-@pytest.fixture
-def start_private_redis(tmp_path):
-    """Starts redis-servers of the test's own (stopped at its end): ``start_private_redis(**options)``."""
+def require_redis_server() -> None:
+    """Skips the test without redis-server on the PATH — or fails it in CI (CI=true), where it must run."""
     if shutil.which("redis-server") is None:
         if os.environ.get("CI") == "true":
             pytest.fail("CI needs redis-server on the PATH")
         pytest.skip("redis-server is not installed")
+
+
+@pytest.fixture
+def start_private_redis(tmp_path):
+    """Starts redis-servers of the test's own (stopped at its end): ``start_private_redis(**options)``."""
+    require_redis_server()
     servers = []
 
     def start(**options: Any) -> PrivateRedis:

@@ -280,10 +280,8 @@ class RedisReplayStore(ReplayStore):
             chunk = list(itertools.islice(batch, 500))
             if not chunk:
                 return
-            pipe = self.redis.pipeline(transaction=False)
-            for key, reply, ttl in chunk:
-                self._write_back(keys=[self.key(key)], args=[_DONE + reply.encode("utf-8"), _ms(ttl)], client=pipe)
-            pipe.execute()
+            self._run_each(self._write_back, [([self.key(key)], [_DONE + reply.encode("utf-8"), _ms(ttl)])
+                                              for key, reply, ttl in chunk])
 
     def release(self, key: str) -> None:
         self._leases.drop(key)
@@ -291,9 +289,21 @@ class RedisReplayStore(ReplayStore):
 
     def renew(self, keys: Iterable[str], lease: float) -> None:
         """Extend the leases this process holds on ``keys`` (one round trip)."""
+        self._run_each(self._renew, [([self.key(key)], [self.owner, _ms(lease)]) for key in keys])
+
+    def _run_each(self, script: Any, calls: List[Tuple[List[str], List[Any]]]) -> None:
+        """Run ``script`` once per ``(keys, args)``: in one pipeline, or one by one on a Redis Cluster.
+
+        redis-py's cluster pipelines refuse scripts (EVALSHA "is blocked when running redis in cluster mode").
+        """
+        from redis.cluster import RedisCluster
+        if isinstance(self.redis, RedisCluster):
+            for keys, args in calls:
+                script(keys=keys, args=args)
+            return
         pipe = self.redis.pipeline(transaction=False)
-        for key in keys:
-            self._renew(keys=[self.key(key)], args=[self.owner, _ms(lease)], client=pipe)
+        for keys, args in calls:
+            script(keys=keys, args=args, client=pipe)
         pipe.execute()
 
     def wait(self, key: str, timeout: float) -> Optional[str]:
