@@ -1012,3 +1012,9 @@ def test_a_retry_on_the_same_worker_is_answered_from_memory_while_redis_is_down(
     assert (claim.outcome.name, claim.reply) == ("DONE", "the reply")
     assert time.monotonic() - started < 0.5, "the retry waited on the unreachable Redis"
     assert not state.replay.failover.degraded   # memory answered: Redis was not even asked
+
+
+@pytest.mark.parametrize("option", ["prefix", "session_prefix"])
+def test_open_state_refuses_a_prefix_with_braces(redis_url, option):
+    with pytest.raises(ConfigError, match="braces"):
+        open_state(redis_url, APPID, **{option: "bot{1}:"})

@@ -36,11 +36,15 @@ def open_state(redis: Union[str, Any, None], appid: str, prefix: str = "kf:", se
     even while Redis is down. ``max_replies`` / ``max_users`` bound the memory (this worker's own, asked
     first with Redis and used alone while it is away): replies kept for retries, users' send rights.
 
-    :raises ConfigError: redis-py is missing or the URL is not a Redis URL.
+    :raises ConfigError: redis-py is missing, the URL is not a Redis URL, or a prefix holds a brace.
     """
     if redis is None or redis == "":
         window = MemoryWindowStore(max_users=max_users)
         return SharedState(MemoryReplayStore(max_entries=max_replies, window=window), window, MemoryTokenStore())
+    for name, value in (("KF_REDIS_PREFIX", prefix), ("KF_TOKEN_SESSION_PREFIX", session_prefix)):
+        if "{" in value or "}" in value:
+            raise ConfigError(f"{name} {value!r} must not hold braces: kf_plugin puts the AppID in braces, "
+                              "as a Redis Cluster hash tag, and a brace of the prefix would take its place")
     connection = _connect(redis) if isinstance(redis, str) else redis
     from .redis import RedisReplayStore, RedisWindowStore, scope_of
     from .redis_tokens import RedisTokenStore
