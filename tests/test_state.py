@@ -1018,3 +1018,23 @@ def test_a_retry_on_the_same_worker_is_answered_from_memory_while_redis_is_down(
 def test_open_state_refuses_a_prefix_with_braces(redis_url, option):
     with pytest.raises(ConfigError, match="braces"):
         open_state(redis_url, APPID, **{option: "bot{1}:"})
+
+
+def test_a_claim_is_renewed_while_held_and_taken_over_once_its_holder_stops_renewing(connection):
+    from kf_plugin.state.redis import RedisReplayStore, RedisWindowStore
+    holder = RedisReplayStore(connection, "kf:{wxapp}:", window=RedisWindowStore(connection, "kf:{wxapp}:"))
+    other = RedisReplayStore(connection, "kf:{wxapp}:", window=RedisWindowStore(connection, "kf:{wxapp}:"))
+    assert holder.owner != other.owner
+    now = time.time()
+    push = PushClaim("held", 30, lease=0.6, grant=("oHeld", Grant("message", 5, now + 3600)), now=now)
+    assert holder.acquire(push).outcome.name == "CLAIMED"
+    deadline = time.monotonic() + 2.0       # more than three leases: renewed all along
+    while time.monotonic() < deadline:
+        assert other.acquire(push).outcome.name == "PENDING"
+        time.sleep(0.05)
+    holder._leases.drop("held")             # the holder dies: nobody renews its claim
+    assert eventually(lambda: other.acquire(push).outcome.name == "CLAIMED")   # taken over
+    taken = other.acquire(push)
+    assert taken.outcome.name == "PENDING"  # now the other's own claim
+    assert RedisWindowStore(connection, "kf:{wxapp}:").get("oHeld", now).grants[0].count == 5
+    assert len(RedisWindowStore(connection, "kf:{wxapp}:").get("oHeld", now).grants) == 1  # granted once

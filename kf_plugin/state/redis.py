@@ -323,8 +323,9 @@ class _LeaseKeeper:
     """Renews the leases of the pushes this process is handling, from a thread of its own.
 
     A push answered within a third of its lease (nearly all) is never renewed.
-    The thread starts with the first claim (again after a fork) and renews what
-    is due every so often; a failed renewal is retried at the next round.
+    The thread runs while claims are held (it starts with a claim, again after a
+    fork, and ends when none is left) and renews what is due every so often; a
+    failed renewal is retried at the next round.
     """
 
     def __init__(self, store: RedisReplayStore):
@@ -332,45 +333,58 @@ class _LeaseKeeper:
         self._held: Dict[str, Tuple[float, float]] = {}   # key → (lease, when it was last taken or renewed)
         self._lock = threading.Lock()
         self._pid = 0
+        self._running = False
         self.owner = ""
 
     def current_owner(self) -> str:
-        if self._pid != os.getpid():
-            with self._lock:
-                self._ensure_running()
-        return self.owner
+        with self._lock:
+            self._check_pid()
+            return self.owner
 
     def hold(self, key: str, lease: float) -> None:
         with self._lock:
-            self._ensure_running()
+            self._check_pid()
             self._held[key] = (lease, time.monotonic())
+            if not self._running:
+                self._running = True
+                threading.Thread(target=self._run, name="kf-leases", daemon=True).start()
 
     def drop(self, key: str) -> None:
         with self._lock:
             self._held.pop(key, None)
 
-    def _ensure_running(self) -> None:
+    def _check_pid(self) -> None:
         if self._pid == os.getpid():
             return
         self._pid = os.getpid()
         self.owner = f"{socket.gethostname()}:{self._pid}:{secrets.token_hex(4)}"
-        self._held.clear()  # a forked child holds none of its parent's claims
-        threading.Thread(target=self._run, name="kf-leases", daemon=True).start()
+        self._held.clear()      # a forked child holds none of its parent's claims,
+        self._running = False   # nor runs its thread
 
-    def _due(self, now: float) -> Dict[float, List[str]]:
+    def _due(self, now: float) -> Optional[Dict[float, List[str]]]:
+        """The keys to renew now, by lease; ``None`` (and the thread stops) when nothing is held."""
         due: Dict[float, List[str]] = {}
         with self._lock:
+            if not self._held or self._pid != os.getpid():
+                self._running = False
+                return None
             for key, (lease, since) in self._held.items():
                 if now - since >= lease / 3:
                     due.setdefault(lease, []).append(key)
                     self._held[key] = (lease, now)
         return due
 
+    def _tick(self) -> float:
+        with self._lock:
+            return min((lease for lease, _ in self._held.values()), default=DEFAULT_LEASE) / 6
+
     def _run(self) -> None:
-        pid = os.getpid()
-        while pid == self._pid:
-            time.sleep(DEFAULT_LEASE / 6)
-            for lease, keys in self._due(time.monotonic()).items():
+        while True:
+            time.sleep(self._tick())
+            due = self._due(time.monotonic())
+            if due is None:
+                return
+            for lease, keys in due.items():
                 try:
                     self._store.renew(keys, lease)
                 except Exception as exc:  # Redis away: the failover answers pushes; try again next round
