@@ -21,6 +21,7 @@ from .loader import load_rules
 from .replies import render_reply, to_reply
 from .router import MessageRouter
 from .rules import Rule, RuleSet, Transfer
+from .config import Settings
 from .services import check_api_rules
 from .webhook import parse_push
 
@@ -111,14 +112,14 @@ def check(file: Optional[str]) -> None:
         click.echo(f"  fallback text: {rules.fallback_text!r}")
     settings, where = _settings()
     try:
-        check_api_rules(rules, settings, where)
+        check_api_rules(rules, Settings.read(settings), where)
     except ConfigError as exc:
         click.echo(f"warning: {exc}", err=True)
 
 
 def _moment(rules: RuleSet, at: Optional[str]) -> dt.datetime:
     """``--at`` (naive: in the business hours' time zone), or now."""
-    zone = ZoneInfo(rules.business_hours.timezone if rules.business_hours is not None else "Asia/Shanghai")
+    zone = rules.business_hours.zone if rules.business_hours is not None else ZoneInfo("Asia/Shanghai")
     if at is None:
         return dt.datetime.fromtimestamp(time.time(), zone)
     try:

@@ -77,9 +77,9 @@ def _reported() -> Iterator[None]:
     except ConfigError as exc:
         raise _fail(str(exc), 2) from exc
     except (OutsideWindowError, QuotaExceededError) as exc:
-        if exc.path:  # WeChat's own answer
-            raise _fail(str(exc)) from exc
-        raise _fail(f"{exc}; --no-strict sends anyway") from exc
+        if exc.predicted:
+            raise _fail(f"{exc}; --no-strict sends anyway") from exc
+        raise _fail(str(exc)) from exc
     except KfError as exc:
         raise _fail(str(exc)) from exc
 

@@ -8,7 +8,7 @@ from typing import Any, Callable, Dict, Mapping, Optional
 
 from .errors import ConfigError
 
-__all__ = ["Setting", "SETTINGS", "settings_from_env", "read_setting", "checked_settings"]
+__all__ = ["Setting", "SETTINGS", "Settings", "settings_from_env", "read_setting", "checked_settings"]
 
 
 @dataclass(frozen=True)
@@ -97,11 +97,11 @@ SETTINGS: Dict[str, Setting] = {s.name: s for s in (
     Setting("KF_TOKEN_SESSION_PREFIX", "wechatpy", _text,
             "Key prefix of the token in Redis, as wechatpy's RedisStorage(prefix=...) expects it."),
     Setting("KF_MEMORY_USERS", 20_000, _count,
-            "Without KF_REDIS_URL: users whose 48-hour window each process remembers (the least recently active "
-            "are forgotten first, and WeChat then decides on sends to them)."),
+            "Users whose 48-hour window each process remembers in its own memory (without KF_REDIS_URL, or while "
+            "Redis is away); the least recently active are forgotten first, and WeChat then decides on sends."),
     Setting("KF_MEMORY_REPLIES", 20_000, _count,
-            "Without KF_REDIS_URL: replies each process keeps for WeChat's retries (the oldest go first; "
-            "keep it above the pushes a process takes in KF_DEDUPE_TTL)."),
+            "Replies each process keeps in its own memory for WeChat's retries (with KF_REDIS_URL too: it is asked "
+            "first); the oldest go first: keep it above the pushes a process takes in KF_DEDUPE_TTL."),
 )}
 
 
@@ -139,3 +139,59 @@ def settings_from_env(environ: Optional[Mapping[str, str]] = None) -> Dict[str, 
     """The ``KF_*`` settings present in the environment, converted (for the CLI and the example app)."""
     environ = os.environ if environ is None else environ
     return {name: read_setting(environ, name) for name in SETTINGS if environ.get(name)}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every ``KF_*`` setting, converted and checked once: ``KF_DEDUPE_TTL`` is :attr:`dedupe_ttl`.
+
+    Build it with :meth:`read`; the :data:`SETTINGS` table stays the one source of names, defaults and kinds
+    (a test holds the fields to it).
+    """
+
+    token: Optional[str]
+    appid: Optional[str]
+    secret: Optional[str]
+    encoding_aes_key: Optional[str]
+    encoding_aes_key_previous: Optional[str]
+    account_id: Optional[str]
+    rules: Optional[str]
+    url: str
+    max_clock_skew: int
+    max_body: int
+    dedupe_ttl: float
+    dedupe_wait: float
+    api_base_url: str
+    api_timeout: float
+    reply_budget: float
+    handoff_budget: float
+    agents_refresh: float
+    worker_threads: int
+    redis_url: Optional[str]
+    redis_prefix: str
+    token_mode: str
+    token_margin: float
+    token_interval: float
+    token_session_prefix: str
+    memory_users: int
+    memory_replies: int
+
+    @classmethod
+    def read(cls, config: Mapping[str, Any], defaults: Optional[Mapping[str, Any]] = None) -> "Settings":
+        """The settings in ``config`` (an app's config, the environment), else in ``defaults``, else the table's.
+
+        :raises ConfigError: a value is not of its setting's kind.
+        """
+        merged = {**(defaults or {}), **{name: value for name, value in config.items()
+                                          if name in SETTINGS and value is not None and value != ""}}
+        return cls(**{field_of(name): read_setting(merged, name) for name in SETTINGS})
+
+    @property
+    def has_api(self) -> bool:
+        """Whether the WeChat API can be called (``KF_APPID`` and ``KF_SECRET`` are set)."""
+        return bool(self.appid and self.secret)
+
+
+def field_of(name: str) -> str:
+    """The :class:`Settings` field of the setting ``name``: ``KF_DEDUPE_TTL`` → ``dedupe_ttl``."""
+    return name[len("KF_"):].lower()

@@ -116,12 +116,15 @@ class WeChatAPIError(KfError):
 
     :attr:`errcode`, :attr:`errmsg` (WeChat's text) and :attr:`meaning` (ours);
     :attr:`path` is the API path called (never with the access token).
+    :attr:`predicted`: kf_plugin refused the call before making it, because it
+    knows WeChat would answer this errcode (the 48-hour window's 45015 / 45047).
     """
 
-    def __init__(self, errcode: int, errmsg: str = "", path: str = "", note: str = ""):
+    def __init__(self, errcode: int, errmsg: str = "", path: str = "", note: str = "", *, predicted: bool = False):
         self.errcode = errcode
         self.errmsg = errmsg
         self.path = path
+        self.predicted = predicted
         self.meaning = ERROR_MEANINGS.get(errcode, "see the WeChat error-code reference")
         where = f" on {path}" if path else ""
         said = f" (WeChat said: {errmsg})" if errmsg else ""

@@ -18,28 +18,25 @@ from wechatpy.replies import BaseReply
 
 from .admin import KfAdmin
 from .agents import AgentDirectory
-from .config import SETTINGS, checked_settings, read_setting
-from .dedupe import Deduplicator
+from .config import SETTINGS, Settings, checked_settings
 from .deployment import warn_if_workers_do_not_share
 from .errors import ConfigError, KfError
 from .filters import Event
+from .hooks import SESSION_EVENTS, SessionHook, SessionHooks
 from .loader import load_rules
 from .replies import to_reply
 from .router import Handler, MessageRouter
 from .rules import Rule, RuleSet
 from .scheduling import Jobs
-from .security import PushCipher
 from .services import Services, check_api_rules
 from .state import ReplayStore, WindowStore
-from .webhook import LateReplies, Slow, Webhook
+from .webhook import Slow, Webhook
 from .window import WindowTracker
 
 __all__ = ["KfPlugin"]
 
 EXTENSION = "kf_plugin"
-SESSION_EVENTS = ("kf_create_session", "kf_close_session", "kf_switch_session")
 RulesLike = Union[RuleSet, str, "os.PathLike[str]", Iterable[Rule]]
-SessionHook = Callable[[Any], Any]
 IN_APP_CONFIG = "in the app's config"
 IN_PLUGIN_ARGUMENTS = "with KfPlugin(appid=..., secret=...) or kf.configure({...})"
 
@@ -93,7 +90,7 @@ class KfPlugin:
         self._window_store = window_store
         self._redis = redis
         self._clock = clock
-        self._session_hooks: Dict[str, List[SessionHook]] = {}
+        self._session_hooks = SessionHooks()
         self._settings: Dict[str, Any] = {}
         self._apps: List[Services] = []               # one per app init_app registered
         self._own: Optional[Services] = None          # used without Flask
@@ -175,10 +172,10 @@ class KfPlugin:
             return
         appid = services.admin.client.appid
         self.jobs.add(f"kf_plugin:{appid}:access-token", services.admin.client.tokens.tick,
-                      services.settings["KF_TOKEN_INTERVAL"])
-        if self._rules.needs_agents:
+                      services.settings.token_interval)
+        if self._rules.needs_agents and services.agents is not None:
             self.jobs.add(f"kf_plugin:{appid}:online-agents", services.agents.refresh,
-                          services.settings["KF_AGENTS_REFRESH"])
+                          services.settings.agents_refresh)
 
     # -- which app's services -------------------------------------------------
 
@@ -204,7 +201,7 @@ class KfPlugin:
             return own
         with self._own_lock:
             if self._own is None:
-                settings = {name: read_setting(self._settings, name) for name in SETTINGS}
+                settings = Settings.read(self._settings)
                 check_api_rules(self._rules, settings, IN_PLUGIN_ARGUMENTS)
                 services = Services(settings, window_store=self._window_store, redis=self._redis,
                                     clock=self._clock)
@@ -251,27 +248,13 @@ class KfPlugin:
             @kf.on_session("close")
             def survey(event):
                 kf.admin.send_msgmenu(event.source, "本次服务满意吗？", [("1", "满意"), ("2", "不满意")])
-        """
-        names = [e if e.startswith("kf_") else f"kf_{e}_session" for e in events] or list(SESSION_EVENTS)
-        unknown = sorted(set(names) - set(SESSION_EVENTS))
-        if unknown:
-            raise ValueError(f"no such session event: {', '.join(unknown)} (create, close or switch)")
 
-        def register(hook: SessionHook) -> SessionHook:
-            for name in names:
-                self._session_hooks.setdefault(name, []).append(hook)
-            return hook
-        return register
+        :raises ValueError: an event that is not a session event.
+        """
+        return self._session_hooks.on(*events)
 
     def _run_session_hooks(self, event: Any) -> None:
-        executor = self._services().executor
-        for hook in self._session_hooks.get(getattr(event, "event", ""), ()):
-            if executor is not None:
-                # The hook's thread gets this push's context: kf.admin there is this app's.
-                executor.submit(contextvars.copy_context().run, _run_hook, hook, event)
-            else:
-                _run_hook(hook, event)
-        return None
+        self._session_hooks.run(event, self._services().executor)
 
     # -- the three integration styles -----------------------------------------
 
@@ -346,42 +329,26 @@ class KfPlugin:
                                "call init_app once per app (one KfPlugin serves one official account per app)")
         for name, setting in SETTINGS.items():
             app.config.setdefault(name, self._settings.get(name, setting.default))
-        config = {name: read_setting(app.config, name) for name in SETTINGS}
-        token = config["KF_TOKEN"]
-        if not token:
-            raise ConfigError("KF_TOKEN is not set: set it to the Token from the WeChat console "
-                              "(Settings and Development → Basic Configuration)")
-        cipher = None
-        if config["KF_ENCODING_AES_KEY"]:
-            previous = [config["KF_ENCODING_AES_KEY_PREVIOUS"]] if config["KF_ENCODING_AES_KEY_PREVIOUS"] else []
-            cipher = PushCipher(token, config["KF_ENCODING_AES_KEY"], config["KF_APPID"], previous)
-        _refuse_taken_url(app, config["KF_URL"])
-        from_file = bool(config["KF_RULES"] and self._rules_path is None and not self._rules.rules)
-        ruleset = load_rules(config["KF_RULES"]) if from_file else self._rules
-        for settings, where in [(config, IN_APP_CONFIG)] + [(s.settings, w) for s, w in self._all_services()]:
-            check_api_rules(ruleset, settings, where)   # the other apps matter when the file's rules are new
-        services = Services(config, window_store=self._window_store, redis=self._redis, clock=self._clock)
+        settings = Settings.read(app.config)
+        _refuse_taken_url(app, settings.url)
+        # The app's rule file, unless the plugin was given rules already.
+        path = settings.rules if self._rules_path is None and not self._rules.rules else None
+        ruleset = load_rules(path) if path else self._rules
+        for checked, where in [(settings, IN_APP_CONFIG)] + [(s.settings, w) for s, w in self._all_services()]:
+            check_api_rules(ruleset, checked, where)   # the other apps matter when the file's rules are new
+        services = Services(settings, window_store=self._window_store, redis=self._redis, clock=self._clock)
+        webhook = services.webhook(functools.partial(self._answer_push, services), self._replay_store)
         self._apps.append(services)
-        if from_file:
-            self._put_in_force(ruleset, config["KF_RULES"])
+        if path:
+            self._put_in_force(ruleset, path)
         else:
             self._use_rules(services)
-        store = self._replay_store if self._replay_store is not None else services.shared.replay
-        dedupe = Deduplicator(store, ttl=config["KF_DEDUPE_TTL"], wait=config["KF_DEDUPE_WAIT"],
-                              keep_for=config["KF_MAX_CLOCK_SKEW"], window=services.window.store)
-        late = None
-        if services.handler_pool is not None and config["KF_REPLY_BUDGET"]:
-            late = LateReplies(services.handler_pool, config["KF_REPLY_BUDGET"], services.deliver_late)
-        webhook = Webhook(token, functools.partial(self._answer_push, services), dedupe, cipher=cipher,
-                          max_clock_skew=config["KF_MAX_CLOCK_SKEW"], max_body=config["KF_MAX_BODY"], late=late,
-                          clock=self._clock, grant_for=services.window.grant_for,
-                          account_id=config["KF_ACCOUNT_ID"])
         app.extensions[EXTENSION] = _AppState(self, webhook, services)
-        app.add_url_rule(config["KF_URL"], endpoint="kf_plugin_webhook", view_func=_webhook_view,
+        app.add_url_rule(settings.url, endpoint="kf_plugin_webhook", view_func=_webhook_view,
                          methods=["GET", "POST"])
         from .cli import cli
         app.cli.add_command(cli, "kf")
-        warn_if_workers_do_not_share(config["KF_REDIS_URL"])
+        warn_if_workers_do_not_share(settings.redis_url)
 
     def shutdown(self) -> None:
         """Stop the background work this plugin started (its own scheduler and worker threads).
@@ -401,13 +368,6 @@ def _refuse_taken_url(app: Flask, url: str) -> None:
             raise ConfigError(f"KF_URL {url!r} is already served by the view {rule.endpoint!r}, which would "
                               "answer WeChat instead of kf_plugin's webhook: set KF_URL to a free path, or remove "
                               "that view (to keep your own view, call kf.handle(message) from it instead)")
-
-
-def _run_hook(hook: SessionHook, event: Any) -> None:
-    try:
-        hook(event)
-    except Exception:  # a bot's hook failing must not take the worker down; it is reported in full
-        log.exception("session hook %r failed on %s", hook, getattr(event, "event", "?"))
 
 
 def _webhook_view() -> Response:

@@ -2,8 +2,8 @@
 
 ::
 
-    BusinessHours(timezone="Asia/Shanghai", weekdays="mon-fri", opens="09:00", closes="18:00",
-                  closed_dates=["2026-10-01"], closed_text="客服工作时间：工作日 9:00–18:00")
+    BusinessHours.parse(timezone="Asia/Shanghai", weekdays="mon-fri", opens="09:00", closes="18:00",
+                        closed_dates=["2026-10-01"], closed_text="客服工作时间：工作日 9:00–18:00")
 """
 from __future__ import annotations
 
@@ -42,9 +42,7 @@ def parse_weekdays(spec: Union[str, Iterable[str]]) -> FrozenSet[int]:
     return frozenset(days)
 
 
-def _time(value: Union[str, dt.time], what: str) -> dt.time:
-    if isinstance(value, dt.time):
-        return value
+def _time(value: str, what: str) -> dt.time:
     try:
         hours, minutes = str(value).split(":")
         if (hours, minutes) == ("24", "00"):
@@ -56,44 +54,50 @@ def _time(value: Union[str, dt.time], what: str) -> dt.time:
 
 @dataclass(frozen=True)
 class BusinessHours:
-    """Open on ``weekdays`` from ``opens`` to ``closes`` (local time in ``timezone``), except ``closed_dates``.
+    """Open on ``weekdays`` (Monday = 0) from ``opens`` to ``closes``, local time in ``zone``, except ``closed_dates``.
 
-    ``closes`` earlier than ``opens`` means the day's hours run past midnight; ``"24:00"`` is the
-    end of the day; ``opens == closes`` means open around the clock.
-
-    :raises ValueError: unknown timezone, weekday or time format.
+    ``closes`` earlier than ``opens`` means the day's hours run past midnight; ``time.max`` is the
+    end of the day; ``opens == closes`` means open around the clock. :meth:`parse` reads the string
+    forms of the rule file.
     """
 
-    timezone: str = "Asia/Shanghai"
-    weekdays: Union[str, Iterable[str]] = "mon-fri"
-    opens: Union[str, dt.time] = "09:00"
-    closes: Union[str, dt.time] = "18:00"
-    closed_dates: Iterable[Union[str, dt.date]] = ()
+    zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Asia/Shanghai"))
+    weekdays: FrozenSet[int] = frozenset(range(5))
+    opens: dt.time = dt.time(9, 0)
+    closes: dt.time = dt.time(18, 0)
+    closed_dates: FrozenSet[dt.date] = frozenset()
     closed_text: Optional[str] = None
-    _days: FrozenSet[int] = field(init=False, repr=False, compare=False)
-    _zone: ZoneInfo = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
+    @classmethod
+    def parse(cls, timezone: str = "Asia/Shanghai", weekdays: Union[str, Iterable[str]] = "mon-fri",
+              opens: str = "09:00", closes: str = "18:00", closed_dates: Iterable[Union[str, dt.date]] = (),
+              closed_text: Optional[str] = None) -> "BusinessHours":
+        """Business hours from their string forms: an IANA timezone, ``"mon-fri"``, ``"09:00"``, ``"2026-10-01"``.
+
+        :raises ValueError: unknown timezone, weekday or time format.
+        """
         try:
-            zone = ZoneInfo(self.timezone)
+            zone = ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown timezone {self.timezone!r} (use an IANA name like Asia/Shanghai)") from None
+            raise ValueError(f"unknown timezone {timezone!r} (use an IANA name like Asia/Shanghai)") from None
         dates = []
-        for value in self.closed_dates:
+        for value in closed_dates:
             try:
                 dates.append(value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)))
             except ValueError:
                 raise ValueError(f"closed date {value!r} is not a date like 2026-10-01") from None
-        object.__setattr__(self, "_zone", zone)
-        object.__setattr__(self, "_days", parse_weekdays(self.weekdays))
-        object.__setattr__(self, "opens", _time(self.opens, "opens"))
-        object.__setattr__(self, "closes", _time(self.closes, "closes"))
-        object.__setattr__(self, "closed_dates", frozenset(dates))
+        return cls(zone, parse_weekdays(weekdays), _time(opens, "opens"), _time(closes, "closes"),
+                   frozenset(dates), closed_text)
+
+    @property
+    def timezone(self) -> str:
+        """The IANA name of :attr:`zone`."""
+        return self.zone.key
 
     def is_open(self, when: Union[float, dt.datetime]) -> bool:
         """Whether customer service is open at ``when`` (a unix time or an aware datetime)."""
-        moment = (dt.datetime.fromtimestamp(when, self._zone) if isinstance(when, (int, float))
-                  else when.astimezone(self._zone))
+        moment = (dt.datetime.fromtimestamp(when, self.zone) if isinstance(when, (int, float))
+                  else when.astimezone(self.zone))
         clock = moment.time()
         if self.opens == self.closes:
             day: Optional[dt.date] = moment.date()  # open around the clock
@@ -105,4 +109,4 @@ class BusinessHours:
             day = moment.date() - dt.timedelta(days=1)  # still the previous day's late shift
         else:
             day = None
-        return day is not None and day.weekday() in self._days and day not in self.closed_dates
+        return day is not None and day.weekday() in self.weekdays and day not in self.closed_dates

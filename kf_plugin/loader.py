@@ -152,6 +152,31 @@ def load_rules_text(text: str, source: str = "<string>") -> RuleSet:
 
     :raises RuleFileError: listing every problem, each with its line and rule.
     """
+    root, data = _read_yaml(text, source)
+    lines: Dict[Path_, int] = {}
+    duplicates: List[Tuple[int, str, Path_]] = []
+    _line_map(root, (), lines, duplicates)
+    problems = _Problems(source, _Locator(data, lines))
+    for line, message, path in duplicates:
+        problems.add(line, message, path)
+    model: Optional[FileModel] = None
+    try:
+        model = FileModel.model_validate(data)
+    except ValidationError as exc:
+        problems.report(exc, ())
+    rules = _build_rules(data, problems)
+    problems.raise_any()
+    assert model is not None
+    return RuleSet(tuple(rules), fallback_text=model.fallback_text, source=source, handoff_text=model.handoff_text,
+                   quotas=model.quotas.to_quotas() if model.quotas else {}, unknown_users=model.unknown_users,
+                   business_hours=model.business_hours.to_hours() if model.business_hours else None)
+
+
+def _read_yaml(text: str, source: str) -> Tuple[yaml.MappingNode, Dict[str, Any]]:
+    """The document's root node (for line numbers) and its data.
+
+    :raises RuleFileError: not YAML, empty, or not a mapping at the top.
+    """
     def fail(line: Optional[int], message: str) -> RuleFileError:
         return RuleFileError([RuleProblem(source, line, message)])
 
@@ -167,43 +192,53 @@ def load_rules_text(text: str, source: str = "<string>") -> RuleSet:
         loader.dispose()
     if root is None:
         raise fail(None, "the file is empty; expected a mapping with 'version' and 'rules'")
-    lines: Dict[Path_, int] = {}
-    duplicates: List[Tuple[int, str, Path_]] = []
-    _line_map(root, (), lines, duplicates)
-    locate = _Locator(data, lines)
-    problems = [RuleProblem(source, line, message, locate.rule_name(path)) for line, message, path in duplicates]
+    return root, data
 
-    def report(exc: ValidationError, prefix: Path_) -> None:
+
+class _Problems:
+    """The problems found in one file, each placed at its line and rule."""
+
+    def __init__(self, source: str, locate: "_Locator"):
+        self.source = source
+        self.locate = locate
+        self.found: List[RuleProblem] = []
+
+    def add(self, line: Optional[int], message: str, path: Path_, rule: Optional[str] = None) -> None:
+        self.found.append(RuleProblem(self.source, line, message, rule or self.locate.rule_name(path)))
+
+    def report(self, exc: ValidationError, prefix: Path_) -> None:
+        """pydantic's errors, each mapped back to the line of the key it is about."""
         for error in exc.errors():
             path = prefix + tuple(error["loc"])
             if error["type"] == "missing":  # at the key that should hold it
-                line = locate.line(path[:-1], key_line=True)
+                line = self.locate.line(path[:-1], key_line=True)
             else:
-                line = locate.line(path, key_line=error["type"] == "extra_forbidden")
-            problems.append(RuleProblem(source, line, _message(error, path, locate.in_list(path)),
-                                        locate.rule_name(path)))
+                line = self.locate.line(path, key_line=error["type"] == "extra_forbidden")
+            self.add(line, _message(error, path, self.locate.in_list(path)), path)
 
-    model: Optional[FileModel] = None
-    try:
-        model = FileModel.model_validate(data)
-    except ValidationError as exc:
-        report(exc, ())
+    def raise_any(self) -> None:
+        """:raises RuleFileError: every problem found, in line order."""
+        if self.found:
+            raise RuleFileError(sorted(self.found, key=lambda p: p.line or 0))
 
+
+def _build_rules(data: Dict[str, Any], problems: _Problems) -> List[Rule]:
+    """The file's rules that are valid; the problems of the others (and duplicate names) go to ``problems``."""
+    locate, source = problems.locate, problems.source
     rules: List[Rule] = []
     first_seen: Dict[str, int] = {}
     raw_rules = data.get("rules") if isinstance(data.get("rules"), list) else []
-    for index, raw in enumerate(raw_rules):
+    for index, raw in enumerate(raw_rules or ()):
         try:
-            fields = RuleModel.model_validate(raw).model_dump(exclude_unset=True)
+            fields: Optional[Dict[str, Any]] = RuleModel.model_validate(raw).model_dump(exclude_unset=True)
         except ValidationError as exc:
-            report(exc, ("rules", index))
+            problems.report(exc, ("rules", index))
             fields = None
         name = raw.get("name") if isinstance(raw, dict) else None
         if isinstance(name, str):
             line = locate.line(("rules", index, "name"))
             if name in first_seen:
-                problems.append(RuleProblem(source, line, f"duplicate rule name (first used at line {first_seen[name]})",
-                                            name))
+                problems.add(line, f"duplicate rule name (first used at line {first_seen[name]})", (), name)
             first_seen.setdefault(name, line or 0)
         if fields is None:
             continue
@@ -211,15 +246,8 @@ def load_rules_text(text: str, source: str = "<string>") -> RuleSet:
         try:
             rules.append(Rule.build(name, origin=f"{source}:{locate.line(('rules', index))}", **fields))
         except ValueError as exc:
-            problems.append(RuleProblem(source, locate.line(("rules", index)), str(exc), name))
-
-    if problems:
-        problems.sort(key=lambda p: p.line or 0)
-        raise RuleFileError(problems)
-    assert model is not None
-    return RuleSet(tuple(rules), fallback_text=model.fallback_text, source=source, handoff_text=model.handoff_text,
-                   quotas=model.quotas.to_quotas() if model.quotas else {}, unknown_users=model.unknown_users,
-                   business_hours=model.business_hours.to_hours() if model.business_hours else None)
+            problems.add(locate.line(("rules", index)), str(exc), (), name)
+    return rules
 
 
 def load_rules(path: Union[str, Path]) -> RuleSet:

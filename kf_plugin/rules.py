@@ -32,8 +32,10 @@ from .filters import (
     Regex,
     Users,
 )
+from .hours import BusinessHours
 from .replies import TransferReply
 from .router import Handler, MessageRouter
+from .window import Quota
 
 __all__ = ["Transfer", "Reply", "Rule", "RuleSet", "build_filter"]
 
@@ -227,9 +229,9 @@ class RuleSet:
     fallback_text: Optional[str] = None
     source: Optional[str] = None
     handoff_text: Optional[str] = None
-    quotas: Mapping[str, Any] = field(default_factory=dict)
+    quotas: Mapping[str, Quota] = field(default_factory=dict)
     unknown_users: str = "attempt"
-    business_hours: Optional[Any] = None
+    business_hours: Optional[BusinessHours] = None
 
     def __post_init__(self) -> None:
         seen = set()

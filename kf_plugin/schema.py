@@ -177,8 +177,8 @@ class BusinessHoursModel(_Model):
 
     def to_hours(self) -> BusinessHours:
         """:raises ValueError: unknown timezone or a malformed closed date."""
-        return BusinessHours(self.timezone, self.weekdays, self.open, self.close, tuple(self.closed_dates),
-                             self.closed_text)
+        return BusinessHours.parse(self.timezone, self.weekdays, self.open, self.close, self.closed_dates,
+                                   self.closed_text)
 
 
 class FileModel(_Model):

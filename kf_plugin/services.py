@@ -1,5 +1,5 @@
 """What one official account runs on in a process: its shared state, 48-hour window, WeChat API client,
-online-agent cache, thread pools and hand-off.
+online-agent cache, thread pools, hand-off and webhook.
 
 ``KfPlugin.init_app`` keeps one :class:`Services` per Flask app (in ``app.extensions["kf_plugin"]``), so two
 apps served by one plugin never share an API client; a plugin used without Flask has one of its own.
@@ -8,41 +8,49 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Optional, Union
+
+from wechatpy.replies import BaseReply
 
 from .admin import KfAdmin
 from .agents import AgentDirectory
 from .background import Background
 from .client import KfClient
+from .config import Settings
+from .dedupe import Deduplicator
 from .errors import ConfigError
 from .handoff import Handoff
 from .rules import RuleSet
-from .state import WindowStore
+from .security import PushCipher
+from .state import ReplayStore, WindowStore
 from .state.shared import SharedState, open_state
+from .webhook import LateReplies, Slow, Webhook
 from .window import WindowTracker
 
 __all__ = ["Services", "open_shared", "check_api_rules"]
 
+Respond = Callable[[Any], Union[Optional[BaseReply], Slow]]
 
-def open_shared(settings: Mapping[str, Any], redis: Optional[Any] = None) -> SharedState:
+
+def open_shared(settings: Settings, redis: Optional[Any] = None) -> SharedState:
     """The state the workers share: Redis with ``redis`` (a client) or ``KF_REDIS_URL``, else memory; the memory
     either way (each worker's own, asked first) bounded by the ``KF_MEMORY_*`` settings.
 
     The only place kf_plugin's extension opens its shared state.
     """
-    return open_state(redis if redis is not None else settings["KF_REDIS_URL"], settings["KF_APPID"] or "default",
-                      settings["KF_REDIS_PREFIX"], settings["KF_TOKEN_SESSION_PREFIX"],
-                      max_replies=settings["KF_MEMORY_REPLIES"], max_users=settings["KF_MEMORY_USERS"])
+    return open_state(redis if redis is not None else settings.redis_url, settings.appid or "default",
+                      settings.redis_prefix, settings.token_session_prefix,
+                      max_replies=settings.memory_replies, max_users=settings.memory_users)
 
 
-def check_api_rules(rules: RuleSet, settings: Mapping[str, Any], where: str) -> None:
+def check_api_rules(rules: RuleSet, settings: Settings, where: str) -> None:
     """Refuse rules that need the WeChat API when its credentials are missing.
 
     Without them such a rule would quietly become a plain transfer. ``where`` says where the keys are set.
 
     :raises ConfigError: naming the first such rule, its options and the missing keys.
     """
-    missing = [key for key in ("KF_APPID", "KF_SECRET") if not settings.get(key)]
+    missing = [key for key, value in (("KF_APPID", settings.appid), ("KF_SECRET", settings.secret)) if not value]
     needing = rules.needing_api()
     if not missing or not needing:
         return
@@ -54,13 +62,14 @@ def check_api_rules(rules: RuleSet, settings: Mapping[str, Any], where: str) -> 
 
 
 class Services:
-    """The run-time parts of one official account, built from converted ``KF_*`` settings.
+    """The run-time parts of one official account, built from its :class:`~kf_plugin.config.Settings`.
 
     Without ``KF_APPID`` and ``KF_SECRET`` there is no API: :attr:`admin`, :attr:`agents` and the pools are
-    ``None`` and only the passive transfer reply is possible. ``window_store`` replaces the shared window.
+    ``None`` and only the passive transfer reply is possible. ``window_store`` replaces the shared window;
+    ``redis``, a redis-py client, replaces ``KF_REDIS_URL``.
     """
 
-    def __init__(self, settings: Mapping[str, Any], *, window_store: Optional[WindowStore] = None,
+    def __init__(self, settings: Settings, *, window_store: Optional[WindowStore] = None,
                  redis: Optional[Any] = None, clock: Callable[[], float] = time.time):
         self.settings = settings
         self.clock = clock
@@ -70,29 +79,53 @@ class Services:
         self.agents: Optional[AgentDirectory] = None
         self.executor: Optional[Background] = None   # notices, hooks, late replies
         self.handler_pool: Optional[concurrent.futures.ThreadPoolExecutor] = None   # bot handlers under the deadline
-        if settings["KF_APPID"] and settings["KF_SECRET"]:
+        if settings.has_api:
             self._connect_api()
         self.handoff = Handoff(RuleSet())
 
     def _connect_api(self) -> None:
         settings = self.settings
-        client = KfClient(settings["KF_APPID"], settings["KF_SECRET"], api_base_url=settings["KF_API_BASE_URL"],
-                          timeout=settings["KF_API_TIMEOUT"], token_store=self.shared.tokens,
-                          token_mode=settings["KF_TOKEN_MODE"], token_margin=settings["KF_TOKEN_MARGIN"],
-                          token_interval=settings["KF_TOKEN_INTERVAL"])
+        assert settings.appid is not None and settings.secret is not None
+        client = KfClient(settings.appid, settings.secret, api_base_url=settings.api_base_url,
+                          timeout=settings.api_timeout, token_store=self.shared.tokens,
+                          token_mode=settings.token_mode, token_margin=settings.token_margin,
+                          token_interval=settings.token_interval)
         self.admin = KfAdmin(client, window=self.window)
-        self.agents = AgentDirectory(self.admin, max_age=3 * settings["KF_AGENTS_REFRESH"])
-        threads = max(1, settings["KF_WORKER_THREADS"])
+        self.agents = AgentDirectory(self.admin, max_age=3 * settings.agents_refresh)
+        threads = max(1, settings.worker_threads)
         self.executor = Background(threads)
         # Handlers get threads of their own: background sends on a slow API must never delay a reply.
         self.handler_pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads,
                                                                   thread_name_prefix="kf-handlers")
 
+    def webhook(self, respond: Respond, replay_store: Optional[ReplayStore] = None) -> Webhook:
+        """The webhook of this account: ``respond(message)`` answers a push (see :class:`Webhook`).
+
+        :raises ConfigError: ``KF_TOKEN`` is missing, or a safe-mode setting is wrong.
+        """
+        settings = self.settings
+        if not settings.token:
+            raise ConfigError("KF_TOKEN is not set: set it to the Token from the WeChat console "
+                              "(Settings and Development → Basic Configuration)")
+        cipher = None
+        if settings.encoding_aes_key:
+            previous = [settings.encoding_aes_key_previous] if settings.encoding_aes_key_previous else []
+            cipher = PushCipher(settings.token, settings.encoding_aes_key, settings.appid or "", previous)
+        store = replay_store if replay_store is not None else self.shared.replay
+        dedupe = Deduplicator(store, ttl=settings.dedupe_ttl, wait=settings.dedupe_wait,
+                              keep_for=settings.max_clock_skew, window=self.window.store)
+        late = None
+        if self.handler_pool is not None and settings.reply_budget:
+            late = LateReplies(self.handler_pool, settings.reply_budget, self.deliver_late)
+        return Webhook(settings.token, respond, dedupe, cipher=cipher, max_clock_skew=settings.max_clock_skew,
+                       max_body=settings.max_body, late=late, clock=self.clock, grant_for=self.window.grant_for,
+                       account_id=settings.account_id)
+
     def use_rules(self, rules: RuleSet) -> None:
         """Put ``rules``' window settings and hand-off in force here."""
         self.window.configure(rules.quotas, rules.unknown_users)
         self.handoff = Handoff(rules, admin=self.admin, agents=self.agents, executor=self.executor,
-                               budget=self.settings["KF_HANDOFF_BUDGET"], clock=self.clock)
+                               budget=self.settings.handoff_budget, clock=self.clock)
 
     def deliver_late(self, message: Any, reply: Optional[Any]) -> None:
         """Send a reply that came too late for the passive answer (see :meth:`Handoff.deliver_late`)."""

@@ -167,8 +167,8 @@ class WindowTracker:
             return status
         note = f" — refused before calling WeChat ({status.reason})"
         if status.known and status.until is not None:
-            raise QuotaExceededError(45047, "", "", note)
-        raise OutsideWindowError(45015, "", "", note)
+            raise QuotaExceededError(45047, note=note, predicted=True)
+        raise OutsideWindowError(45015, note=note, predicted=True)
 
     def sent(self, openid: str) -> None:
         """A send succeeded: consume one unit."""

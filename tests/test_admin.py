@@ -216,3 +216,15 @@ def test_records_page_by_msgid_and_split_into_days(api, admin):
 def test_records_arguments(admin, since, until, size, error):
     with pytest.raises(ValueError, match=error):
         list(admin.records(since, until, page_size=size))
+
+
+def test_a_refusal_says_whether_the_window_predicted_it_or_wechat_answered(api, client):
+    tracker = WindowTracker(clock=api.clock)
+    admin = KfAdmin(client, window=tracker)
+    tracker.record_action("oU", "message")
+    with pytest.raises(OutsideWindowError) as from_wechat:
+        admin.send_text("oU", "x")
+    assert from_wechat.value.predicted is False and from_wechat.value.path == "/cgi-bin/message/custom/send"
+    with pytest.raises(OutsideWindowError) as predicted:
+        admin.send_text("oU", "x")
+    assert predicted.value.predicted is True and predicted.value.errcode == 45015

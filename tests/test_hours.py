@@ -39,12 +39,12 @@ def test_bad_weekdays(spec):
     ("2026-10-01 10:00", False),   # a closed date (Thursday)
 ])
 def test_office_hours(when, open_):
-    hours = BusinessHours(closed_dates=["2026-10-01"])
+    hours = BusinessHours.parse(closed_dates=["2026-10-01"])
     assert hours.is_open(at(when)) is open_
 
 
 def test_unix_time_and_other_zones_are_converted():
-    hours = BusinessHours()
+    hours = BusinessHours.parse()
     assert hours.is_open(at("2026-11-24 02:00", ZoneInfo("UTC")))      # 10:00 in Shanghai
     assert not hours.is_open(at("2026-11-24 12:00", ZoneInfo("UTC")))  # 20:00 in Shanghai
     assert hours.is_open(at("2026-11-24 10:00").timestamp())
@@ -58,13 +58,13 @@ def test_unix_time_and_other_zones_are_converted():
     ("2026-11-28 23:00", False),   # Saturday is not a working day
 ])
 def test_overnight_shift(when, open_):
-    hours = BusinessHours(weekdays="fri", opens="22:00", closes="02:00")
+    hours = BusinessHours.parse(weekdays="fri", opens="22:00", closes="02:00")
     assert hours.is_open(at(when)) is open_
 
 
 def test_around_the_clock_and_end_of_day():
-    assert BusinessHours(weekdays="mon-sun", opens="00:00", closes="00:00").is_open(at("2026-11-29 03:00"))
-    assert BusinessHours(opens="20:00", closes="24:00").is_open(at("2026-11-24 23:59"))
+    assert BusinessHours.parse(weekdays="mon-sun", opens="00:00", closes="00:00").is_open(at("2026-11-29 03:00"))
+    assert BusinessHours.parse(opens="20:00", closes="24:00").is_open(at("2026-11-24 23:59"))
 
 
 @pytest.mark.parametrize("kwargs, error", [
@@ -75,4 +75,4 @@ def test_around_the_clock_and_end_of_day():
 ])
 def test_invalid_settings(kwargs, error):
     with pytest.raises(ValueError, match=error):
-        BusinessHours(**kwargs)
+        BusinessHours.parse(**kwargs)

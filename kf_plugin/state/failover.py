@@ -13,7 +13,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Callable, List, Optional, Set, Tuple, Type, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Generic, List, Optional, Set, Tuple, Type, TypeVar
 
 from .base import Claim, Grant, Outcome, PushClaim, ReplayStore, Token, TokenStore, WindowRecord, WindowStore
 from .memory import MemoryReplayStore
@@ -126,13 +126,16 @@ def _logged(callback: Callable[[], None]) -> Callable[[], None]:
     return run
 
 
-class _OnFailover:
-    def __init__(self, primary: Any, fallback: Any, failover: Failover):
+S = TypeVar("S")
+
+
+class _OnFailover(Generic[S]):
+    def __init__(self, primary: S, fallback: S, failover: Failover):
         self.primary, self.fallback, self.failover = primary, fallback, failover
 
-    def _run(self, operation: str, *args: Any, **kwargs: Any) -> Any:
-        return self.failover.run(lambda: getattr(self.primary, operation)(*args, **kwargs),
-                                 lambda: getattr(self.fallback, operation)(*args, **kwargs))
+    def _on_either(self, operation: Callable[[S], T]) -> T:
+        """``operation(primary)``, or ``operation(fallback)`` while the primary fails."""
+        return self.failover.run(lambda: operation(self.primary), lambda: operation(self.fallback))
 
 
 class FailoverReplayStore(ReplayStore):
@@ -260,26 +263,26 @@ class _Bypassed(Exception):
     pass
 
 
-class FailoverWindowStore(_OnFailover, WindowStore):
+class FailoverWindowStore(_OnFailover[WindowStore], WindowStore):
     """A :class:`WindowStore` on ``primary`` (Redis) that falls back to ``fallback`` (memory)."""
 
     def __init__(self, primary: WindowStore, fallback: WindowStore, failover: Optional[Failover] = None):
         super().__init__(primary, fallback, failover or Failover("48-hour window"))
 
     def get(self, openid: str, now: float) -> Optional[WindowRecord]:
-        return self._run("get", openid, now)
+        return self._on_either(lambda store: store.get(openid, now))
 
     def add_grant(self, openid: str, grant: Grant, now: float) -> None:
-        self._run("add_grant", openid, grant, now)
+        self._on_either(lambda store: store.add_grant(openid, grant, now))
 
     def consume(self, openid: str, now: float) -> Optional[Grant]:
-        return self._run("consume", openid, now)
+        return self._on_either(lambda store: store.consume(openid, now))
 
     def revoke(self, openid: str, now: float, *, exhausted: bool) -> None:
-        self._run("revoke", openid, now, exhausted=exhausted)
+        self._on_either(lambda store: store.revoke(openid, now, exhausted=exhausted))
 
 
-class FailoverTokenStore(_OnFailover, TokenStore):
+class FailoverTokenStore(_OnFailover[TokenStore], TokenStore):
     """A :class:`TokenStore` on ``primary`` (Redis) that falls back to ``fallback`` (memory).
 
     While Redis is down each worker keeps its own token; in stable mode WeChat
@@ -290,22 +293,22 @@ class FailoverTokenStore(_OnFailover, TokenStore):
         super().__init__(primary, fallback, failover or Failover("access token"))
 
     def get(self) -> Optional[Token]:
-        return self._run("get")
+        return self._on_either(lambda store: store.get())
 
     def put(self, token: Token, now: float) -> None:
-        self._run("put", token, now)
+        self._on_either(lambda store: store.put(token, now))
 
     def invalidate(self, value: str) -> bool:
-        return self._run("invalidate", value)
+        return self._on_either(lambda store: store.invalidate(value))
 
     def acquire(self, name: str, owner: str, ttl: float) -> bool:
-        return self._run("acquire", name, owner, ttl)
+        return self._on_either(lambda store: store.acquire(name, owner, ttl))
 
     def release(self, name: str, owner: str) -> None:
-        self._run("release", name, owner)
+        self._on_either(lambda store: store.release(name, owner))
 
     def holder(self, name: str) -> Optional[str]:
-        return self._run("holder", name)
+        return self._on_either(lambda store: store.holder(name))
 
     def count(self, name: str, ttl: float) -> int:
-        return self._run("count", name, ttl)
+        return self._on_either(lambda store: store.count(name, ttl))

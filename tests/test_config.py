@@ -1,0 +1,25 @@
+"""The settings: one table (SETTINGS) and the typed, frozen Settings read from it."""
+import dataclasses
+
+import pytest
+
+from kf_plugin.config import SETTINGS, Settings, field_of
+from kf_plugin.errors import ConfigError
+
+
+def test_settings_has_one_field_per_setting_of_the_table():
+    assert [f.name for f in dataclasses.fields(Settings)] == [field_of(name) for name in SETTINGS]
+
+
+def test_settings_read_converts_and_falls_back_to_defaults_then_the_table():
+    settings = Settings.read({"KF_TOKEN": "t", "KF_DEDUPE_TTL": "5", "KF_APPID": ""},
+                             defaults={"KF_APPID": "wxdefault", "KF_MAX_BODY": 1024, "KF_DEDUPE_TTL": 9})
+    assert (settings.token, settings.dedupe_ttl, settings.appid, settings.max_body) == ("t", 5.0, "wxdefault", 1024)
+    assert settings.url == SETTINGS["KF_URL"].default and settings.has_api is False
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.token = "other"  # type: ignore[misc]
+
+
+def test_settings_read_names_the_setting_of_a_bad_value():
+    with pytest.raises(ConfigError, match="KF_MAX_BODY must be a number"):
+        Settings.read({"KF_MAX_BODY": "lots"})
