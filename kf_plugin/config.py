@@ -8,7 +8,8 @@ from typing import Any, Callable, Dict, Mapping, Optional
 
 from .errors import ConfigError
 
-__all__ = ["Setting", "SETTINGS", "Settings", "settings_from_env", "read_setting", "checked_settings"]
+__all__ = ["Setting", "SETTINGS", "Settings", "settings_from_env", "read_setting", "checked_settings",
+           "settings_markdown"]
 
 
 @dataclass(frozen=True)
@@ -127,8 +128,8 @@ def checked_settings(settings: Mapping[str, Any]) -> Dict[str, Any]:
     """
     unknown = sorted(set(settings) - set(SETTINGS))
     if unknown:
-        raise ConfigError(f"no such setting: {', '.join(unknown)} (the settings are the KF_* keys of the "
-                          "README's configuration table)")
+        raise ConfigError(f"no such setting: {', '.join(unknown)} (the settings are the KF_* keys listed in "
+                          "docs/configuration.md)")
     given = {name: value for name, value in settings.items() if value is not None}
     for name in given:
         read_setting(given, name)
@@ -195,3 +196,18 @@ class Settings:
 def field_of(name: str) -> str:
     """The :class:`Settings` field of the setting ``name``: ``KF_DEDUPE_TTL`` → ``dedupe_ttl``."""
     return name[len("KF_"):].lower()
+
+
+def settings_markdown() -> str:
+    """The table of docs/configuration.md: every setting, its default and meaning, in :data:`SETTINGS` order."""
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    rows += [f"| `{name}` | {_default_in_docs(setting)} | {setting.help} |" for name, setting in SETTINGS.items()]
+    return "\n".join(rows) + "\n"
+
+
+def _default_in_docs(setting: Setting) -> str:
+    if setting.name == "KF_TOKEN":   # init_app refuses to start without it
+        return "— (required)"
+    if setting.default is None:
+        return "—"
+    return f"`{setting.default:g}`" if isinstance(setting.default, float) else f"`{setting.default}`"

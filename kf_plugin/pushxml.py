@@ -1,10 +1,10 @@
-"""Push XML → wechatpy message, with the same result as ``wechatpy.parse_message`` at a fraction of its cost.
+"""Push XML → wechatpy message, with the same result as ``wechatpy.parse_message`` and less work.
 
 wechatpy turns the XML into a dict with xmltodict, whose Python callbacks run for
-every tag and text node (about 25 µs for a text push, more than the rest of the
-pipeline's own work). Most pushes WeChat sends are flat — ``<xml>`` holding
-elements that each hold one CDATA section or plain text — and a regular
-expression reads those, element by element, at a quarter of wechatpy's cost.
+every tag and text node: the costliest step of the pipeline's own work
+(``bench/profile_webhook.py`` measures it). Most pushes WeChat sends are flat —
+``<xml>`` holding elements that each hold one CDATA section or plain text — and a
+regular expression reads those, element by element, with no callback per node.
 The other plain documents (a few events nest elements, or repeat one) go
 through the C tree builder of ``xml.etree``. Anything else (attributes, text
 beside elements, a DOCTYPE, namespaces, ``xml:``-prefixed names, deep nesting,

@@ -39,7 +39,7 @@ SPAWN = multiprocessing.get_context("spawn")
 class Push:
     id: int
     xml: str
-    key: Tuple[str, ...]        # what identifies the push to the bot: the README's dedupe key, less the account
+    key: Tuple[str, ...]        # what identifies the push to the bot: docs/webhook.md's dedupe key, less the account
     answers: bool               # the handler answers (False: it returns None and the push gets "success")
 
 

@@ -2,7 +2,7 @@
 
 Malformed chunked bodies and a client that goes away mid-body must get a 4xx, never a 500 with a traceback,
 signed or not (an unsigned request's body is never read). Slow clients must not stop WeChat's pushes from
-being answered under the deployment the README documents (and they do stop them under 4 sync workers).
+being answered under the deployment docs/deployment.md documents (and they do stop them under 4 sync workers).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from kf_plugin.testing import PushSigner, message_xml
 from .conftest import TOKEN
 
 ROOT = Path(__file__).resolve().parents[1]
-# The README's deployment command, as its options are written there.
+# The deployment command of docs/deployment.md, as its options are written there (tests/test_project.py checks).
 DOCUMENTED = ["--workers", "4", "--worker-class", "gthread", "--threads", "8", "--timeout", "30"]
 OLD_SYNC = ["--workers", "4", "--timeout", "30"]
 
