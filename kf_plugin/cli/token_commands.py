@@ -6,13 +6,14 @@ from typing import Any
 
 import click
 
-from .admin import KfAdmin
-from .cli import cli
-from .cli_api import _JSON, _TZ, _api_command, _local, _print_json
-from .state import MemoryTokenStore
+from ..admin import KfAdmin
+from ..state import MemoryTokenStore
+from .common import JSON_OPTION, TZ_OPTION, calls_api, local_time, print_json
+
+__all__ = ["token"]
 
 
-@cli.group()
+@click.group()
 def token() -> None:
     """The access token: show it, or renew it."""
 
@@ -23,12 +24,12 @@ def _show(admin: KfAdmin, reveal: bool, as_json: bool, tz: Any) -> None:
     shared = not isinstance(tokens.store, MemoryTokenStore)
     left = info.expires_at - tokens.clock() if info.expires_at else None
     if as_json:
-        _print_json({"mode": info.mode, "expires_at": info.expires_at, "seconds_left": left, "leader": info.leader,
-                     "this_process": info.me, "shared": shared, **({"access_token": info.token} if reveal else {})})
+        print_json({"mode": info.mode, "expires_at": info.expires_at, "seconds_left": left, "leader": info.leader,
+                    "this_process": info.me, "shared": shared, **({"access_token": info.token} if reveal else {})})
         return
     click.echo(f"mode:        {info.mode}")
-    click.echo(f"expires:     {_local(info.expires_at, tz)}" + (f" ({left:.0f} s left)" if left is not None else
-                                                                  " (no token stored)"))
+    click.echo(f"expires:     {local_time(info.expires_at, tz)}" + (f" ({left:.0f} s left)" if left is not None else
+                                                                      " (no token stored)"))
     click.echo(f"leader:      {info.leader or 'none (the renewal job runs in the bot)'}")
     click.echo(f"this process: {info.me}")
     click.echo(f"storage:     {'shared (Redis)' if shared else 'this process only (set KF_REDIS_URL to share)'}")
@@ -36,20 +37,22 @@ def _show(admin: KfAdmin, reveal: bool, as_json: bool, tz: Any) -> None:
         click.echo(f"token:       {info.token}")
 
 
-@_api_command(token, "show")
+@token.command("show")
+@calls_api()
 @click.option("--reveal", is_flag=True, help="Print the token itself too.")
-@_JSON
-@_TZ
+@JSON_OPTION
+@TZ_OPTION
 def token_show(admin: KfAdmin, reveal: bool, as_json: bool, tz: Any) -> None:
     """When the token expires, its mode, and which process renews it (never the token, unless --reveal)."""
     _show(admin, reveal, as_json, tz)
 
 
-@_api_command(token, "refresh")
+@token.command("refresh")
+@calls_api()
 @click.option("--force", is_flag=True,
               help="Have WeChat invalidate the current token and issue a new one (stable mode: 20 a day).")
-@_JSON
-@_TZ
+@JSON_OPTION
+@TZ_OPTION
 def token_refresh(admin: KfAdmin, force: bool, as_json: bool, tz: Any) -> None:
     """Make sure a valid token is stored (fetching one if needed); with --force, replace it."""
     tokens = admin.client.tokens

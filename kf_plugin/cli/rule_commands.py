@@ -1,4 +1,4 @@
-"""The ``kf-plugin`` command (also ``flask kf`` once ``init_app`` ran).
+"""``kf-plugin check|route|push``: the rule file, which rule takes a message, and a signed push to a webhook.
 
 Exit codes: 0 success, 1 the command ran but the answer is negative (no rule
 matched, a push was refused), 2 bad input (invalid rule file, bad options).
@@ -6,59 +6,45 @@ matched, a push was refused), 2 bad input (invalid rule file, bad options).
 from __future__ import annotations
 
 import datetime as dt
-import logging
-import os
 import time
-from typing import Any, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 from zoneinfo import ZoneInfo
 
 import click
 from click.core import ParameterSource
 
-from .errors import BadPush, ConfigError, KfError, RuleFileError
-from .handoff import Handoff
-from .loader import load_rules
-from .replies import render_reply, to_reply
-from .router import MessageRouter
-from .rules import Rule, RuleSet, Transfer
-from .config import Settings
-from .services import check_api_rules
-from .webhook import parse_push
+from ..config import Settings
+from ..errors import BadPush, ConfigError, KfError, RuleFileError
+from ..handoff import Handoff
+from ..loader import load_rules
+from ..replies import render_reply, to_reply
+from ..router import Match, MessageRouter
+from ..rules import Rule, RuleSet, Transfer
+from ..services import check_api_rules
+from ..webhook import parse_push
+from .common import flask_app, settings_source
 
-__all__ = ["cli", "main"]
+if TYPE_CHECKING:
+    from ..testing import PushSigner
 
-
-def flask_app() -> Any:
-    """The Flask app when running as ``flask kf …`` (with or without an app context), else ``None``."""
-    from flask import current_app, has_app_context
-    from flask.cli import ScriptInfo
-    if has_app_context():
-        return current_app._get_current_object()
-    info = click.get_current_context().find_object(ScriptInfo)
-    return info.load_app() if info is not None else None
-
-
-def _settings() -> Tuple[Mapping[str, Any], str]:
-    """Where the settings come from (the app's config as ``flask kf``, else the environment), and its name."""
-    app = flask_app()
-    return (app.config, "in the app's config") if app is not None else (os.environ, "in the environment")
+__all__ = ["check", "push", "route"]
 
 
 def _rules_path(value: Optional[str]) -> str:
     if value:
         return value
-    path = _settings()[0].get("KF_RULES")
+    path = settings_source()[0].get("KF_RULES")
     if not path:
         raise click.UsageError("no rule file given: pass FILE or set KF_RULES")
-    return path
+    return str(path)
 
 
-def _load(path: Optional[str]):
+def _load(path: Optional[str]) -> RuleSet:
     try:
         return load_rules(_rules_path(path))
     except RuleFileError as exc:
         click.echo(str(exc), err=True)
-        raise click.exceptions.Exit(2)
+        raise click.exceptions.Exit(2) from exc
 
 
 def _message_options(command: Any) -> Any:
@@ -76,29 +62,22 @@ def _message_options(command: Any) -> Any:
 
 
 def _build_xml(text: Optional[str], event: Optional[str], key: Optional[str], xml_file: Any, sender: str) -> str:
-    from .testing import message_xml
+    from ..testing import message_xml
     given = [name for name, value in (("--text", text), ("--event", event), ("--xml", xml_file)) if value is not None]
     if len(given) != 1:
         raise click.UsageError("give exactly one of --text, --event or --xml")
     if key is not None and event is None:
         raise click.UsageError("--key goes with --event")
     if xml_file is not None:
-        return xml_file.read()
+        return str(xml_file.read())
     if event is not None:
         return message_xml(event=event, key=key, sender=sender)
     return message_xml(text=text, sender=sender)
 
 
-@click.group()
-def cli() -> None:
-    """Customer-service hand-off for WeChat official accounts."""
-    if not logging.getLogger().handlers:
-        # Errors reach the user as one line each; without this, Python would also print every warning
-        # logged on the way (each retry of an unreachable API, say) to stderr.
-        logging.getLogger("kf_plugin").addHandler(logging.NullHandler())
+# -- check ---------------------------------------------------------------------------------
 
-
-@cli.command()
+@click.command()
 @click.argument("file", required=False)
 def check(file: Optional[str]) -> None:
     """Validate a rule file (default: $KF_RULES) and summarise it."""
@@ -110,11 +89,38 @@ def check(file: Optional[str]) -> None:
         click.echo(f"  {rule.name}: {rule.filter!r} → {rule.action}{state}")
     if rules.fallback_text:
         click.echo(f"  fallback text: {rules.fallback_text!r}")
-    settings, where = _settings()
+    settings, where = settings_source()
     try:
         check_api_rules(rules, Settings.read(settings), where)
     except ConfigError as exc:
         click.echo(f"warning: {exc}", err=True)
+
+
+# -- route ---------------------------------------------------------------------------------
+
+@click.command()
+@click.argument("file", required=False)
+@_message_options
+@click.option("--at", metavar="TIME", help="Route as at this time, e.g. \"2026-11-28 10:00\" (in the business "
+                                            "hours' time zone unless it says otherwise) [default: now].")
+def route(file: Optional[str], text: Optional[str], event: Optional[str], key: Optional[str],
+          xml_file: Any, sender: str, at: Optional[str]) -> None:
+    """Show which rule of FILE takes a message, why, and the reply it sends (business hours included).
+
+    Without the WeChat API, agent-aware options answer as when the online list is unknown: they transfer.
+    """
+    rules = _load(file)
+    moment = _moment(rules, at)
+    message = _parsed(_build_xml(text, event, key, xml_file, sender))
+    match = _dispatch(rules, moment, message)
+    rule = _rule_of(rules, match)
+    if rule is None:
+        click.echo("no rule takes this message; the webhook would pass it to the bot's own handlers "
+                   "and answer 'success' if none answers")
+        raise click.exceptions.Exit(1)
+    _explain(rules, rule, moment)
+    click.echo("reply:")
+    click.echo(render_reply(to_reply(match.result, message)))
 
 
 def _moment(rules: RuleSet, at: Optional[str]) -> dt.datetime:
@@ -129,32 +135,28 @@ def _moment(rules: RuleSet, at: Optional[str]) -> dt.datetime:
     return moment.replace(tzinfo=zone) if moment.tzinfo is None else moment.astimezone(zone)
 
 
-@cli.command()
-@click.argument("file", required=False)
-@_message_options
-@click.option("--at", metavar="TIME", help="Route as at this time, e.g. \"2026-11-28 10:00\" (in the business "
-                                            "hours' time zone unless it says otherwise) [default: now].")
-def route(file: Optional[str], text: Optional[str], event: Optional[str], key: Optional[str],
-          xml_file: Any, sender: str, at: Optional[str]) -> None:
-    """Show which rule of FILE takes a message, why, and the reply it sends (business hours included).
-
-    Without the WeChat API, agent-aware options answer as when the online list is unknown: they transfer.
-    """
-    rules = _load(file)
-    moment = _moment(rules, at)
-    xml = _build_xml(text, event, key, xml_file, sender)
+def _parsed(xml: str) -> Any:
     try:
-        message = parse_push(xml)
+        return parse_push(xml)
     except BadPush as exc:
-        raise click.UsageError(f"the push cannot be parsed: {exc.reason}")
+        raise click.UsageError(f"the push cannot be parsed: {exc.reason}") from exc
+
+
+def _dispatch(rules: RuleSet, moment: dt.datetime, message: Any) -> Match:
+    """Route ``message`` through the rules alone, their hand-offs judged as at ``moment``."""
     router = MessageRouter("kf rules")
     router.replace(rules.handlers(Handoff(rules, clock=moment.timestamp).respond))
-    match = router.dispatch_with_handler(message)
-    rule = getattr(match.handler.callback, "rule", None) if match.handler is not None else None
-    if not isinstance(rule, Rule):
-        click.echo("no rule takes this message; the webhook would pass it to the bot's own handlers "
-                   "and answer 'success' if none answers")
-        raise click.exceptions.Exit(1)
+    return router.dispatch_with_handler(message)
+
+
+def _rule_of(rules: RuleSet, match: Match) -> Optional[Rule]:
+    """The rule that answered: each rule's handler carries the rule's name, unique in the set."""
+    if match.handler is None:
+        return None
+    return {rule.name: rule for rule in rules.active}.get(match.handler.name)
+
+
+def _explain(rules: RuleSet, rule: Rule, moment: dt.datetime) -> None:
     click.echo(f"rule {rule.name!r} takes it ({rule.origin or rules.source})")
     click.echo(f"  because: {rule.filter!r}")
     click.echo(f"  action:  {rule.action}")
@@ -163,67 +165,70 @@ def route(file: Optional[str], text: Optional[str], event: Optional[str], key: O
         state = "open" if hours.is_open(moment) else "closed"
         click.echo(f"  hours:   {state} at {moment:%Y-%m-%d %H:%M %Z}" + ("" if state == "open" else
                                                                           ": the closed text answers"))
-    click.echo("reply:")
-    click.echo(render_reply(to_reply(match.result, message)))
 
 
-@cli.command()
+# -- push ----------------------------------------------------------------------------------
+
+@click.command()
 @click.argument("url")
 @_message_options
 @click.option("--token", envvar="KF_TOKEN", help="The push Token [env KF_TOKEN; as flask kf: the app's].")
-@click.option("--aes-key", envvar="KF_ENCODING_AES_KEY", help="EncodingAESKey: encrypt the push [env KF_ENCODING_AES_KEY].")
+@click.option("--aes-key", envvar="KF_ENCODING_AES_KEY",
+              help="EncodingAESKey: encrypt the push [env KF_ENCODING_AES_KEY].")
 @click.option("--appid", envvar="KF_APPID", help="AppID, needed with --aes-key [env KF_APPID].")
 @click.option("--deliveries", default=1, show_default=True, type=click.IntRange(1, 10),
               help="Send the same push this many times, as WeChat does when it gets no answer.")
 @click.option("--timeout", default=10.0, show_default=True, type=float, help="Seconds to wait for each answer.")
 def push(url: str, text: Optional[str], event: Optional[str], key: Optional[str], xml_file: Any, sender: str,
-         token: str, aes_key: Optional[str], appid: Optional[str], deliveries: int, timeout: float) -> None:
+         token: Optional[str], aes_key: Optional[str], appid: Optional[str], deliveries: int, timeout: float) -> None:
     """Sign (and encrypt) a push as WeChat does, send it to URL and print the reply, decrypted.
 
     As ``flask kf push`` the app's KF_TOKEN, KF_ENCODING_AES_KEY and KF_APPID come before the environment.
     """
-    import requests
-
-    from .testing import PushSigner
-    token, aes_key, appid = (_app_first(name, value) for name, value in (
-        ("KF_TOKEN", token), ("KF_ENCODING_AES_KEY", aes_key), ("KF_APPID", appid)))
+    token = _app_first("token", "KF_TOKEN", token)
+    aes_key = _app_first("aes_key", "KF_ENCODING_AES_KEY", aes_key)
+    appid = _app_first("appid", "KF_APPID", appid)
     if not token:
         raise click.UsageError("Missing option '--token' (or KF_TOKEN in the environment or the app's config)")
     xml = _build_xml(text, event, key, xml_file, sender)
-    try:
-        signer = PushSigner(token, aes_key, appid)
-    except KfError as exc:
-        raise click.UsageError(str(exc))
+    signer = _signer(token, aes_key, appid)
     query, body = signer.sign(xml)
     refused = False
     for delivery in range(1, deliveries + 1):
-        try:
-            response = requests.post(url, params=query, data=body, timeout=timeout,
-                                     headers={"Content-Type": "text/xml"})
-        except requests.RequestException as exc:
-            raise click.ClickException(f"cannot reach {url}: {exc}")
         prefix = f"[delivery {delivery}] " if deliveries > 1 else ""
-        click.echo(f"{prefix}HTTP {response.status_code}")
-        try:
-            click.echo(signer.open_reply(response.text) if response.ok else response.text)
-        except KfError as exc:
-            raise click.ClickException(str(exc))
-        refused = refused or not response.ok
+        refused = not _deliver(url, signer, (query, body), prefix, timeout) or refused
     if refused:
         raise click.exceptions.Exit(1)
 
 
-def _app_first(setting: str, value: Optional[str]) -> Optional[str]:
+def _app_first(param: str, setting: str, value: Optional[str]) -> Optional[str]:
     """An option's value: typed on the command line, else the app's (as ``flask kf``), else the environment's."""
-    param = {"KF_TOKEN": "token", "KF_ENCODING_AES_KEY": "aes_key", "KF_APPID": "appid"}[setting]
     app = flask_app()
     if app is None or click.get_current_context().get_parameter_source(param) == ParameterSource.COMMANDLINE:
         return value
     return app.config.get(setting) or value
 
 
-from . import cli_admin, cli_token  # noqa: E402,F401  (add the WeChat API commands to the group)
+def _signer(token: str, aes_key: Optional[str], appid: Optional[str]) -> PushSigner:
+    from ..testing import PushSigner
+    try:
+        return PushSigner(token, aes_key, appid)
+    except KfError as exc:
+        raise click.UsageError(str(exc)) from exc
 
 
-def main() -> None:
-    cli(prog_name="kf-plugin")
+def _deliver(url: str, signer: PushSigner, signed: Tuple[Dict[str, str], bytes], prefix: str, timeout: float) -> bool:
+    """POST the signed push once and print the answer, opened; whether the webhook took it (a 2xx or 3xx)."""
+    import requests
+
+    query, body = signed
+    try:
+        response = requests.post(url, params=query, data=body, timeout=timeout, headers={"Content-Type": "text/xml"})
+    except requests.RequestException as exc:
+        raise click.ClickException(f"cannot reach {url}: {exc}") from exc
+    click.echo(f"{prefix}HTTP {response.status_code}")
+    try:
+        click.echo(signer.open_reply(response.text) if response.ok else response.text)
+    except KfError as exc:
+        raise click.ClickException(str(exc)) from exc
+    return bool(response.ok)

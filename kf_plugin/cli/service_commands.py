@@ -1,6 +1,6 @@
-"""The ``kf-plugin`` commands that call the WeChat API: accounts, sessions, send, typing, records, window, sandbox.
+"""``kf-plugin accounts|sessions|send|typing|records|window``: customer service through the WeChat API.
 
-See :mod:`kf_plugin.cli_api` for where credentials come from. Exit codes: 0 success, 1 a
+See :mod:`kf_plugin.cli.common` for where credentials come from. Exit codes: 0 success, 1 a
 negative answer or an API error, 2 bad input or missing configuration.
 """
 from __future__ import annotations
@@ -13,29 +13,30 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import click
 
-from .admin import KfAdmin
-from .cli import cli, flask_app
-from .cli_api import (
-    _JSON,
-    _MEMORY_NOTE,
-    _TZ,
-    _api_command,
-    _fail,
-    _local,
-    _plugin,
-    _print_json,
-    _table,
+from ..admin import Agent, KfAdmin, OnlineAgent
+from ..config import read_setting
+from ..errors import KfError
+from ..export import FORMATS, export_records, format_for, parse_time
+from ..state import MemoryWindowStore
+from ..state.shared import open_state
+from ..window import WindowStatus, WindowTracker
+from .common import (
+    JSON_OPTION,
+    MEMORY_NOTE,
+    TZ_OPTION,
+    calls_api,
+    flask_app,
+    local_time,
+    plugin_of,
+    print_json,
+    print_table,
 )
-from .config import read_setting
-from .errors import KfError
-from .export import FORMATS, export_records, format_for, parse_time
-from .state import MemoryWindowStore
-from .state.shared import open_state
-from .window import WindowTracker
+
+__all__ = ["accounts", "records", "send", "sessions", "typing", "window"]
 
 # -- accounts --------------------------------------------------------------------------
 
-@cli.group()
+@click.group()
 def accounts() -> None:
     """Customer-service accounts: list, add, update, delete, invite a worker, set the avatar."""
 
@@ -43,28 +44,48 @@ def accounts() -> None:
 _ONLINE_STATUS = {0: "offline", 1: "online", 2: "online (mobile)", 3: "online (PC and mobile)"}
 
 
-@_api_command(accounts, "list")
+@accounts.command("list")
+@calls_api()
 @click.option("--online", is_flag=True, help="Only the workers online now, with their open sessions.")
-@_JSON
-@_TZ
+@JSON_OPTION
+@TZ_OPTION
 def accounts_list(admin: KfAdmin, online: bool, as_json: bool, tz: Any) -> None:
     """List the customer-service accounts (getkflist), or with --online who is online (getonlinekflist)."""
-    agents = admin.online_agents() if online else admin.agents()
-    if as_json:
-        return _print_json([dataclasses.asdict(a) for a in agents])
-    if not agents:
-        return click.echo("nobody is online" if online else "no customer-service accounts")
     if online:
-        return _table(["ACCOUNT", "ID", "STATUS", "SESSIONS"], [
+        _print_online(admin.online_agents(), as_json)
+    else:
+        _print_accounts(admin.agents(), as_json, tz)
+
+
+def _print_online(agents: List[OnlineAgent], as_json: bool) -> None:
+    if as_json:
+        print_json([dataclasses.asdict(a) for a in agents])
+    elif not agents:
+        click.echo("nobody is online")
+    else:
+        print_table(["ACCOUNT", "ID", "STATUS", "SESSIONS"], [
             [a.kf_account, a.kf_id or "-", _ONLINE_STATUS.get(a.status, str(a.status)), a.accepted_case]
             for a in agents])
-    _table(["ACCOUNT", "NICKNAME", "ID", "WECHAT ID", "INVITATION"], [
-        [a.kf_account, a.nickname, a.kf_id or "-", a.wx or "-",
-         f"{a.invite_wx} {a.invite_status}, until {_local(a.invite_expire_time, tz)}" if a.invite_wx else "-"]
-        for a in agents])
 
 
-@_api_command(accounts, "add")
+def _print_accounts(agents: List[Agent], as_json: bool, tz: Any) -> None:
+    if as_json:
+        print_json([dataclasses.asdict(a) for a in agents])
+    elif not agents:
+        click.echo("no customer-service accounts")
+    else:
+        print_table(["ACCOUNT", "NICKNAME", "ID", "WECHAT ID", "INVITATION"], [
+            [a.kf_account, a.nickname, a.kf_id or "-", a.wx or "-", _invitation(a, tz)] for a in agents])
+
+
+def _invitation(agent: Agent, tz: Any) -> str:
+    if not agent.invite_wx:
+        return "-"
+    return f"{agent.invite_wx} {agent.invite_status}, until {local_time(agent.invite_expire_time, tz)}"
+
+
+@accounts.command("add")
+@calls_api()
 @click.argument("kf_account")
 @click.argument("nickname")
 def accounts_add(admin: KfAdmin, kf_account: str, nickname: str) -> None:
@@ -73,7 +94,8 @@ def accounts_add(admin: KfAdmin, kf_account: str, nickname: str) -> None:
     click.echo(f"added {kf_account} ({nickname})")
 
 
-@_api_command(accounts, "update")
+@accounts.command("update")
+@calls_api()
 @click.argument("kf_account")
 @click.argument("nickname")
 def accounts_update(admin: KfAdmin, kf_account: str, nickname: str) -> None:
@@ -82,7 +104,8 @@ def accounts_update(admin: KfAdmin, kf_account: str, nickname: str) -> None:
     click.echo(f"updated {kf_account}: now {nickname}")
 
 
-@_api_command(accounts, "delete")
+@accounts.command("delete")
+@calls_api()
 @click.argument("kf_account")
 def accounts_delete(admin: KfAdmin, kf_account: str) -> None:
     """Delete KF_ACCOUNT (its open sessions end)."""
@@ -90,7 +113,8 @@ def accounts_delete(admin: KfAdmin, kf_account: str) -> None:
     click.echo(f"deleted {kf_account}")
 
 
-@_api_command(accounts, "invite")
+@accounts.command("invite")
+@calls_api()
 @click.argument("kf_account")
 @click.argument("wechat_id")
 def accounts_invite(admin: KfAdmin, kf_account: str, wechat_id: str) -> None:
@@ -99,7 +123,8 @@ def accounts_invite(admin: KfAdmin, kf_account: str, wechat_id: str) -> None:
     click.echo(f"invited {wechat_id} to work as {kf_account}; they accept in WeChat within 7 days")
 
 
-@_api_command(accounts, "avatar")
+@accounts.command("avatar")
+@calls_api()
 @click.argument("kf_account")
 @click.argument("image", type=click.Path(exists=True, dir_okay=False))
 def accounts_avatar(admin: KfAdmin, kf_account: str, image: str) -> None:
@@ -110,12 +135,13 @@ def accounts_avatar(admin: KfAdmin, kf_account: str, image: str) -> None:
 
 # -- sessions --------------------------------------------------------------------------
 
-@cli.group()
+@click.group()
 def sessions() -> None:
     """Customer-service sessions: open, close, show, list, and the wait queue."""
 
 
-@_api_command(sessions, "open")
+@sessions.command("open")
+@calls_api()
 @click.argument("openid")
 @click.argument("kf_account")
 def sessions_open(admin: KfAdmin, openid: str, kf_account: str) -> None:
@@ -124,7 +150,8 @@ def sessions_open(admin: KfAdmin, openid: str, kf_account: str) -> None:
     click.echo(f"opened a session: {kf_account} serves {openid}")
 
 
-@_api_command(sessions, "close")
+@sessions.command("close")
+@calls_api()
 @click.argument("openid")
 @click.argument("kf_account")
 def sessions_close(admin: KfAdmin, openid: str, kf_account: str) -> None:
@@ -133,64 +160,69 @@ def sessions_close(admin: KfAdmin, openid: str, kf_account: str) -> None:
     click.echo(f"closed the session of {kf_account} with {openid}")
 
 
-def _session_dict(openid: str, session: Any) -> dict:
+def _session_dict(openid: str, session: Any) -> Dict[str, Any]:
     return dataclasses.asdict(session) if session is not None else {"openid": openid, "kf_account": None,
                                                                      "created": None}
 
 
-@_api_command(sessions, "show")
+@sessions.command("show")
+@calls_api()
 @click.argument("openid")
-@_JSON
-@_TZ
+@JSON_OPTION
+@TZ_OPTION
 def sessions_show(admin: KfAdmin, openid: str, as_json: bool, tz: Any) -> None:
     """Who serves OPENID now; exit 1 when nobody does."""
     session = admin.session(openid)
     if as_json:
-        _print_json(_session_dict(openid, session))
+        print_json(_session_dict(openid, session))
     elif session is None:
         click.echo(f"{openid} has no open session")
     else:
-        click.echo(f"{openid} is served by {session.kf_account} since {_local(session.created, tz)}")
+        click.echo(f"{openid} is served by {session.kf_account} since {local_time(session.created, tz)}")
     if session is None:
         raise click.exceptions.Exit(1)
 
 
-@_api_command(sessions, "list")
+@sessions.command("list")
+@calls_api()
 @click.argument("kf_account")
-@_JSON
-@_TZ
+@JSON_OPTION
+@TZ_OPTION
 def sessions_list(admin: KfAdmin, kf_account: str, as_json: bool, tz: Any) -> None:
     """The users KF_ACCOUNT serves now."""
     found = admin.sessions(kf_account)
     if as_json:
-        return _print_json([dataclasses.asdict(s) for s in found])
-    if not found:
-        return click.echo(f"{kf_account} serves nobody")
-    _table(["OPENID", "SINCE"], [[s.openid, _local(s.created, tz)] for s in found])
+        print_json([dataclasses.asdict(s) for s in found])
+    elif not found:
+        click.echo(f"{kf_account} serves nobody")
+    else:
+        print_table(["OPENID", "SINCE"], [[s.openid, local_time(s.created, tz)] for s in found])
 
 
-@_api_command(sessions, "waiting")
-@_JSON
-@_TZ
+@sessions.command("waiting")
+@calls_api()
+@JSON_OPTION
+@TZ_OPTION
 def sessions_waiting(admin: KfAdmin, as_json: bool, tz: Any) -> None:
     """The users waiting for a worker (WeChat lists at most 100 of them)."""
     queue = admin.waiting()
     if as_json:
-        return _print_json({"count": queue.count, "users": [dataclasses.asdict(u) for u in queue.users]})
+        print_json({"count": queue.count, "users": [dataclasses.asdict(u) for u in queue.users]})
+        return
     listed = f" (the first {len(queue.users)} listed)" if len(queue.users) < queue.count else ""
     click.echo(f"{queue.count} waiting{listed}")
     if queue.users:
-        _table(["OPENID", "LAST MESSAGE"], [[u.openid, _local(u.latest_time, tz)] for u in queue.users])
+        print_table(["OPENID", "LAST MESSAGE"], [[u.openid, local_time(u.latest_time, tz)] for u in queue.users])
 
 
 # -- custom messages -----------------------------------------------------------------------
 
-@cli.group()
+@click.group()
 def send() -> None:
     """Send a customer-service message: kf-plugin send TYPE OPENID … [--as KF_ACCOUNT] [--no-strict]."""
 
 
-def _menu_choices(ctx: Any, param: Any, values: Tuple[str, ...]) -> List[dict]:
+def _menu_choices(ctx: Any, param: Any, values: Tuple[str, ...]) -> List[Dict[str, str]]:
     choices = []
     for value in values:
         choice_id, _, text = value.partition("=")
@@ -225,7 +257,8 @@ _SEND_TYPES: Dict[str, Tuple[str, List[Callable[[Any], Any]]]] = {
         click.option("--tail", "tail_content", default="", help="The text below the choices.")]),
     "wxcard": ("A card or coupon by its CARD_ID.", [click.argument("card_id")]),
     "miniprogrampage": ("A mini-program card (the official account's AppID option is --kf-appid here).", [
-        click.option("--title", required=True), click.option("--appid", required=True, help="The mini program's AppID."),
+        click.option("--title", required=True),
+        click.option("--appid", required=True, help="The mini program's AppID."),
         click.option("--pagepath", required=True, help="The page to open."), _THUMB]),
 }
 
@@ -236,11 +269,11 @@ def _body(msgtype: str, fields: Dict[str, Any]) -> Dict[str, Any]:
     return {"articles": [fields]} if msgtype == "news" else fields
 
 
-def _send_command(msgtype: str, help_text: str, parameters: List[Callable[[Any], Any]]) -> None:
+def _send_command(msgtype: str, help_text: str, parameters: List[Callable[[Any], Any]]) -> click.Command:
+    """``send MSGTYPE``: OPENID, --as and --strict, then the type's own ``parameters``."""
     def run(admin: KfAdmin, openid: str, as_account: Optional[str], strict: bool, **fields: Any) -> None:
         admin.send(openid, msgtype, _body(msgtype, fields), as_account=as_account, strict=strict)
         click.echo(f"sent {msgtype} to {openid}" + (f" as {as_account}" if as_account else ""))
-    run.__doc__, run.__name__ = help_text, f"send_{msgtype}"
     for decorate in reversed([
             click.argument("openid"),
             click.option("--as", "as_account", metavar="KF_ACCOUNT", help="Send as this kf account."),
@@ -249,14 +282,17 @@ def _send_command(msgtype: str, help_text: str, parameters: List[Callable[[Any],
                               "outside the 48-hour window; --no-strict sends anyway."),
             *parameters]):
         run = decorate(run)
-    _api_command(send, msgtype, appid_flags=("--kf-appid",) if msgtype == "miniprogrampage" else None)(run)
+    # The mini program has an --appid of its own.
+    appid_flags = ("--kf-appid",) if msgtype == "miniprogrampage" else ("--appid", "--kf-appid")
+    return click.command(msgtype, help=help_text)(calls_api(appid_flags)(run))
 
 
 for _msgtype, (_help, _parameters) in _SEND_TYPES.items():
-    _send_command(_msgtype, _help, _parameters)
+    send.add_command(_send_command(_msgtype, _help, _parameters))
 
 
-@_api_command(cli, "typing")
+@click.command("typing")
+@calls_api()
 @click.argument("openid")
 @click.option("--cancel", is_flag=True, help="Stop showing it.")
 def typing(admin: KfAdmin, openid: str, cancel: bool) -> None:
@@ -268,18 +304,19 @@ def typing(admin: KfAdmin, openid: str, cancel: bool) -> None:
 
 # -- chat records ------------------------------------------------------------------------
 
-@cli.group()
+@click.group()
 def records() -> None:
     """Chat records (msgrecord/getmsglist)."""
 
 
-@_api_command(records, "export")
+@records.command("export")
+@calls_api()
 @click.option("--since", required=True, help="YYYY-MM-DD, YYYY-MM-DD HH:MM[:SS] (in --tz) or a unix time.")
 @click.option("--until", help="The same forms; a date alone includes the whole day [default: now].")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="The file to write.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS),
               help="jsonl or csv [default: csv for *.csv, jsonl otherwise].")
-@_TZ
+@TZ_OPTION
 @click.option("--page-size", default=10000, show_default=True, type=click.IntRange(1, 10000),
               help="Records asked for per request.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -290,7 +327,7 @@ def records_export(admin: KfAdmin, since: str, until: Optional[str], out: str, f
         start = parse_time(since, tz)
         end = parse_time(until, tz, end_of_day=True) if until else int(time.time())
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--since/--until")
+        raise click.BadParameter(str(exc), param_hint="--since/--until") from exc
     if end < start:
         raise click.BadParameter("--until is before --since", param_hint="--since/--until")
     try:
@@ -298,16 +335,16 @@ def records_export(admin: KfAdmin, since: str, until: Optional[str], out: str, f
                                progress=None if quiet else sys.stderr)
     except KfError as exc:
         raise KfError(f"{exc} — nothing was written to {out}") from exc
-    click.echo(f"wrote {count} record{'s' if count != 1 else ''} from {_local(start, tz)} "
-               f"to {_local(end, tz)} to {out}")
+    click.echo(f"wrote {count} record{'s' if count != 1 else ''} from {local_time(start, tz)} "
+               f"to {local_time(end, tz)} to {out}")
 
 
 # -- the 48-hour window ----------------------------------------------------------------------
 
-@cli.command("window")
+@click.command("window")
 @click.argument("openid")
-@_JSON
-@_TZ
+@JSON_OPTION
+@TZ_OPTION
 def window(openid: str, as_json: bool, tz: Any) -> None:
     """Whether a customer-service message to OPENID can be sent now, as the bot's window tracker knows it.
 
@@ -316,46 +353,33 @@ def window(openid: str, as_json: bool, tz: Any) -> None:
     separate `kf-plugin window` knows nobody: the user is "unknown" and WeChat decides.
     Exit 1 when the tracker says no.
     """
-    plugin = _plugin(flask_app())
+    plugin = plugin_of(flask_app())
     tracker = plugin.window if plugin is not None else _shared_tracker()
     status = tracker.status(openid)
     shared = not isinstance(tracker.store, MemoryWindowStore)
     if as_json:
-        _print_json({**status.as_dict(), "until_local": _local(status.until, tz) if status.until else None,
-                     "shared_state": shared})
+        print_json({**status.as_dict(), "until_local": local_time(status.until, tz) if status.until else None,
+                    "shared_state": shared})
     else:
-        click.echo(f"{openid}: {'can send' if status.can_send else 'cannot send'} — {status.reason}")
-        click.echo(f"  known:     {'yes' if status.known else 'no (unknown user)'}")
-        remaining = ("unknown" if not status.known else "no limit") if status.remaining is None else status.remaining
-        click.echo(f"  remaining: {remaining}")
-        click.echo(f"  until:     {_local(status.until, tz) if status.until else 'unknown'}")
+        _print_status(openid, status, tz)
     if not shared:
-        click.echo(_MEMORY_NOTE + ("" if plugin is not None else "; this command has seen no pushes"), err=True)
+        click.echo(MEMORY_NOTE + ("" if plugin is not None else "; this command has seen no pushes"), err=True)
     if not status.can_send:
         raise click.exceptions.Exit(1)
 
 
+def _print_status(openid: str, status: WindowStatus, tz: Any) -> None:
+    click.echo(f"{openid}: {'can send' if status.can_send else 'cannot send'} — {status.reason}")
+    click.echo(f"  known:     {'yes' if status.known else 'no (unknown user)'}")
+    remaining = ("unknown" if not status.known else "no limit") if status.remaining is None else status.remaining
+    click.echo(f"  remaining: {remaining}")
+    click.echo(f"  until:     {local_time(status.until, tz) if status.until else 'unknown'}")
+
+
 def _shared_tracker() -> WindowTracker:
+    """Without an app: the window the bot's workers share in Redis, else an empty one in this process."""
     redis_url, appid = os.environ.get("KF_REDIS_URL"), os.environ.get("KF_APPID")
     if not (redis_url and appid):
         return WindowTracker()
     state = open_state(redis_url, appid, read_setting(os.environ, "KF_REDIS_PREFIX"))
     return WindowTracker(state.window)
-
-
-# -- the sandbox -------------------------------------------------------------------------------
-
-@cli.command("sandbox")
-@click.option("--host", default="127.0.0.1", show_default=True, help="The address to listen on.")
-@click.option("--port", default=8081, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--appid", default="wxsandbox0000000", show_default=True, help="The AppID it accepts.")
-@click.option("--secret", default="sandbox-secret", show_default=True, help="The AppSecret it accepts.")
-def sandbox(host: str, port: int, appid: str, secret: str) -> None:
-    """Run the WeChat API sandbox here until Ctrl-C, for trying the other commands and a bot against it."""
-    from .sandbox import Sandbox
-    url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-    click.echo(f"settings for kf_plugin:\n  KF_API_BASE_URL={url}\n  KF_APPID={appid}\n  KF_SECRET={secret}")
-    try:
-        Sandbox(appid=appid, secret=secret).run(host, port)
-    except OSError as exc:
-        raise _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
