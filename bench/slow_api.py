@@ -22,8 +22,8 @@ from pathlib import Path
 
 import requests
 
-from kf_plugin.sandbox import Sandbox
 from kf_plugin.testing import PushSigner, message_xml
+from kf_plugin.testing.sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "bench-token"

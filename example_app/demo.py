@@ -18,8 +18,8 @@ from werkzeug.serving import make_server
 
 from kf_plugin.errors import QuotaExceededError
 from kf_plugin.export import export_records
-from kf_plugin.sandbox import Sandbox
 from kf_plugin.testing import Answer, PushSigner, message_xml
+from kf_plugin.testing.sandbox import Sandbox
 from kf_plugin.window import action_of
 from kf_plugin.webhook import parse_push
 

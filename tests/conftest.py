@@ -119,7 +119,7 @@ class Api:
 
 @pytest.fixture
 def api():
-    from kf_plugin.sandbox import Sandbox
+    from kf_plugin.testing.sandbox import Sandbox
     clock = FakeClock(time.time())
     sandbox = Sandbox(clock=clock)
     with sandbox.serve() as server:

@@ -25,7 +25,7 @@ from click.testing import CliRunner
 
 from kf_plugin.cli import cli
 from kf_plugin.cli import service_commands as cli_admin
-from kf_plugin.sandbox import Sandbox
+from kf_plugin.testing.sandbox import Sandbox
 from kf_plugin.window import WindowTracker
 from tests.conftest import APPID  # the AppID of the conftest apps
 

@@ -13,8 +13,8 @@ import redis
 import requests
 
 from kf_plugin import MessageRouter, TEXT
-from kf_plugin.sandbox import Sandbox
 from kf_plugin.testing import PushSigner, WeChatTestClient, message_xml
+from kf_plugin.testing.sandbox import Sandbox
 
 from . import cluster_workers
 from .cluster_workers import RedisClock

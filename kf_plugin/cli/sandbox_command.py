@@ -15,7 +15,7 @@ __all__ = ["sandbox"]
 @click.option("--secret", default="sandbox-secret", show_default=True, help="The AppSecret it accepts.")
 def sandbox(host: str, port: int, appid: str, secret: str) -> None:
     """Run the WeChat API sandbox here until Ctrl-C, for trying the other commands and a bot against it."""
-    from ..sandbox import Sandbox
+    from ..testing.sandbox import Sandbox
     url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     click.echo(f"settings for kf_plugin:\n  KF_API_BASE_URL={url}\n  KF_APPID={appid}\n  KF_SECRET={secret}")
     try:

@@ -6,7 +6,7 @@ from typing import Any, Dict, Iterator, Optional
 import pytest
 import requests
 
-from kf_plugin.sandbox import Sandbox
+from kf_plugin.testing.sandbox import Sandbox
 
 START = 1_700_000_000.0  # 2023-11-15 06:13:20 Beijing time: far from a day boundary
 

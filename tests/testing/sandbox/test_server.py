@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from kf_plugin.sandbox import Sandbox
+from kf_plugin.testing.sandbox import Sandbox
 
 from .conftest import Clock
 
@@ -160,7 +160,7 @@ def test_run_blocks_until_ctrl_c():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    script = f"from kf_plugin.sandbox import Sandbox; Sandbox().run(host='127.0.0.1', port={port})"
+    script = f"from kf_plugin.testing.sandbox import Sandbox; Sandbox().run(host='127.0.0.1', port={port})"
     with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True, env=dict(os.environ, PYTHONUNBUFFERED="1")) as process:
         try:

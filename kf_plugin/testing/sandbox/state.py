@@ -1,6 +1,6 @@
 """Everything WeChat knows about one official account, and the rules that join the parts.
 
-No HTTP here: the server and the :class:`~kf_plugin.sandbox.Sandbox` facade both
+No HTTP here: the server and the :class:`~kf_plugin.testing.sandbox.Sandbox` facade both
 call these methods while holding :attr:`SandboxState.lock`. Time comes from the
 injected ``clock`` only, so tests move it by hand.
 """

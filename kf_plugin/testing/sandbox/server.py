@@ -1,5 +1,5 @@
 """The HTTP side: a Flask app that logs each call, applies faults, checks the token and
-dispatches to :mod:`~kf_plugin.sandbox.endpoints`; and a werkzeug server for it on a
+dispatches to :mod:`~kf_plugin.testing.sandbox.endpoints`; and a werkzeug server for it on a
 loopback port, in a daemon thread (:class:`SandboxServer`) or blocking (:func:`run_forever`).
 """
 from __future__ import annotations

@@ -37,7 +37,7 @@ def user(sandbox):
 
 
 def test_all_eleven_types_exist():
-    from kf_plugin.sandbox.messages import MESSAGE_TYPES
+    from kf_plugin.testing.sandbox.messages import MESSAGE_TYPES
     assert sorted(MESSAGE_TYPES) == sorted(BODIES)
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from kf_plugin.sandbox import ApiError, Sandbox
-from kf_plugin.sandbox.endpoints import ENDPOINTS
+from kf_plugin.testing.sandbox import ApiError, Sandbox
+from kf_plugin.testing.sandbox.endpoints import ENDPOINTS
 
 from .conftest import Api, Clock
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from kf_plugin.sandbox import DEFAULT_QUOTAS, Sandbox
-from kf_plugin.sandbox.window import build_quotas
+from kf_plugin.testing.sandbox import DEFAULT_QUOTAS, Sandbox
+from kf_plugin.testing.sandbox.window import build_quotas
 
 from .conftest import Api, Clock
 

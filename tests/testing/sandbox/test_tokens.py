@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from kf_plugin.sandbox import Sandbox
-from kf_plugin.sandbox.endpoints import ENDPOINTS
-from kf_plugin.sandbox.tokens import beijing_day
+from kf_plugin.testing.sandbox import Sandbox
+from kf_plugin.testing.sandbox.endpoints import ENDPOINTS
+from kf_plugin.testing.sandbox.tokens import beijing_day
 
 from .conftest import START, Api, Clock
 

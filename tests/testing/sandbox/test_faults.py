@@ -7,7 +7,7 @@ import time
 import pytest
 import requests
 
-from kf_plugin.sandbox import Faults
+from kf_plugin.testing.sandbox import Faults
 
 from .conftest import Api
 

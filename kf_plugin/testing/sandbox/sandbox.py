@@ -41,7 +41,7 @@ class Sandbox:
     account (200 for WeChat's test accounts).
 
     Every method is thread-safe. Control methods apply WeChat's rules and raise
-    :class:`~kf_plugin.sandbox.errors.ApiError` (a ``ValueError`` carrying the errcode
+    :class:`~kf_plugin.testing.sandbox.errors.ApiError` (a ``ValueError`` carrying the errcode
     the API would answer) when one refuses, or ``ValueError`` for a call the real
     world cannot produce.
 

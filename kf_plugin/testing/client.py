@@ -17,9 +17,9 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 import xmltodict
 from flask import Flask
 
-from .errors import KfError
-from .replies import cdata
-from .security import PushCipher, sign, signature_matches
+from ..errors import KfError
+from ..replies import cdata
+from ..security import PushCipher, sign, signature_matches
 
 __all__ = ["message_xml", "PushSigner", "Answer", "WeChatTestClient"]
 

@@ -2,7 +2,7 @@
 
 For the demo, kf_plugin's tests and users' own tests::
 
-    from kf_plugin.sandbox import Sandbox
+    from kf_plugin.testing.sandbox import Sandbox
 
     sandbox = Sandbox()
     with sandbox.serve() as server:
