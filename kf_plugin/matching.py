@@ -27,10 +27,8 @@ from .filters import (
     Keyword,
     Regex,
     _And,
-    _folded_text_of,
-    msg_type_of,
-    text_of,
 )
+from .messages import folded_text_of, msg_type_of, text_of
 
 __all__ = ["KeywordIndex", "required_keyword", "required_regex"]
 
@@ -135,7 +133,7 @@ class KeywordIndex:
         """Every position that may match ``message``, in ascending order."""
         kind = "event" if msg_type_of(message) == "event" else "message"
         always = self._without_missed_patterns(kind, message) if self._regexes else self._for_kind[kind]
-        text = _folded_text_of(message) if self._automaton is not None else None
+        text = folded_text_of(message) if self._automaton is not None else None
         if not text:
             return always
         hits: Set[int] = set()
