@@ -10,6 +10,12 @@ matched::
 
 Ready-made filters are UPPER_CASE instances (:data:`ALL`, :data:`TEXT`,
 :data:`EVENT`); filters that take arguments are classes.
+
+Each filter also says what a push must meet before it can hold
+(:meth:`Filter.requires`, a :class:`~kf_plugin.requirements.Requirements`);
+``&`` and ``|`` combine those too. That is all a router's index reads, so a
+filter of your own that declares its requirements is indexed like these.
+The message fields the filters read come from :mod:`kf_plugin.messages`.
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ from typing import Any, Callable, Iterable, List, Optional, Pattern, Tuple, Unio
 from .messages import (
     QR_SCENE_PREFIX,
     SUBSCRIBE_EVENTS,
+    TEXT_KINDS,
     event_key_of,
     event_of,
     fold,
@@ -27,19 +34,31 @@ from .messages import (
     sender_of,
     text_of,
 )
+from .requirements import ANYTHING, Requirements, all_of, any_of, requirements_of
 
 __all__ = [
     "Filter", "ALL", "TEXT", "EVENT", "Keyword", "Regex", "Event", "EventKey",
-    "EventKeyRegex", "MsgType", "Users", "as_filter",
+    "EventKeyRegex", "MsgType", "Users", "as_filter", "required_keyword", "Requirements",
 ]
 
 MATCH_MODES = ("contains", "exact", "prefix")
 
+
 class Filter:
-    """Base class: subclasses implement :meth:`check` and ``__repr__``."""
+    """Base class: subclasses implement :meth:`check` and ``__repr__``, and may override :meth:`requires`."""
 
     def check(self, message: Any) -> bool:
         raise NotImplementedError
+
+    def requires(self) -> Optional[Requirements]:
+        """What a push must meet before this filter can hold; ``None`` or ``Requirements()``: ask me about any.
+
+        Routers with many handlers read this to skip the handlers a push cannot match (a filter requiring
+        keywords is only asked when its text holds one of them), so a filter of your own that declares its
+        requirements is as cheap to have many of as the built-in ones. Declare only what :meth:`check` truly
+        needs: a push the declaration rules out never reaches it.
+        """
+        return ANYTHING
 
     def __call__(self, message: Any) -> bool:
         return bool(self.check(message))
@@ -105,12 +124,18 @@ class _And(_Compound):
     def check(self, message: Any) -> bool:
         return all(part(message) for part in self.parts)
 
+    def requires(self) -> Requirements:
+        return all_of([requirements_of(part) for part in self.parts])
+
 
 class _Or(_Compound):
     symbol = "|"
 
     def check(self, message: Any) -> bool:
         return any(part(message) for part in self.parts)
+
+    def requires(self) -> Requirements:
+        return any_of([requirements_of(part) for part in self.parts])
 
 
 class _Not(Filter):
@@ -133,6 +158,15 @@ class _All(Filter):
         return "ALL"
 
 
+def required_keyword(filter: Filter) -> Optional["Keyword"]:
+    """A Keyword every message ``filter`` holds for satisfies (the words its requirements name), if any."""
+    keywords = requirements_of(filter).keywords
+    return Keyword(*keywords) if keywords else None
+
+
+_AN_EVENT = Requirements(kinds=("event",))
+
+
 def _args_repr(values: Iterable[Any]) -> str:
     return ", ".join(repr(v) for v in values)
 
@@ -148,6 +182,9 @@ class MsgType(Filter):
 
     def check(self, message: Any) -> bool:
         return msg_type_of(message) in self._wanted
+
+    def requires(self) -> Requirements:
+        return Requirements(kinds=self._wanted)
 
     def __repr__(self) -> str:
         return f"MsgType({_args_repr(self.types)})"
@@ -181,6 +218,10 @@ class Keyword(Filter):
             return text.startswith(self.folded)
         return any(word in text for word in self.folded)
 
+    def requires(self) -> Requirements:
+        # An exact or prefix match holds the word too: "contains one of the words" is required in every mode.
+        return Requirements(kinds=TEXT_KINDS, keywords=self.words)
+
     def __repr__(self) -> str:
         mode = "" if self.match == "contains" else f", match={self.match!r}"
         return f"Keyword({_args_repr(self.words)}{mode})"
@@ -199,6 +240,9 @@ class Regex(Filter):
     def check(self, message: Any) -> bool:
         text = text_of(message)
         return text is not None and self.pattern.search(text) is not None
+
+    def requires(self) -> Requirements:
+        return Requirements(kinds=TEXT_KINDS, patterns=(self.pattern,))
 
     def __repr__(self) -> str:
         return f"Regex({self.pattern.pattern!r})"
@@ -221,6 +265,9 @@ class Event(Filter):
 
     def check(self, message: Any) -> bool:
         return event_of(message) in self._wanted
+
+    def requires(self) -> Requirements:
+        return Requirements(kinds=("event",), events=self._wanted)
 
     def __repr__(self) -> str:
         return f"Event({_args_repr(self.names)})"
@@ -245,6 +292,9 @@ class EventKey(Filter):
             return True
         return event_of(message) in SUBSCRIBE_EVENTS and QR_SCENE_PREFIX + actual == self.key
 
+    def requires(self) -> Requirements:
+        return _AN_EVENT
+
     def __repr__(self) -> str:
         return f"EventKey({self.key!r})"
 
@@ -259,12 +309,18 @@ class EventKeyRegex(Filter):
         key = event_key_of(message)
         return key is not None and self.pattern.search(key) is not None
 
+    def requires(self) -> Requirements:
+        return _AN_EVENT
+
     def __repr__(self) -> str:
         return f"EventKeyRegex({self.pattern.pattern!r})"
 
 
 class Users(Filter):
-    """The sender's openid is one of ``openids``."""
+    """The sender's openid is one of ``openids``.
+
+    It requires nothing the index can use (every push has a sender): alone it is asked about every push.
+    """
 
     def __init__(self, *openids: str):
         if not openids:
