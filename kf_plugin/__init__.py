@@ -34,6 +34,7 @@ from .filters import (
     Keyword,
     MsgType,
     Regex,
+    Requirements,
     Users,
 )
 from .hours import BusinessHours
@@ -50,6 +51,7 @@ __all__ = [
     "load_rules", "load_rules_text", "TransferReply", "render_reply", "BusinessHours",
     "KfAdmin", "KfClient", "WindowTracker", "WindowStatus", "Quota",
     "Filter", "ALL", "TEXT", "EVENT", "Keyword", "Regex", "Event", "EventKey", "EventKeyRegex", "MsgType", "Users",
+    "Requirements",
     "KfError", "ConfigError", "RuleFileError", "RuleProblem", "BadPush", "WeChatAPIError", "WeChatNetworkError",
     "InvalidTokenError", "RateLimitedError", "OutsideWindowError", "QuotaExceededError", "AgentOfflineError",
     "KfAccountError", "SessionError",

@@ -10,119 +10,55 @@ matched::
 
 Ready-made filters are UPPER_CASE instances (:data:`ALL`, :data:`TEXT`,
 :data:`EVENT`); filters that take arguments are classes.
+
+Each filter also says what a push must meet before it can hold
+(:meth:`Filter.requires`, a :class:`~kf_plugin.requirements.Requirements`);
+``&`` and ``|`` combine those too. That is all a router's index reads, so a
+filter of your own that declares its requirements is indexed like these.
+The message fields the filters read come from :mod:`kf_plugin.messages`.
 """
 from __future__ import annotations
 
 import re
-import unicodedata
-from typing import Any, Callable, Iterable, Optional, Pattern, Tuple, Union
+from typing import Any, Callable, Iterable, List, Optional, Pattern, Tuple, Union
+
+from .messages import (
+    QR_SCENE_PREFIX,
+    SUBSCRIBE_EVENTS,
+    TEXT_KINDS,
+    event_key_of,
+    event_of,
+    fold,
+    folded_text_of,
+    msg_type_of,
+    sender_of,
+    text_of,
+)
+from .requirements import ANYTHING, Requirements, all_of, any_of, requirements_of
 
 __all__ = [
     "Filter", "ALL", "TEXT", "EVENT", "Keyword", "Regex", "Event", "EventKey",
-    "EventKeyRegex", "MsgType", "Users", "as_filter", "fold", "text_of",
-    "event_of", "event_key_of", "msg_type_of", "sender_of", "account_of",
+    "EventKeyRegex", "MsgType", "Users", "as_filter", "required_keyword", "Requirements",
 ]
 
 MATCH_MODES = ("contains", "exact", "prefix")
-QR_SCENE_PREFIX = "qrscene_"
-# wechatpy renames a follow through a parametric QR code to ``subscribe_scan``
-# (and strips ``qrscene_`` from EventKey); for rules it is still a follow.
-_SUBSCRIBE_ALIASES = frozenset({"subscribe", "subscribe_scan", "subscribe_scan_product"})
-
-
-def fold(text: str) -> str:
-    """Normalise text for keyword comparison.
-
-    Folds full-width and half-width forms (NFKC), case, and surrounding spaces,
-    so ``"  ＨＥＬＰ "`` and ``"help"`` compare equal.
-    """
-    return unicodedata.normalize("NFKC", text).casefold().strip()
-
-
-def _field(message: Any, name: str) -> Optional[str]:
-    value = getattr(message, "_data", {}).get(name)
-    return value if isinstance(value, str) else None
-
-
-def _cached(message: Any, name: str, compute: Callable[[Any], Any]) -> Any:
-    # Every rule asks the same few questions of a message: answer each once.
-    cache = message.__dict__
-    if name not in cache:
-        cache[name] = compute(message)
-    return cache[name]
-
-
-def _lower_field(name: str) -> Callable[[Any], Optional[str]]:
-    def read(message: Any) -> Optional[str]:
-        value = _field(message, name)
-        return value.lower() if value is not None else None
-    return read
-
-
-_read_msg_type = _lower_field("MsgType")
-_read_event = _lower_field("Event")
-
-
-def msg_type_of(message: Any) -> Optional[str]:
-    """The message's MsgType, lower case (``text``, ``event``, ...)."""
-    return _cached(message, "_kf_msg_type", _read_msg_type)
-
-
-def event_of(message: Any) -> Optional[str]:
-    """The event name of an event push, lower case; ``None`` for messages."""
-    if msg_type_of(message) != "event":
-        return None
-    return _cached(message, "_kf_event", _read_event)
-
-
-def event_key_of(message: Any) -> Optional[str]:
-    """The EventKey of an event push, with ``qrscene_`` removed for follows."""
-    if msg_type_of(message) != "event":
-        return None
-    key = _field(message, "EventKey")
-    if key is not None and event_of(message) in _SUBSCRIBE_ALIASES and key.startswith(QR_SCENE_PREFIX):
-        key = key[len(QR_SCENE_PREFIX):]
-    return key
-
-
-def sender_of(message: Any) -> Optional[str]:
-    """The sender's OpenID (FromUserName), read without wechatpy's field conversion."""
-    return _field(message, "FromUserName")
-
-
-def account_of(message: Any) -> Optional[str]:
-    """The official account the message was sent to (ToUserName)."""
-    return _field(message, "ToUserName")
-
-
-def text_of(message: Any) -> Optional[str]:
-    """The text a user said: Content of a text message, Recognition of a voice message."""
-    return _cached(message, "_kf_text", _read_text)
-
-
-def _read_text(message: Any) -> Optional[str]:
-    kind = msg_type_of(message)
-    if kind == "text":
-        return _field(message, "Content")
-    if kind == "voice":
-        return _field(message, "Recognition")
-    return None
-
-
-def _fold_text(message: Any) -> Optional[str]:
-    text = text_of(message)
-    return fold(text) if text is not None else None
-
-
-def _folded_text_of(message: Any) -> Optional[str]:
-    return _cached(message, "_kf_folded_text", _fold_text)
 
 
 class Filter:
-    """Base class: subclasses implement :meth:`check` and ``__repr__``."""
+    """Base class: subclasses implement :meth:`check` and ``__repr__``, and may override :meth:`requires`."""
 
     def check(self, message: Any) -> bool:
         raise NotImplementedError
+
+    def requires(self) -> Optional[Requirements]:
+        """What a push must meet before this filter can hold; ``None`` or ``Requirements()``: ask me about any.
+
+        Routers with many handlers read this to skip the handlers a push cannot match (a filter requiring
+        keywords is only asked when its text holds one of them), so a filter of your own that declares its
+        requirements is as cheap to have many of as the built-in ones. Declare only what :meth:`check` truly
+        needs: a push the declaration rules out never reaches it.
+        """
+        return ANYTHING
 
     def __call__(self, message: Any) -> bool:
         return bool(self.check(message))
@@ -170,7 +106,7 @@ class _Compound(Filter):
     symbol = ""
 
     def __init__(self, *parts: Filter):
-        flat = []
+        flat: List[Filter] = []
         for part in parts:
             flat.extend(part.parts if type(part) is type(self) else (part,))
         self.parts: Tuple[Filter, ...] = tuple(flat)
@@ -188,12 +124,18 @@ class _And(_Compound):
     def check(self, message: Any) -> bool:
         return all(part(message) for part in self.parts)
 
+    def requires(self) -> Requirements:
+        return all_of([requirements_of(part) for part in self.parts])
+
 
 class _Or(_Compound):
     symbol = "|"
 
     def check(self, message: Any) -> bool:
         return any(part(message) for part in self.parts)
+
+    def requires(self) -> Requirements:
+        return any_of([requirements_of(part) for part in self.parts])
 
 
 class _Not(Filter):
@@ -216,6 +158,15 @@ class _All(Filter):
         return "ALL"
 
 
+def required_keyword(filter: Filter) -> Optional["Keyword"]:
+    """A Keyword every message ``filter`` holds for satisfies (the words its requirements name), if any."""
+    keywords = requirements_of(filter).keywords
+    return Keyword(*keywords) if keywords else None
+
+
+_AN_EVENT = Requirements(kinds=("event",))
+
+
 def _args_repr(values: Iterable[Any]) -> str:
     return ", ".join(repr(v) for v in values)
 
@@ -232,6 +183,9 @@ class MsgType(Filter):
     def check(self, message: Any) -> bool:
         return msg_type_of(message) in self._wanted
 
+    def requires(self) -> Requirements:
+        return Requirements(kinds=self._wanted)
+
     def __repr__(self) -> str:
         return f"MsgType({_args_repr(self.types)})"
 
@@ -240,7 +194,7 @@ class Keyword(Filter):
     """The user's text holds one of ``words``.
 
     ``match`` is ``contains`` (default), ``exact`` or ``prefix``. Comparison
-    folds case, full-width forms and surrounding spaces (see :func:`fold`).
+    folds case, full-width forms and surrounding spaces (see :func:`~kf_plugin.messages.fold`).
     Looks at text messages and at the speech recognition of voice messages.
     """
 
@@ -255,7 +209,7 @@ class Keyword(Filter):
         self.folded = folded
 
     def check(self, message: Any) -> bool:
-        text = _folded_text_of(message)
+        text = folded_text_of(message)
         if text is None:
             return False
         if self.match == "exact":
@@ -263,6 +217,10 @@ class Keyword(Filter):
         if self.match == "prefix":
             return text.startswith(self.folded)
         return any(word in text for word in self.folded)
+
+    def requires(self) -> Requirements:
+        # An exact or prefix match holds the word too: "contains one of the words" is required in every mode.
+        return Requirements(kinds=TEXT_KINDS, keywords=self.words)
 
     def __repr__(self) -> str:
         mode = "" if self.match == "contains" else f", match={self.match!r}"
@@ -283,6 +241,9 @@ class Regex(Filter):
         text = text_of(message)
         return text is not None and self.pattern.search(text) is not None
 
+    def requires(self) -> Requirements:
+        return Requirements(kinds=TEXT_KINDS, patterns=(self.pattern,))
+
     def __repr__(self) -> str:
         return f"Regex({self.pattern.pattern!r})"
 
@@ -299,11 +260,14 @@ class Event(Filter):
         self.names = tuple(names)
         wanted = {n.lower() for n in names}
         if "subscribe" in wanted:
-            wanted |= _SUBSCRIBE_ALIASES
+            wanted |= SUBSCRIBE_EVENTS
         self._wanted = frozenset(wanted)
 
     def check(self, message: Any) -> bool:
         return event_of(message) in self._wanted
+
+    def requires(self) -> Requirements:
+        return Requirements(kinds=("event",), events=self._wanted)
 
     def __repr__(self) -> str:
         return f"Event({_args_repr(self.names)})"
@@ -326,7 +290,10 @@ class EventKey(Filter):
             return False
         if actual == self.key:
             return True
-        return event_of(message) in _SUBSCRIBE_ALIASES and QR_SCENE_PREFIX + actual == self.key
+        return event_of(message) in SUBSCRIBE_EVENTS and QR_SCENE_PREFIX + actual == self.key
+
+    def requires(self) -> Requirements:
+        return _AN_EVENT
 
     def __repr__(self) -> str:
         return f"EventKey({self.key!r})"
@@ -342,12 +309,18 @@ class EventKeyRegex(Filter):
         key = event_key_of(message)
         return key is not None and self.pattern.search(key) is not None
 
+    def requires(self) -> Requirements:
+        return _AN_EVENT
+
     def __repr__(self) -> str:
         return f"EventKeyRegex({self.pattern.pattern!r})"
 
 
 class Users(Filter):
-    """The sender's openid is one of ``openids``."""
+    """The sender's openid is one of ``openids``.
+
+    It requires nothing the index can use (every push has a sender): alone it is asked about every push.
+    """
 
     def __init__(self, *openids: str):
         if not openids:

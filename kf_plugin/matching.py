@@ -1,16 +1,15 @@
 """Finding the handlers that may match a message without asking every one of them.
 
-A handler whose filter *requires* a keyword — a :class:`~kf_plugin.filters.Keyword`,
-alone or inside an ``&`` — can only match a text that contains one of its
-words (``contains``, ``exact`` and ``prefix`` all imply that). One Aho-Corasick
-automaton over every such word finds, in a single pass over the text, the
-handlers worth asking. Likewise a handler that requires an event (``Event``)
-is only asked about events, and one that requires a text (``Regex``) only
-about messages. A handler that requires a :class:`~kf_plugin.filters.Regex`
-is skipped when one search of all such patterns together (an alternation, one
-per set of flags) finds nothing in the text. The candidates are then tried in
-their original order with their full filters, so results are exactly those of
-a linear scan.
+Each handler's filter declares what it requires of a push (:meth:`~kf_plugin.filters.Filter.requires`,
+:class:`~kf_plugin.requirements.Requirements`), and the index reads nothing else, so a filter of a bot's own
+joins it on the same terms as the built-in ones. A handler that requires keywords can only match a text that
+contains one of its words: one Aho-Corasick automaton over every such word finds, in a single pass over the
+text, the handlers worth asking. The others are listed by the pushes they may take: a handler requiring an
+event is only asked about events (about a click only if it may take a click), one requiring a kind of message
+only about messages (which kind of message is not told apart). A handler that requires patterns is skipped
+when one search of all such patterns together (an alternation, one per set of flags) finds nothing in the
+text. The candidates are then tried in their original order with their full filters, so results are exactly
+those of a linear scan.
 """
 from __future__ import annotations
 
@@ -19,52 +18,43 @@ from typing import Any, Dict, Iterable, List, Optional, Pattern, Sequence, Set, 
 
 import ahocorasick
 
-from .filters import (
-    Event,
-    EventKey,
-    EventKeyRegex,
-    Filter,
-    Keyword,
-    Regex,
-    _And,
-    _folded_text_of,
-    msg_type_of,
-    text_of,
-)
+from .messages import event_of, folded_text_of, msg_type_of, text_of
+from .requirements import Requirements, requirements_of
 
-__all__ = ["KeywordIndex", "required_keyword", "required_regex"]
+__all__ = ["KeywordIndex", "candidates"]
+
+#: Which pushes a list of positions is for: ``("message", None)``, or ``("event", name)`` — the name is ``None``
+#: when events are not told apart and ``""`` for an event no handler names.
+Slot = Tuple[str, Optional[str]]
+#: Beyond this many event names handlers require, events share one list (one per name would cost memory).
+_MAX_EVENT_SLOTS = 32
 
 
-_NEEDS_EVENT = (Event, EventKey, EventKeyRegex)
-_NEEDS_TEXT = (Keyword, Regex)
+def _may_match(declared: Requirements, slot: Slot) -> bool:
+    kind, event = slot
+    if kind == "message":  # any kind but an event: which one is not told apart
+        return declared.events is None and (declared.kinds is None or bool(declared.kinds - {"event"}))
+    if declared.kinds is not None and "event" not in declared.kinds:
+        return False
+    return declared.events is None or event is None or event in declared.events
 
 
-def _parts(filter: Filter) -> Sequence[Filter]:
-    return filter.parts if isinstance(filter, _And) else (filter,)
-
-
-def required_kind(filter: Filter) -> Optional[str]:
-    """``"event"`` or ``"message"`` when ``filter`` can only hold for that kind of push."""
-    for part in _parts(filter):
-        if isinstance(part, _NEEDS_EVENT):
-            return "event"
-        if isinstance(part, _NEEDS_TEXT):
-            return "message"
-    return None
-
-
-def required_keyword(filter: Filter) -> Optional[Keyword]:
-    """The Keyword a message must satisfy for ``filter`` to hold, if there is one."""
-    if isinstance(filter, Keyword):
-        return filter
-    if isinstance(filter, _And):
-        return next((part for part in filter.parts if isinstance(part, Keyword)), None)
-    return None
-
-
-def required_regex(filter: Filter) -> Optional[Pattern[str]]:
-    """The pattern a message's text must contain for ``filter`` to hold, if there is one."""
-    return next((part.pattern for part in _parts(filter) if isinstance(part, Regex)), None)
+def _slot_lists(declared: Sequence[Tuple[int, Requirements]]) -> Tuple[Dict[Slot, List[int]], Set[str]]:
+    """The positions for each slot, ascending, and the event names that have a slot of their own."""
+    events: Set[str] = set().union(*(r.events for _, r in declared if r.events is not None))
+    if len(events) > _MAX_EVENT_SLOTS:
+        events = set()
+    slots: List[Slot] = [("message", None)]
+    if events:
+        slots += [("event", event) for event in sorted(events)] + [("event", "")]
+    else:
+        slots.append(("event", None))
+    lists: Dict[Slot, List[int]] = {slot: [] for slot in slots}
+    for position, requirements in declared:
+        for slot, positions in lists.items():
+            if _may_match(requirements, slot):
+                positions.append(position)
+    return lists, events
 
 
 # Patterns whose meaning depends on their own group numbers or names change meaning (or fail) when
@@ -97,68 +87,81 @@ _MAX_PRUNED = 64
 
 
 class KeywordIndex:
-    """Positions of ``entries`` (handlers or anything else) worth trying for a message."""
+    """Positions of ``entries`` (handlers or anything else) worth trying for a message.
+
+    An entry's requirements are those of its ``filter`` (none for an entry without one, such as a router).
+
+    :raises TypeError: a filter's ``requires()`` returned something else than ``Requirements`` or ``None``.
+    """
 
     def __init__(self, entries: Sequence[Any]):
-        by_word: Dict[str, List[int]] = {}
-        self.always: List[int] = []
-        self._for_kind: Dict[Optional[str], List[int]] = {"event": [], "message": []}
-        patterns: List[Tuple[int, Pattern[str]]] = []
-        for position, entry in enumerate(entries):
-            keyword = required_keyword(entry.filter) if hasattr(entry, "filter") else None
-            if keyword is None:
-                self.always.append(position)
-                kind = required_kind(entry.filter) if hasattr(entry, "filter") else None
-                for name, positions in self._for_kind.items():
-                    if kind is None or kind == name:
-                        positions.append(position)
-                pattern = required_regex(entry.filter) if hasattr(entry, "filter") else None
-                if pattern is not None:
-                    patterns.append((position, pattern))
-                continue
-            for word in set(keyword.folded):
-                by_word.setdefault(word, []).append(position)
+        declared = [requirements_of(getattr(entry, "filter", None)) for entry in entries]
+        #: Positions not found through keywords, whose kinds, events and patterns decide instead.
+        self.always: List[int] = [position for position, required in enumerate(declared) if not required.keywords]
         self.indexed = len(entries) - len(self.always)
-        self._regexes = _alternations(patterns)
-        self.regex_indexed = sum(len(positions) for _, positions in self._regexes)
-        # The positions left when given joined patterns miss, by (kind, which ones missed): usually the same
+        self._automaton = _automaton((position, required.keywords) for position, required in enumerate(declared)
+                                     if required.keywords)
+        self._lists, self._events = _slot_lists([(position, declared[position]) for position in self.always])
+        self._regexes = _alternations([(position, pattern) for position in self.always
+                                       for pattern in declared[position].patterns])
+        self.regex_indexed = len(set().union(*(members for _, members in self._regexes)))
+        # The positions left when given joined patterns miss, by (slot, which ones missed): usually the same
         # few lists, and filtering a thousand regex rules out afresh for every message costs more than the search.
-        self._pruned: Dict[Tuple[str, int], List[int]] = {}
-        self._automaton: Optional[ahocorasick.Automaton] = None
-        if by_word:
-            self._automaton = ahocorasick.Automaton()
-            for word, positions in by_word.items():
-                self._automaton.add_word(word, tuple(positions))
-            self._automaton.make_automaton()
+        self._pruned: Dict[Tuple[Slot, int], List[int]] = {}
 
     def positions(self, message: Any) -> Iterable[int]:
         """Every position that may match ``message``, in ascending order."""
-        kind = "event" if msg_type_of(message) == "event" else "message"
-        always = self._without_missed_patterns(kind, message) if self._regexes else self._for_kind[kind]
-        text = _folded_text_of(message) if self._automaton is not None else None
-        if not text:
+        slot, always = self._slot_of(message)
+        if self._regexes:
+            always = self._without_missed_patterns(slot, always, message)
+        text = folded_text_of(message) if self._automaton is not None else None
+        if self._automaton is None or not text:
             return always
         hits: Set[int] = set()
         for _, positions in self._automaton.iter(text):
             hits.update(positions)
         return sorted(hits.union(always)) if hits else always
 
-    def _without_missed_patterns(self, kind: str, message: Any) -> List[int]:
+    def _slot_of(self, message: Any) -> Tuple[Slot, List[int]]:
+        if msg_type_of(message) != "event":
+            slot: Slot = ("message", None)
+        elif not self._events:
+            slot = ("event", None)
+        else:
+            event = event_of(message)
+            slot = ("event", event if event in self._events else "")
+        return slot, self._lists[slot]
+
+    def _without_missed_patterns(self, slot: Slot, positions: List[int], message: Any) -> List[int]:
         text = text_of(message)
         missed = 0  # bit i: the i-th joined pattern found nothing
         for bit, (together, _) in enumerate(self._regexes):
             if text is None or together.search(text) is None:
                 missed |= 1 << bit
-        positions = self._for_kind[kind]
         if not missed:
             return positions
-        pruned = self._pruned.get((kind, missed))
+        pruned = self._pruned.get((slot, missed))
         if pruned is None:
             dropped = set().union(*(members for bit, (_, members) in enumerate(self._regexes) if missed >> bit & 1))
             pruned = [position for position in positions if position not in dropped]
             if len(self._pruned) < _MAX_PRUNED:
-                self._pruned[(kind, missed)] = pruned
+                self._pruned[(slot, missed)] = pruned
         return pruned
+
+
+def _automaton(keywords: Iterable[Tuple[int, Sequence[str]]]) -> Optional[ahocorasick.Automaton]:
+    """An automaton finding, in a folded text, the positions one of whose words it contains."""
+    by_word: Dict[str, List[int]] = {}
+    for position, words in keywords:
+        for word in set(words):
+            by_word.setdefault(word, []).append(position)
+    if not by_word:
+        return None
+    automaton = ahocorasick.Automaton()
+    for word, positions in by_word.items():
+        automaton.add_word(word, tuple(positions))
+    automaton.make_automaton()
+    return automaton
 
 
 def candidates(entries: Sequence[Any], index: Optional[KeywordIndex], message: Any) -> Iterable[Any]:

@@ -15,7 +15,7 @@ from typing import Any, Dict, Optional, Tuple
 from wechatpy.replies import BaseReply, TextReply, TransferCustomerServiceReply
 from wechatpy.utils import to_text
 
-from .filters import account_of, sender_of
+from .messages import account_of, sender_of
 
 __all__ = ["TransferReply", "TextReply", "cdata", "render_reply", "to_reply", "as_custom_message"]
 

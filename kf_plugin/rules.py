@@ -33,6 +33,7 @@ from .filters import (
     Users,
 )
 from .hours import BusinessHours
+from .messages import TEXT_KINDS
 from .replies import TransferReply
 from .router import Handler, MessageRouter
 from .window import Quota
@@ -40,7 +41,6 @@ from .window import Quota
 __all__ = ["Transfer", "Reply", "Rule", "RuleSet", "build_filter"]
 
 Names = Union[str, Sequence[str]]
-TEXT_TYPES = frozenset({"text", "voice"})
 HANDOFF_MODES = ("transfer", "session")
 DEFAULT_FALLBACK_TEXT = "客服暂时不在线，请稍后再试。"
 DEFAULT_HANDOFF_TEXT = "正在为您接入人工客服，请稍候。"
@@ -126,7 +126,7 @@ def build_filter(*, msg_type: Optional[Names] = None, keywords: Optional[Names] 
     if wants_text and wants_event:
         raise ValueError("keywords/regex look at messages and event/event_key at events: "
                          "no push has both, so this rule could never match")
-    if types and wants_text and not types & TEXT_TYPES:
+    if types and wants_text and not types & TEXT_KINDS:
         raise ValueError(f"keywords/regex need msg_type text or voice, not {', '.join(sorted(types))}")
     if types and wants_event and "event" not in types:
         raise ValueError(f"event conditions need msg_type event, not {', '.join(sorted(types))}")

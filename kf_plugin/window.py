@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from .errors import OutsideWindowError, QuotaExceededError
-from .filters import event_of, msg_type_of, sender_of
+from .messages import event_of, msg_type_of, sender_of
 from .state import Grant, MemoryWindowStore, WindowStore
 
 __all__ = ["Quota", "DEFAULT_QUOTAS", "ACTIONS", "action_of", "WindowStatus", "WindowTracker"]

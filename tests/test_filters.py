@@ -1,8 +1,7 @@
 import pytest
 
 from kf_plugin.filters import (
-    ALL, EVENT, TEXT, Event, EventKey, EventKeyRegex, Filter, Keyword, MsgType, Regex, Users, account_of, as_filter,
-    fold, sender_of,
+    ALL, EVENT, TEXT, Event, EventKey, EventKeyRegex, Filter, Keyword, MsgType, Regex, Users, as_filter,
 )
 from kf_plugin.testing import message_xml
 from kf_plugin.webhook import parse_push
@@ -21,17 +20,6 @@ def event(name, key=None, **kw):
 def voice(recognition):
     return parse_push(message_xml(msg_type="voice", extra={"MediaId": "m", "Format": "amr",
                                                            "Recognition": recognition}))
-
-
-@pytest.mark.parametrize("raw, folded", [
-    ("  ＨＥＬＰ ", "help"),
-    ("转人工", "转人工"),
-    ("\u3000人工\u3000", "人工"),        # ideographic spaces
-    ("ＡｂＣ１２３", "abc123"),
-    ("Straße", "strasse"),
-])
-def test_fold(raw, folded):
-    assert fold(raw) == folded
 
 
 @pytest.mark.parametrize("words, match, said, expected", [
@@ -178,9 +166,3 @@ def test_filters_tolerate_malformed_fields():
     message = parse_message("<xml><ToUserName>a</ToUserName><FromUserName>b</FromUserName><CreateTime>1</CreateTime>"
                          "<MsgType>text</MsgType><Content>x</Content><Content>y</Content></xml>")
     assert not Keyword("x")(message) and not Regex("x")(message)
-
-
-def test_sender_and_account_of():
-    message = text("x", sender="oU", account="gh_A")
-    assert (sender_of(message), account_of(message)) == ("oU", "gh_A") == (message.source, message.target)
-    assert sender_of(object()) is None and account_of(object()) is None

@@ -28,7 +28,7 @@ from hypothesis.control import currently_in_test_context
 from wechatpy.crypto import PrpCrypto
 
 from kf_plugin import ALL, EVENT, TEXT, KfPlugin, MessageRouter
-from kf_plugin.filters import fold
+from kf_plugin.messages import fold
 from kf_plugin.replies import cdata
 from kf_plugin.security import PushCipher, decode_aes_key, sign
 from kf_plugin.state import MemoryReplayStore

@@ -1,12 +1,16 @@
 """The keyword index: the same answers as asking every handler, found without asking them all."""
+import ast
+import pathlib
 import re
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kf_plugin import Event, Keyword, MessageRouter, MsgType, Regex, Users
-from kf_plugin.matching import KeywordIndex, required_keyword
+from kf_plugin import Event, Filter, Keyword, MessageRouter, MsgType, Regex, Requirements, Users, matching
+from kf_plugin.filters import required_keyword
+from kf_plugin.matching import KeywordIndex
+from kf_plugin.messages import event_key_of, event_of, folded_text_of, msg_type_of, sender_of, text_of
 from kf_plugin.router import INDEX_MIN_ENTRIES
 from kf_plugin.testing import message_xml
 from kf_plugin.webhook import parse_push
@@ -165,3 +169,117 @@ def test_index_counts():
     index = KeywordIndex(handlers)
     assert index.indexed == 2 and index.always == [1, 3, 4]
     assert index.regex_indexed == 2  # "b" and "y" (each with its own flags); the backreference is asked
+
+
+class OrderNumber(Filter):
+    """A filter of a bot's own: a text naming an order ("订单" or "order" and digits), noting each time it is asked."""
+
+    def __init__(self, asked):
+        self.asked = asked
+
+    def check(self, message):
+        self.asked.append(text_of(message))
+        said = folded_text_of(message) or ""
+        return any(word in said for word in ("订单", "order")) and re.search(r"\d", said) is not None
+
+    def requires(self):
+        return Requirements(keywords=["订单", "ORDER"])
+
+    def __repr__(self):
+        return "OrderNumber()"
+
+
+def test_a_filter_of_your_own_that_declares_keywords_joins_the_index():
+    asked = []
+    router = MessageRouter()
+    for i in range(INDEX_MIN_ENTRIES):
+        router.add(Keyword(f"产品{i}"), lambda m, i=i: f"product {i}")
+    router.add(OrderNumber(asked) & Users("oA"), lambda m: "order", name="order")
+    assert KeywordIndex(router._entries).indexed == INDEX_MIN_ENTRIES + 1
+    for said in ["你好", "产品3", "转人工", "Ｏｒｄｅｒ"]:
+        router.dispatch(parse_push(message_xml(text=said, sender="oA")))
+    router.dispatch(parse_push(message_xml(event="CLICK", key="订单1")))
+    assert asked == ["Ｏｒｄｅｒ"]  # only the text holding one of its words reached it
+    assert router.dispatch(parse_push(message_xml(text="我的订单 123", sender="oA"))) == "order"
+    assert router.dispatch(parse_push(message_xml(text="ORDER 9", sender="oB"))) is None
+    assert asked == ["Ｏｒｄｅｒ", "我的订单 123", "ORDER 9"]
+
+
+class Declared(Filter):
+    """A filter of a bot's own that holds by ``holds`` and declares ``requirements``; notes each time it is asked."""
+
+    def __init__(self, name, holds, requirements, asked):
+        self.name, self.holds, self.requirements, self.asked = name, holds, requirements, asked
+
+    def check(self, message):
+        self.asked.append(self.name)
+        return self.holds(message)
+
+    def requires(self):
+        return self.requirements
+
+    def __repr__(self):
+        return self.name
+
+
+def test_a_filter_of_your_own_that_declares_kinds_and_events_is_asked_only_about_those():
+    asked = []
+    router = MessageRouter()
+    for i in range(INDEX_MIN_ENTRIES):
+        router.add(Keyword(f"w{i}"), lambda m: "keyword")
+    router.add(Declared("menu", lambda m: event_key_of(m) == "MENU", Requirements(events=["CLICK"]), asked),
+               lambda m: "menu")
+    router.add(Declared("images", lambda m: msg_type_of(m) == "image", Requirements(kinds=["image"]), asked),
+               lambda m: "image")
+    assert router.dispatch(parse_push(message_xml(event="CLICK", key="MENU"))) == "menu"
+    assert router.dispatch(parse_push(message_xml(event="VIEW", key="MENU"))) is None
+    assert router.dispatch(parse_push(message_xml(msg_type="image"))) == "image"
+    assert asked == ["menu", "images"]  # neither asked about the view; the image filter about no event
+
+
+# Filters of a bot's own whose declarations are true of them: the index must answer as a linear scan with them,
+# and with every way of combining them.
+OWN = [
+    ("own-words", lambda m: "人" in (folded_text_of(m) or "") and len(folded_text_of(m)) > 1,
+     Requirements(keywords=["人"])),
+    ("own-pattern", lambda m: re.search("a+b", text_of(m) or "") is not None, Requirements(patterns=["a+b"])),
+    ("own-click", lambda m: event_of(m) == "click" and event_key_of(m) == "K",
+     Requirements(kinds=["event"], events=["click"])),
+    ("own-image", lambda m: msg_type_of(m) == "image", Requirements(kinds=["image"])),
+    ("own-none", lambda m: sender_of(m) == "oB", None),
+]
+
+
+@st.composite
+def composed(draw):
+    def leaf():
+        if draw(st.booleans()):
+            return draw(filters())
+        name, holds, requirements = draw(st.sampled_from(OWN))
+        return Declared(name, holds, requirements, [])
+    combined = leaf()
+    for _ in range(draw(st.integers(0, 2))):
+        operation = draw(st.sampled_from(["&", "|", "~"]))
+        combined = ~combined if operation == "~" else combined & leaf() if operation == "&" else combined | leaf()
+    return combined
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(st.lists(composed(), min_size=INDEX_MIN_ENTRIES, max_size=30),
+       st.lists(st.one_of(pushes, st.just(message_xml(event="VIEW", key="K")),
+                          st.just(message_xml(msg_type="image", sender="oB"))), min_size=1, max_size=5))
+def test_the_index_answers_as_a_linear_scan_with_filters_of_your_own_combined(rule_filters, xmls):
+    router = MessageRouter()
+    for number, filter_ in enumerate(rule_filters):
+        router.add(filter_, lambda message, n=number: f"rule {n}", name=f"rule {number}")
+    for xml in xmls:
+        message = parse_push(xml)
+        assert [h.name for h in router.candidates(message)] == [h.name for h in router._entries if h.filter(message)]
+
+
+def test_the_index_reads_requirements_only():
+    # No filter classes to test instances against and no private names: what a filter declares is all it sees.
+    tree = ast.parse(pathlib.Path(matching.__file__).read_text(encoding="utf-8"))
+    imported = {(node.module, alias.name) for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                for alias in node.names}
+    assert not [name for module, name in imported if module == "filters" or name.startswith("_")]
