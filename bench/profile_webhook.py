@@ -184,9 +184,14 @@ def instrument(app: Any, steps: Steps) -> Callable[..., Any]:
     steps.wrap(webhook, "push_key", "push_key")
     steps.wrap(webhook, "render_reply", "render_reply")
     steps.wrap(type(state.webhook.dedupe), "run", "Deduplicator.run")
-    steps.wrap(store_type, "claim", "replay store: claim")
-    steps.wrap(store_type, "complete", "replay store: complete")
-    steps.wrap(KfPlugin, "handle", "KfPlugin.handle")
+    steps.wrap(store_type, "acquire", "replay store: acquire (the claim)")
+    steps.wrap(store_type, "complete", "replay store: complete (the reply)")
+    primary = getattr(state.webhook.dedupe.store, "primary", None)  # Redis behind the memory-first failover
+    if primary is not None:
+        steps.wrap(type(primary), "acquire", "Redis: the claim script")
+        steps.wrap(type(primary), "complete", "Redis: the reply's SET")
+    steps.wrap(Webhook, "respond_in_time", "respond_in_time (handlers on the thread pool, with API credentials)")
+    steps.wrap(KfPlugin, "_dispatch", "KfPlugin._dispatch")
     steps.wrap(WindowTracker, "record", "WindowTracker.record (48-hour window)")
     steps.wrap(MessageRouter, "dispatch", "MessageRouter.dispatch (50 rules)")
     steps.wrap(extension, "to_reply", "to_reply")
