@@ -1,9 +1,11 @@
-"""A small, bounded HTTP load generator for bench/throughput.py: loopback only, fixed count, fixed concurrency.
+"""A small, bounded HTTP load generator for the benchmarks: loopback only, a fixed set of requests.
 
 :func:`run_load` forks ``concurrency`` client processes. Each takes the next pre-built request (raw HTTP
 bytes: request line, headers, body) from a shared counter, sends it and reads the whole answer, reusing its
 connection when the server keeps it open and opening a new one when the server closes it (gunicorn's sync
 worker closes after every response), until every request has been sent or the deadline has passed.
+:func:`run_schedule` is the open-loop form: each request leaves at a set time whatever the server does
+(paced load, WeChat's retries, a server stalled by a fault).
 Nothing is signed, encrypted or checked on the timed path: that all happens before and after.
 """
 from __future__ import annotations
@@ -15,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
-__all__ = ["LoadResult", "Outcome", "build_request", "run_load"]
+__all__ = ["LoadResult", "Outcome", "build_request", "run_load", "run_schedule"]
 
 HOST = "127.0.0.1"  # the only address this generator ever connects to
 
@@ -171,3 +173,57 @@ def run_load(requests: Sequence[bytes], port: int, concurrency: int = 2, time_li
     outcomes.sort(key=lambda o: o.index)
     elapsed = (max(o.finished for o in outcomes) - min(o.started for o in outcomes)) if outcomes else 0.0
     return LoadResult(outcomes, elapsed, opened, cpu)
+
+
+# -- open loop: requests sent at set times, whatever the answers ---------------------------------------------
+
+def run_schedule(schedule: Sequence[Tuple[float, bytes]], port: int, timeout: float = 10.0,
+                 on_start=None) -> LoadResult:
+    """Send each ``(offset seconds, request)`` of ``schedule`` at its offset from now, each on a connection of its own.
+
+    Open loop (as WeChat sends): a request leaves at its time even while earlier ones are unanswered, so a
+    stalled server builds a queue instead of slowing the sender down. ``on_start(loop, t0)``: called once
+    the clock starts (e.g. to schedule faults on the same loop; ``t0`` is ``loop.time()`` at offset 0).
+    Outcome indices are positions in ``schedule``. Runs in this process (asyncio); bounded by the schedule
+    and ``timeout`` per request.
+    """
+    import asyncio
+
+    async def exchange(index: int, request: bytes) -> Outcome:
+        started = time.perf_counter()
+        writer = None
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(HOST, port), timeout)
+            writer.write(request)
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+            status = int(head.split(b" ", 2)[1])
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            body = await asyncio.wait_for(reader.readexactly(length), timeout) if length else b""
+            return Outcome(index, status, started, time.perf_counter(), body)
+        except (OSError, ValueError, asyncio.TimeoutError, asyncio.IncompleteReadError) as exc:
+            return Outcome(index, 0, started, time.perf_counter(), b"", f"{type(exc).__name__}: {exc}")
+        finally:
+            if writer is not None:
+                writer.close()
+
+    async def send_all() -> List[Outcome]:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time() + 0.05
+        if on_start is not None:
+            on_start(loop, t0)
+        tasks = []
+        for index, (offset, request) in sorted(enumerate(schedule), key=lambda item: item[1][0]):
+            delay = t0 + offset - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.ensure_future(exchange(index, request)))
+        return list(await asyncio.gather(*tasks))
+
+    cpu = time.process_time()
+    outcomes = sorted(asyncio.run(send_all()), key=lambda o: o.index)
+    elapsed = (max(o.finished for o in outcomes) - min(o.started for o in outcomes)) if outcomes else 0.0
+    return LoadResult(outcomes, elapsed, len(outcomes), time.process_time() - cpu)

@@ -1,6 +1,7 @@
 """Where kf_plugin's webhook spends its time per request, in process (no HTTP server), next to the peers.
 
     python bench/profile_webhook.py [--mode plain|aes|both] [--requests N] [--repeat N] [--redis] [--cprofile]
+                                    [--api]
 
 1. Every system of bench/throughput.py (a, c, d, e, f, and b and g when Redis answers) called as a WSGI app on the same
    signed pushes as in the throughput benchmark: µs per request, best of ``--repeat`` runs, no profiler.
@@ -8,6 +9,9 @@
    ~0.1–0.3 µs each) around the real function: inclusive µs per request, for (a) and, with Redis, (b).
 3. With ``--cprofile``: cProfile's top functions by cumulative time, in µs per request (cProfile's own
    overhead inflates them, call-heavy code most: read them as proportions).
+
+``--api``: (a) and (b) with KF_SECRET and KF_API_BASE_URL at a kf_plugin.sandbox.Sandbox on loopback, as
+bench/throughput.py --api runs them (the token service and the handler thread pool under the reply deadline).
 """
 from __future__ import annotations
 
@@ -35,12 +39,14 @@ MODULES = {"a": "kf_app", "b": "kf_app", "c": "wechatpy_app", "d": "werobot_app"
            "f": "floor_app", "g": "wechatpy_app"}
 
 
-def make_app(system: str, mode: str, rules: Path, redis_url: str) -> Any:
+def make_app(system: str, mode: str, rules: Path, redis_url: str, api_url: str = "") -> Any:
     for name in [n for n in os.environ if n.startswith(("KF_", "BENCH_"))]:
         del os.environ[name]
     os.environ["BENCH_MODE"] = mode
     if system in ("a", "b"):
         os.environ["KF_RULES"] = str(rules)
+        if api_url:
+            os.environ.update(KF_SECRET=T.API_SECRET, KF_API_BASE_URL=api_url)
     if system == "b":
         os.environ["KF_REDIS_URL"] = redis_url
         T.flush_redis(redis_url)
@@ -177,8 +183,13 @@ def instrument(app: Any, steps: Steps) -> Callable[..., Any]:
     steps.wrap(webhook, "push_key", "push_key")
     steps.wrap(webhook, "render_reply", "render_reply")
     steps.wrap(type(state.webhook.dedupe), "run", "Deduplicator.run")
-    steps.wrap(store_type, "claim", "replay store: claim")
-    steps.wrap(store_type, "complete", "replay store: complete")
+    steps.wrap(store_type, "acquire", "replay store: acquire (the claim)")
+    steps.wrap(store_type, "complete", "replay store: complete (the reply)")
+    primary = getattr(state.webhook.dedupe.store, "primary", None)  # Redis behind the memory-first failover
+    if primary is not None:
+        steps.wrap(type(primary), "acquire", "Redis: the claim script")
+        steps.wrap(type(primary), "complete", "Redis: the reply's SET")
+    steps.wrap(Webhook, "respond_in_time", "respond_in_time (bot handlers on the thread pool, with API credentials)")
     steps.wrap(state.webhook, "respond", "KfPlugin._answer_push (the webhook's respond)")
     steps.wrap(WindowTracker, "record", "WindowTracker.record (48-hour window)")
     steps.wrap(MessageRouter, "dispatch", "MessageRouter.dispatch (50 rules)")
@@ -260,7 +271,17 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/8")
     parser.add_argument("--cprofile", action="store_true")
+    parser.add_argument("--api", action="store_true", help="(a) and (b) with API credentials against a sandbox")
     args = parser.parse_args()
+    api = T.Sandbox(appid=T.APPID, secret=T.API_SECRET).serve() if args.api else None
+    try:
+        return profile(args, api.url if api is not None else "")
+    finally:
+        if api is not None:
+            api.stop()
+
+
+def profile(args: argparse.Namespace, api_url: str) -> int:
     redis_down = T.redis_reachable(args.redis_url)
     if redis_down:
         print(f"(b) skipped: Redis is not reachable at {args.redis_url} ({redis_down})")
@@ -271,7 +292,7 @@ def main() -> int:
         for mode in (["plain", "aes"] if args.mode == "both" else [args.mode]):
             signer = PushSigner(T.TOKEN, T.AES_KEY if mode == "aes" else None, T.APPID)
             factory = T.PushFactory(signer)
-            apps = {s: make_app(s, mode, rules, args.redis_url) for s in systems}
+            apps = {s: make_app(s, mode, rules, args.redis_url, api_url) for s in systems}
             for app in apps.values():  # warm up
                 for environ in environs(factory, 300):
                     call(app, environ)

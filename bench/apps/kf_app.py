@@ -1,7 +1,9 @@
 """(a)/(b) kf_plugin's own endpoint (init_app), configured from the KF_* environment variables.
 
-(a): memory state; (b): KF_REDIS_URL set. KF_SECRET is never set here, so no WeChat API calls are made and
-no deadline thread pool exists; duplicate detection (KF_DEDUPE_TTL) and the 48-hour window are always on.
+(a): memory state; (b): KF_REDIS_URL set. Duplicate detection (KF_DEDUPE_TTL) and the 48-hour window are
+always on. Without KF_SECRET no WeChat API calls are made and no deadline thread pool exists; bench/throughput.py
+--api sets KF_SECRET and KF_API_BASE_URL (a sandbox on loopback), so the token service and that pool run as
+in a deployment.
 """
 from __future__ import annotations
 
@@ -18,7 +20,6 @@ def create_app() -> Flask:
     app = Flask(__name__)
     app.config.update({name: value for name, value in os.environ.items() if name.startswith("KF_")})
     app.config.update(KF_TOKEN=TOKEN, KF_APPID=APPID, KF_URL=URL)
-    app.config.pop("KF_SECRET", None)
     if safe_mode():
         app.config["KF_ENCODING_AES_KEY"] = AES_KEY
     if not app.config.get("KF_RULES"):
