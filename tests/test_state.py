@@ -875,6 +875,7 @@ def test_failover_through_a_redis_that_stops_and_comes_back(private_redis, caplo
     clock = FakeClock()
     failover.clock = clock
     failover.retry_after = 5
+    failover.probe = None   # requests alone decide when Redis is tried again here (the probe: its own test)
 
     use_everything(state, "up")
     assert "kf:{wxapp}:push:push-up" in redis_keys(private_redis)
@@ -914,6 +915,7 @@ def test_failover_with_retry_after_zero_tries_redis_on_every_operation(private_r
     caplog.set_level(logging.WARNING, logger=FAILOVER_LOG)
     state = open_state(private_redis.url, APPID)
     state.tokens.failover.retry_after = 0
+    state.tokens.failover.probe = None
     private_redis.stop()
     for round_ in range(5):
         use_everything(state, f"down{round_}")
@@ -1038,3 +1040,30 @@ def test_a_claim_is_renewed_while_held_and_taken_over_once_its_holder_stops_rene
     assert taken.outcome.name == "PENDING"  # now the other's own claim
     assert RedisWindowStore(connection, "kf:{wxapp}:").get("oHeld", now).grants[0].count == 5
     assert len(RedisWindowStore(connection, "kf:{wxapp}:").get("oHeld", now).grants) == 1  # granted once
+
+
+def test_the_probe_notices_redis_is_back_without_any_request_and_writes_back(private_redis, caplog):
+    caplog.set_level(logging.WARNING, logger=FAILOVER_LOG)
+    state = open_state(private_redis.url, APPID)
+    failover = state.replay.failover
+    private_redis.stop()
+    assert state.replay.claim("answered-while-down", 60)
+    state.replay.complete("answered-while-down", "reply", 60)
+    assert failover.degraded and failover.bypassing
+    private_redis.start()
+    # No request comes; within a few probes Redis is used again and learns what was answered meanwhile.
+    assert eventually(lambda: not failover.degraded and state.replay.unsent == 0)
+    assert private_redis.client().get("kf:{wxapp}:push:answered-while-down") == b"Dreply"
+    assert not failover.bypassing
+
+
+def test_a_client_that_would_wait_long_on_a_stalled_redis_is_reported(redis_url, caplog):
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+    caplog.set_level(logging.WARNING, logger="kf_plugin.state.shared")
+    open_state(redis.Redis(host="127.0.0.1", socket_timeout=1, socket_connect_timeout=1,
+                           retry=Retry(NoBackoff(), 0)), APPID)
+    assert caplog.records == []
+    open_state(redis.Redis(host="127.0.0.1", socket_timeout=5, retry=Retry(NoBackoff(), 10)), APPID)
+    assert len(caplog.records) == 1 and "up to 55 s per command" in caplog.records[0].getMessage()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable, Generic, List, Optional, Set, Tuple, Type, TypeVar
@@ -36,15 +37,18 @@ class Failover:
     """Runs an operation on the primary store, or on the fallback while the primary is failing.
 
     ``probe`` (e.g. the Redis client's ``ping``): while the primary is down, a
-    thread tries it every ``retry_after`` seconds, so the return of Redis is
-    noticed even by a worker that gets no requests. Callbacks registered with
+    thread tries it every ``probe_every`` seconds, so the return of Redis is
+    noticed at once, even by a worker that gets no requests (operations
+    themselves try the primary again only every ``retry_after`` seconds, so a
+    request pays a Redis timeout at most that often). Callbacks registered with
     :meth:`on_recovery` then run, in a thread of their own.
     """
 
     def __init__(self, name: str, retry_after: float = 5.0, clock: Callable[[], float] = time.monotonic,
-                 probe: Optional[Callable[[], Any]] = None):
+                 probe: Optional[Callable[[], Any]] = None, probe_every: float = 0.2):
         self.name = name
         self.retry_after = retry_after
+        self.probe_every = probe_every
         self.clock = clock
         self.probe = probe
         self.errors = _redis_errors()
@@ -95,7 +99,8 @@ class Failover:
             self._down_since = self._failed_at
         log.warning("Redis is unreachable for the %s (%s); using in-process state until it is back", self.name, exc)
         if self.probe is not None:
-            threading.Thread(target=self._probe_until_back, name="kf-redis-probe", daemon=True).start()
+            threading.Thread(target=_probe_until_back, args=(weakref.ref(self),), name="kf-redis-probe",
+                             daemon=True).start()
 
     def _recovered(self) -> None:
         with self._lock:
@@ -106,15 +111,24 @@ class Failover:
         for callback in self._recovery:
             threading.Thread(target=_logged(callback), name="kf-redis-recovery", daemon=True).start()
 
-    def _probe_until_back(self) -> None:
-        probe = self.probe
-        while self.degraded and probe is not None:
-            time.sleep(max(self.retry_after, 0.05))
-            if self.degraded and not self.bypassing:
-                try:
-                    self.call(probe)
-                except self.errors:
-                    pass
+def _probe_until_back(ref: "weakref.ReferenceType[Failover]") -> None:
+    """Try the primary every so often until it answers; ``ref``: the failover, held weakly (one nobody uses any
+    more ends its probe)."""
+    while True:
+        failover = ref()
+        if failover is None or not failover.degraded or failover.probe is None:
+            return
+        pause, probe = failover.probe_every, failover.probe
+        del failover
+        time.sleep(pause)
+        failover = ref()
+        if failover is None or not failover.degraded:
+            return
+        try:
+            failover.call(probe)
+        except failover.errors:
+            pass
+        del failover
 
 
 def _logged(callback: Callable[[], None]) -> Callable[[], None]:

@@ -1,6 +1,7 @@
 """The state one official account's workers share: memory for one process, Redis for many."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
@@ -15,6 +16,8 @@ from .failover import (
 from .memory import MemoryReplayStore, MemoryTokenStore, MemoryWindowStore
 
 __all__ = ["SharedState", "open_state"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ def open_state(redis: Union[str, Any, None], appid: str, prefix: str = "kf:", se
         if "{" in value or "}" in value:
             raise ConfigError(f"{name} {value!r} must not hold braces: kf_plugin puts the AppID in braces, "
                               "as a Redis Cluster hash tag, and a brace of the prefix would take its place")
-    connection = _connect(redis) if isinstance(redis, str) else redis
+    connection = _connect(redis) if isinstance(redis, str) else _warn_if_slow_to_fail(redis)
     from .redis import RedisReplayStore, RedisWindowStore, scope_of
     from .redis_tokens import RedisTokenStore
     scope = scope_of(prefix, appid)
@@ -69,3 +72,19 @@ def _connect(url: str) -> Any:
         return redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0, health_check_interval=30)
     except ValueError as exc:
         raise ConfigError(f"KF_REDIS_URL is not a Redis URL ({exc})") from None
+
+
+def _warn_if_slow_to_fail(client: Any) -> Any:
+    """A bot's own client that would wait long on a stalled Redis holds pushes past WeChat's 5 s: say so once."""
+    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", None)
+    if not isinstance(kwargs, dict):
+        return client   # a cluster or another kind of client: its own business
+    timeout = kwargs.get("socket_timeout")
+    retries = getattr(kwargs.get("retry"), "_retries", 0) or 0
+    worst = None if timeout is None else timeout * (1 + retries)
+    if worst is None or worst > 2:
+        log.warning("the Redis client given to kf_plugin waits %s on a stalled Redis before failing over to memory "
+                    "(socket_timeout=%s, %d retries); WeChat gives up on an answer after 5 s: give it "
+                    "socket_timeout=1, socket_connect_timeout=1 and retry=Retry(NoBackoff(), 0)",
+                    "without end" if worst is None else f"up to {worst:g} s per command", timeout, retries)
+    return client
