@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import re
-from typing import Annotated, Any, Dict, List, Literal, Optional, Tuple, Union
+from typing import Annotated, Any, Callable, Dict, FrozenSet, List, Literal, Optional, Tuple, TypeVar, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -34,6 +34,7 @@ KNOWN_EVENTS = frozenset(EVENT_TYPES) | {
 }
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_T = TypeVar("_T")
 
 
 def parse_duration(text: str) -> float:
@@ -54,7 +55,7 @@ def _not_blank(value: str) -> str:
     return value
 
 
-def _known(known: frozenset, what: str) -> Any:
+def _known(known: FrozenSet[str], what: str) -> Callable[[str], str]:
     def check(item: str) -> str:
         if item.lower() not in known:
             close = difflib.get_close_matches(item.lower(), known, n=1)
@@ -69,11 +70,6 @@ def _non_empty(items: List[Any]) -> List[Any]:
     return items
 
 
-def _str_list(check: Any) -> Any:
-    """A string or a non-empty list of strings, each passing ``check`` (errors point at the entry)."""
-    return Annotated[List[Annotated[str, AfterValidator(check)]], BeforeValidator(_listify), AfterValidator(_non_empty)]
-
-
 def _valid_regex(value: str) -> str:
     try:
         re.compile(value)
@@ -82,8 +78,9 @@ def _valid_regex(value: str) -> str:
     return value
 
 
-def _check_with(parse: Any) -> Any:
-    def check(value: Any) -> Any:
+def _check_with(parse: Callable[[_T], object]) -> Callable[[_T], _T]:
+    """A validator that keeps the value as written once ``parse`` accepts it."""
+    def check(value: _T) -> _T:
         parse(value)
         return value
     return check
@@ -92,6 +89,13 @@ def _check_with(parse: Any) -> Any:
 Text = Annotated[str, AfterValidator(_not_blank)]
 Pattern = Annotated[str, AfterValidator(_valid_regex)]
 Duration = Annotated[str, AfterValidator(_check_with(parse_duration))]
+# A string or a non-empty list of strings, each checked on its own (so errors point at the entry).
+_ONE_OR_MORE = BeforeValidator(_listify)
+_AT_LEAST_ONE = AfterValidator(_non_empty)
+MsgTypes = Annotated[List[Annotated[str, AfterValidator(_known(KNOWN_MSG_TYPES, "message type"))]], _ONE_OR_MORE,
+                     _AT_LEAST_ONE]
+Events = Annotated[List[Annotated[str, AfterValidator(_known(KNOWN_EVENTS, "event"))]], _ONE_OR_MORE, _AT_LEAST_ONE]
+Texts = Annotated[List[Text], _ONE_OR_MORE, _AT_LEAST_ONE]
 
 
 class _Model(BaseModel):
@@ -101,14 +105,14 @@ class _Model(BaseModel):
 class RuleModel(_Model):
     name: Text
     enabled: bool = True
-    msg_type: Optional[_str_list(_known(KNOWN_MSG_TYPES, "message type"))] = None
-    keywords: Optional[_str_list(_not_blank)] = None
+    msg_type: Optional[MsgTypes] = None
+    keywords: Optional[Texts] = None
     match: Literal["contains", "exact", "prefix"] = "contains"
     regex: Optional[Pattern] = None
-    event: Optional[_str_list(_known(KNOWN_EVENTS, "event"))] = None
+    event: Optional[Events] = None
     event_key: Optional[Text] = None
     event_key_regex: Optional[Pattern] = None
-    users: Optional[_str_list(_not_blank)] = None
+    users: Optional[Texts] = None
     kf_account: Optional[Text] = None
     reply: Optional[Text] = None
     require_online: bool = False
@@ -117,8 +121,11 @@ class RuleModel(_Model):
     notice: Optional[Text] = None
 
 
-def _count(value: Any) -> Any:
-    if value == "unlimited" or (type(value) is int and value >= 1):
+def _count(value: Any) -> Optional[int]:
+    """``"unlimited"`` → ``None`` (no limit); a whole number of at least 1 as it is."""
+    if value == "unlimited":
+        return None
+    if type(value) is int and value >= 1:
         return value
     raise ValueError(f"must be a whole number of messages (at least 1) or unlimited, not {value!r}")
 
@@ -135,11 +142,11 @@ def _date(value: Any) -> dt.date:
 
 
 class QuotaModel(_Model):
-    count: Annotated[Any, AfterValidator(_count)]
+    count: Annotated[Optional[int], BeforeValidator(_count)]
     within: Duration
 
     def to_quota(self) -> Quota:
-        return Quota(None if self.count == "unlimited" else self.count, parse_duration(self.within))
+        return Quota(self.count, parse_duration(self.within))
 
 
 class QuotasModel(_Model):
