@@ -6,7 +6,7 @@ one place.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Type
 
 
 class KfError(Exception):
@@ -159,12 +159,13 @@ class SessionError(WeChatAPIError):
     """65413, 65414: the customer's session is missing or held by another worker."""
 
 
-_ERROR_CLASSES = {45009: RateLimitedError, 45015: OutsideWindowError, 45047: QuotaExceededError,
+_ERROR_CLASSES: Dict[int, Type[WeChatAPIError]] = {45009: RateLimitedError, 45015: OutsideWindowError, 45047: QuotaExceededError,
                   65415: AgentOfflineError, 65413: SessionError, 65414: SessionError}
 
 
 def api_error(errcode: int, errmsg: str = "", path: str = "", note: str = "") -> WeChatAPIError:
     """The most specific :class:`WeChatAPIError` subclass for ``errcode``."""
+    cls: Type[WeChatAPIError]
     if errcode in TOKEN_ERRCODES:
         cls = InvalidTokenError
     elif 65400 <= errcode <= 65412:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import FrozenSet, Iterable, Optional, Union
+from typing import FrozenSet, Iterable, Optional, Set, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = ["BusinessHours", "parse_weekdays"]
@@ -30,7 +30,7 @@ def parse_weekdays(spec: Union[str, Iterable[str]]) -> FrozenSet[int]:
     :raises ValueError: an unknown day name, or no day at all.
     """
     parts = spec.replace(",", " ").split() if isinstance(spec, str) else [str(p) for p in spec]
-    days = set()
+    days: Set[int] = set()
     for part in parts:
         if "-" in part:
             first, last = (_day(p) for p in part.split("-", 1))

@@ -103,7 +103,7 @@ def _value(element: ET.Element, depth: int) -> Any:
 
 
 def _holds_text(text: Optional[str]) -> bool:
-    return bool(text) and not text.isspace()
+    return bool(text and not text.isspace())
 
 
 def parse_fields(xml: str) -> Any:

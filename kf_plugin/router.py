@@ -92,7 +92,8 @@ class MessageRouter:
 
         ``first=True`` puts it before every handler registered so far.
         """
-        handler = Handler(as_filter(filter), callback, name or getattr(callback, "__name__", repr(callback)))
+        callback_name: str = getattr(callback, "__name__", repr(callback))
+        handler = Handler(as_filter(filter), callback, name or callback_name)
         self._insert(handler, first)
         return handler
 
@@ -202,8 +203,8 @@ class MessageRouter:
         return bool(self._before or self._after) or any(entry is not router for entry in self._entries)
 
     def _route(self, message: Any, skip: Optional[Entry] = None) -> Tuple[Optional[Handler], Any]:
-        for hook in self._before:
-            early = hook(message)
+        for before in self._before:
+            early = before(message)
             if early is not None:
                 return None, early
         answered: Optional[Handler] = None
@@ -218,6 +219,6 @@ class MessageRouter:
             if result is not None:
                 break
             answered = None
-        for hook in self._after:
-            result = hook(message, result, answered)
+        for after in self._after:
+            result = after(message, result, answered)
         return answered, result

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple
 
 from .errors import OutsideWindowError, QuotaExceededError
 from .messages import event_of, msg_type_of, sender_of
@@ -152,9 +152,8 @@ class WindowTracker:
             return WindowStatus(openid, True, False, 0, None, "outside the 48-hour window")
         if not usable:
             return WindowStatus(openid, True, False, 0, until, "send quota used up")
-        unlimited = any(g.count is None for g in usable)
-        remaining = None if unlimited else sum(g.count - g.used for g in usable)
-        return WindowStatus(openid, True, True, remaining, max(g.expires_at for g in usable), "within the window")
+        return WindowStatus(openid, True, True, _sends_left(usable), max(g.expires_at for g in usable),
+                            "within the window")
 
     def check(self, openid: str) -> WindowStatus:
         """The user's status, if a send is possible now.
@@ -178,3 +177,13 @@ class WindowTracker:
         """WeChat refused a send with 45015 or 45047: believe it."""
         if errcode in (45015, 45047):
             self.store.revoke(openid, self.clock(), exhausted=errcode == 45047)
+
+
+def _sends_left(grants: Iterable[Grant]) -> Optional[int]:
+    """How many sends the grants still allow together; ``None`` if any of them has no limit."""
+    total = 0
+    for grant in grants:
+        if grant.count is None:
+            return None
+        total += grant.count - grant.used
+    return total

@@ -1,12 +1,13 @@
 """In-process implementations of the storage interfaces (one worker)."""
 from __future__ import annotations
 
+import enum
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import replace
 from operator import itemgetter
-from typing import Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from .base import (
     MAX_GRANTS_PER_USER,
@@ -21,7 +22,16 @@ from .base import (
     WindowStore,
 )
 
-_PENDING = object()
+
+class _Pending(enum.Enum):
+    """The value of a claimed key whose reply is not written yet (an enum member, so a type checker can narrow)."""
+
+    PENDING = "pending"
+
+
+_PENDING = _Pending.PENDING
+_Value = Union[str, _Pending]
+_Entries = OrderedDict[str, Tuple[_Value, float]]
 
 
 class MemoryReplayStore(ReplayStore):
@@ -40,8 +50,8 @@ class MemoryReplayStore(ReplayStore):
                  window: Optional[WindowStore] = None):
         self._clock = clock
         self._max_entries = max_entries
-        self._entries: "OrderedDict[str, Tuple[object, float]]" = OrderedDict()
-        self._bindings: "OrderedDict[str, Tuple[object, float]]" = OrderedDict()
+        self._entries: _Entries = OrderedDict()
+        self._bindings: _Entries = OrderedDict()
         self._changed = threading.Condition()
         self.window = window
 
@@ -64,7 +74,7 @@ class MemoryReplayStore(ReplayStore):
             if value is _PENDING:
                 return Claim(Outcome.PENDING)
             if value is not None:
-                return Claim(Outcome.DONE, value)  # type: ignore[arg-type]
+                return Claim(Outcome.DONE, value)
             _put(self._entries, push.key, _PENDING, now, push.ttl, self._max_entries)
         if push.grant is not None and self.window is not None:
             openid, grant = push.grant
@@ -88,7 +98,7 @@ class MemoryReplayStore(ReplayStore):
         with self._changed:
             now = self._clock()
             return [(key, value, expires - now) for key, (value, expires) in self._entries.items()
-                    if value is not _PENDING and expires > now]  # type: ignore[misc]
+                    if isinstance(value, str) and expires > now]
 
     def wait(self, key: str, timeout: float) -> Optional[str]:
         deadline = time.monotonic() + timeout
@@ -98,14 +108,14 @@ class MemoryReplayStore(ReplayStore):
                 if value is None:
                     return None
                 if value is not _PENDING:
-                    return value  # type: ignore[return-value]
+                    return value
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
                 self._changed.wait(remaining)
 
 
-def _purge(entries: "OrderedDict[str, Tuple[object, float]]", now: float, limit: int) -> None:
+def _purge(entries: _Entries, now: float, limit: int) -> None:
     # Keys are appended in time order with similar TTLs: expired ones sit at the front.
     while entries:
         key, (_, expires) = next(iter(entries.items()))
@@ -114,7 +124,7 @@ def _purge(entries: "OrderedDict[str, Tuple[object, float]]", now: float, limit:
         del entries[key]
 
 
-def _get(entries: "OrderedDict[str, Tuple[object, float]]", key: str, now: float) -> Optional[object]:
+def _get(entries: _Entries, key: str, now: float) -> Optional[_Value]:
     entry = entries.get(key)
     if entry is None:
         return None
@@ -124,7 +134,7 @@ def _get(entries: "OrderedDict[str, Tuple[object, float]]", key: str, now: float
     return entry[0]
 
 
-def _put(entries: "OrderedDict[str, Tuple[object, float]]", key: str, value: object, now: float, ttl: float,
+def _put(entries: _Entries, key: str, value: _Value, now: float, ttl: float,
          limit: int) -> None:
     entries[key] = (value, now + ttl)
     entries.move_to_end(key)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Union
 
 from .errors import ApiError
 
@@ -48,9 +48,9 @@ class KfAccount:
     online: bool = False
     status: int = 0
 
-    def list_entry(self, now: float) -> dict:
+    def list_entry(self, now: float) -> Dict[str, Union[str, int]]:
         """The account as ``getkflist`` shows it."""
-        entry = {"kf_account": self.kf_account, "kf_nick": self.nickname, "kf_id": str(self.kf_id),
+        entry: Dict[str, Union[str, int]] = {"kf_account": self.kf_account, "kf_nick": self.nickname, "kf_id": str(self.kf_id),
                  "kf_headimgurl": self.headimgurl}
         if self.wx is not None:
             entry["kf_wx"] = self.wx

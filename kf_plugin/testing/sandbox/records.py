@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, List, Mapping
+from typing import Any, List, Mapping, Sequence
 
 from .errors import ApiError
 
@@ -30,8 +30,18 @@ class Record:
         return data
 
 
-def _whole_number(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _whole_numbers(query: Mapping[str, Any], names: Sequence[str]) -> List[int]:
+    """The named fields of ``query`` as integers.
+
+    :raises ApiError: 65416 when one is missing or not an integer (``true`` is not one).
+    """
+    numbers = []
+    for name in names:
+        value = query.get(name)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ApiError(65416)
+        numbers.append(value)
+    return numbers
 
 
 class RecordBook:
@@ -57,10 +67,7 @@ class RecordBook:
         :raises ApiError: 65416 a field missing or not an integer, starttime > endtime,
             number outside 1..10000, msgid < 1; 65417 endtime − starttime > 86400.
         """
-        fields = [query.get(name) for name in ("starttime", "endtime", "msgid", "number")]
-        if not all(_whole_number(value) for value in fields):
-            raise ApiError(65416)
-        start, end, msgid, number = fields
+        start, end, msgid, number = _whole_numbers(query, ("starttime", "endtime", "msgid", "number"))
         if start > end or not 1 <= number <= MAX_PAGE or msgid < 1:
             raise ApiError(65416)
         if end - start > MAX_SPAN:
