@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import yaml
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from .errors import RuleFileError, RuleProblem
 from .rules import Rule, RuleSet
@@ -21,7 +22,6 @@ from .schema import FileModel, RuleModel, fields_at
 __all__ = ["load_rules", "load_rules_text"]
 
 Path_ = Tuple[Union[str, int], ...]
-
 
 
 def _line_map(node: yaml.Node, path: Path_, lines: Dict[Path_, int],
@@ -56,7 +56,7 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
-def _message(error: Dict[str, Any], path: Path_, in_list: bool) -> str:
+def _message(error: ErrorDetails, path: Path_, in_list: bool) -> str:
     """Plain words for a pydantic error; ``in_list``: the value at the error's index is a YAML list entry."""
     loc = error["loc"]
     key = next((str(part) for part in reversed(loc) if isinstance(part, str)), "")
@@ -183,15 +183,16 @@ def _read_yaml(text: str, source: str) -> Tuple[yaml.MappingNode, Dict[str, Any]
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()
-        if root is not None and not isinstance(root, yaml.MappingNode):
-            raise fail(root.start_mark.line + 1, "the top level must be a mapping with 'version' and 'rules'")
-        data = loader.construct_document(root) if root is not None else None
+        if root is None:
+            raise fail(None, "the file is empty; expected a mapping with 'version' and 'rules'")
+        data = loader.construct_document(root) if isinstance(root, yaml.MappingNode) else None
     except yaml.YAMLError as exc:
         raise RuleFileError([_syntax_problem(source, text, exc)]) from None
     finally:
         loader.dispose()
-    if root is None:
-        raise fail(None, "the file is empty; expected a mapping with 'version' and 'rules'")
+    # A tagged mapping (``!!set {a, b}``) is a mapping node that builds no dict.
+    if not isinstance(root, yaml.MappingNode) or not isinstance(data, dict):
+        raise fail(root.start_mark.line + 1, "the top level must be a mapping with 'version' and 'rules'")
     return root, data
 
 
@@ -242,9 +243,9 @@ def _build_rules(data: Dict[str, Any], problems: _Problems) -> List[Rule]:
             first_seen.setdefault(name, line or 0)
         if fields is None:
             continue
-        fields.pop("name")
+        valid_name: str = fields.pop("name")
         try:
-            rules.append(Rule.build(name, origin=f"{source}:{locate.line(('rules', index))}", **fields))
+            rules.append(Rule.build(valid_name, origin=f"{source}:{locate.line(('rules', index))}", **fields))
         except ValueError as exc:
             problems.add(locate.line(("rules", index)), str(exc), (), name)
     return rules

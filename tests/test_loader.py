@@ -416,6 +416,8 @@ INVALID = [
                  id="only-comments"),
     pytest.param("- version: 1\n- rules: []\n",
                  ["rules.yaml:1: the top level must be a mapping with 'version' and 'rules'"], id="top-level-list"),
+    pytest.param("!!set {version, rules}\n",
+                 ["rules.yaml:1: the top level must be a mapping with 'version' and 'rules'"], id="top-level-set"),
     pytest.param("\n\njust text\n",
                  ["rules.yaml:3: the top level must be a mapping with 'version' and 'rules'"], id="top-level-scalar"),
     pytest.param("version: 1\nrules:\n  - name: a\n    keywords: x\n   regex: y\n",
