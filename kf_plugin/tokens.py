@@ -47,7 +47,9 @@ _MIN_LEFT = 60.0  # a token with less left than this is treated as gone
 
 
 def _log_retry(state: RetryCallState) -> None:
-    log.warning("fetching the access token failed (%s); retrying", state.outcome.exception())
+    # tenacity sets the outcome before it sleeps; the check only keeps a logging hook from raising.
+    failure = state.outcome.exception() if state.outcome is not None else "no outcome recorded"
+    log.warning("fetching the access token failed (%s); retrying", failure)
 
 
 @dataclass(frozen=True)
@@ -72,8 +74,8 @@ class TokenService:
     waits for another one's renewal.
     """
 
-    def __init__(self, fetch: Callable[[bool], Tuple[str, int]], store: Optional[TokenStore] = None, *, mode: str = "stable",
-                 margin: float = 600.0, interval: float = 60.0, wait: float = 10.0,
+    def __init__(self, fetch: Callable[[bool], Tuple[str, int]], store: Optional[TokenStore] = None, *,
+                 mode: str = "stable", margin: float = 600.0, interval: float = 60.0, wait: float = 10.0,
                  clock: Callable[[], float] = time.time, attempts: int = 3):
         self.fetch = retry(retry=retry_if_exception(is_transient), stop=stop_after_attempt(attempts),
                            wait=wait_random_exponential(multiplier=0.2, max=2.0), reraise=True,
@@ -93,8 +95,8 @@ class TokenService:
 
         :raises WeChatAPIError, WeChatNetworkError: no token, and none could be fetched.
         """
-        token = self.store.get()
-        if self._good(token, None, _MIN_LEFT):
+        token = self._usable(self.store.get(), None, _MIN_LEFT)
+        if token is not None:
             return token.value
         return self.renew(min_left=_MIN_LEFT).value
 
@@ -114,17 +116,20 @@ class TokenService:
         :raises KfError: another worker's renewal took too long.
         """
         deadline = time.monotonic() + self.wait
-        me = f"{self.owner}:{uuid.uuid4().hex[:8]}"  # one holder per renewal: threads of a process exclude each other too
+        # One holder per renewal: threads of a process exclude each other too.
+        me = f"{self.owner}:{uuid.uuid4().hex[:8]}"
         while True:
             token = self.store.get()
-            if not force and self._good(token, failed, min_left):
-                return token
+            usable = None if force else self._usable(token, failed, min_left)
+            if usable is not None:
+                return usable
             # The lease outlives a fetch with its retries, so nobody else fetches meanwhile.
             if self.store.acquire("renew", me, ttl=max(self.wait, 30.0)):
                 try:
                     token = self.store.get()
-                    if not force and self._good(token, failed, min_left):
-                        return token
+                    usable = None if force else self._usable(token, failed, min_left)
+                    if usable is not None:
+                        return usable
                     value, lifetime = self.fetch(force)
                     fresh = Token(value, self.clock() + lifetime)
                     self.store.put(fresh, self.clock())
@@ -136,8 +141,11 @@ class TokenService:
                 raise KfError(f"gave up waiting {self.wait:.0f} s for another worker to renew the access token")
             time.sleep(0.02)
 
-    def _good(self, token: Optional[Token], failed: Optional[str], min_left: float) -> bool:
-        return token is not None and token.value != failed and token.expires_at - self.clock() > min_left
+    def _usable(self, token: Optional[Token], failed: Optional[str], min_left: float) -> Optional[Token]:
+        """``token``, if there is one, it is not ``failed`` and has more than ``min_left`` seconds left."""
+        if token is not None and token.value != failed and token.expires_at - self.clock() > min_left:
+            return token
+        return None
 
     def recover(self, failed: str) -> str:
         """WeChat refused ``failed``: drop it if it is still stored, and return its successor."""
