@@ -107,7 +107,7 @@ class KfClient(WeChatClient):
         return f"<KfClient {self.appid} → {self.api_base_url}>"
 
     @property
-    def access_token(self) -> str:  # type: ignore[override]
+    def access_token(self) -> str:
         return self.tokens.current()
 
     def resolve(self, url_or_endpoint: str, api_base_url: Optional[str] = None) -> str:

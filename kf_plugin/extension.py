@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 from apscheduler.schedulers.base import BaseScheduler
-from flask import Flask, Response, current_app, has_app_context, request
+from flask import Flask, Request, Response, current_app, has_app_context, request
 from wechatpy.replies import BaseReply
 
 from .admin import KfAdmin
@@ -371,7 +371,9 @@ def _refuse_taken_url(app: Flask, url: str) -> None:
 
 
 def _webhook_view() -> Response:
-    incoming = request._get_current_object()  # once, not through the proxy at every use
+    # Once, not through the proxy at every use. Flask types ``request`` as the Request it stands for, so the
+    # proxy's own method is unknown to a type checker.
+    incoming: Request = request._get_current_object()  # type: ignore[attr-defined]
     if incoming.method == "HEAD":
         # Flask serves HEAD wherever GET is served; a HEAD can neither verify the URL (its answer has no body)
         # nor carry a push, so it is answered as a route without HEAD would be.

@@ -69,21 +69,23 @@ class Handoff:
             if self._open_session(message.source, target):
                 reply = self._text(message, self.rules.handoff_text or DEFAULT_HANDOFF_TEXT)
         if action.notice:
-            self._in_background(self._notify, message.source, action.notice, target)
+            notice, openid = action.notice, message.source
+            self._in_background(lambda admin: _notify(admin, openid, notice, target))
         return reply
 
     @staticmethod
     def _text(message: Any, text: str) -> BaseReply:
         return TextReply(content=text, message=message)
 
-    def _in_background(self, func: Callable[..., Any], *args: Any) -> Optional["concurrent.futures.Future[Any]"]:
+    def _in_background(self, work: Callable[[KfAdmin], object]) -> Optional["concurrent.futures.Future[object]"]:
+        """``work(admin)`` on the executor; ``None`` without an executor or without API credentials."""
         if self.executor is None or self.admin is None:
             return None
-        return self.executor.submit(func, *args)
+        return self.executor.submit(work, self.admin)
 
     def _open_session(self, openid: str, kf_account: str) -> bool:
         """Ask WeChat to open the session, waiting at most the budget; ``False`` only if it refused in time."""
-        future = self._in_background(self.admin.open_session, openid, kf_account)
+        future = self._in_background(lambda admin: admin.open_session(openid, kf_account))
         if future is None:
             return False
         try:
@@ -122,14 +124,16 @@ class Handoff:
         except KfError as exc:
             log.warning("could not deliver a late reply to %s: %s", openid, exc)
 
-    def _notify(self, openid: str, text: str, kf_account: Optional[str]) -> None:
-        try:
-            self.admin.send_text(openid, text, as_account=kf_account)
-        except KfError as exc:
-            log.warning("could not send the hand-off notice to %s: %s", openid, exc)
 
 
-def _log_failure(future: "concurrent.futures.Future[Any]", what: str) -> None:
+def _notify(admin: KfAdmin, openid: str, text: str, kf_account: Optional[str]) -> None:
+    try:
+        admin.send_text(openid, text, as_account=kf_account)
+    except KfError as exc:
+        log.warning("could not send the hand-off notice to %s: %s", openid, exc)
+
+
+def _log_failure(future: "concurrent.futures.Future[object]", what: str) -> None:
     exc = future.exception()
     if exc is not None:
         log.warning("%s failed after the reply was sent: %s", what, exc)

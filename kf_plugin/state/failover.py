@@ -8,6 +8,7 @@ what it answered while Redis was away is written back once Redis returns.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -184,11 +185,11 @@ class FailoverReplayStore(ReplayStore):
         local = self.fallback.acquire(replace(push, grant=None))
         if local.outcome is not Outcome.CLAIMED:
             return local
+        if self.failover.bypassing:
+            return self._claimed_here(push)
         try:
-            if self.failover.bypassing:
-                raise _Bypassed()
             shared = self.failover.call(lambda: self.primary.acquire(push))
-        except (_Bypassed, *self.failover.errors):
+        except self.failover.errors:
             return self._claimed_here(push)
         if shared.outcome is Outcome.CLAIMED:
             with self._lock:
@@ -266,15 +267,11 @@ class FailoverReplayStore(ReplayStore):
                 grant = self._unsent.get(key)
                 if grant is not None and window is not None:
                     openid, rights, granted_at = grant
-                    self.failover.call(lambda: window.add_grant(openid, rights, granted_at))
+                    self.failover.call(functools.partial(window.add_grant, openid, rights, granted_at))
                 with self._lock:
                     self._unsent.pop(key, None)
         except self.failover.errors:
             return
-
-
-class _Bypassed(Exception):
-    pass
 
 
 class FailoverWindowStore(_OnFailover[WindowStore], WindowStore):

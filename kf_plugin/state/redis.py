@@ -231,7 +231,7 @@ class RedisReplayStore(ReplayStore):
         self.redis = redis
         self.prefix = prefix
         self.poll = poll
-        self.window = window
+        self.window: Optional[RedisWindowStore] = window
         self._acquire = redis.register_script(_ACQUIRE)
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)

@@ -42,8 +42,8 @@ def open_state(redis: Union[str, Any, None], appid: str, prefix: str = "kf:", se
     :raises ConfigError: redis-py is missing, the URL is not a Redis URL, or a prefix holds a brace.
     """
     if redis is None or redis == "":
-        window = MemoryWindowStore(max_users=max_users)
-        return SharedState(MemoryReplayStore(max_entries=max_replies, window=window), window, MemoryTokenStore())
+        own = MemoryWindowStore(max_users=max_users)
+        return SharedState(MemoryReplayStore(max_entries=max_replies, window=own), own, MemoryTokenStore())
     for name, value in (("KF_REDIS_PREFIX", prefix), ("KF_TOKEN_SESSION_PREFIX", session_prefix)):
         if "{" in value or "}" in value:
             raise ConfigError(f"{name} {value!r} must not hold braces: kf_plugin puts the AppID in braces, "

@@ -80,10 +80,11 @@ def _read_request() -> Tuple[ApiRequest, Any]:
     query = request.args.to_dict()
     if request.mimetype == "multipart/form-data":
         files = {name: storage.read() for name, storage in request.files.items()}
-        logged: Dict[str, Any] = dict(request.form.items())
-        logged.update({name: len(data) for name, data in files.items()})
-        return ApiRequest(request.method, query, b"", files), logged
+        form: Dict[str, Any] = dict(request.form.items())
+        form.update({name: len(data) for name, data in files.items()})
+        return ApiRequest(request.method, query, b"", files), form
     raw = request.get_data()
+    logged: Any  # the JSON body as sent, whatever its shape
     try:
         logged = json.loads(raw.decode("utf-8")) if raw.strip() else None
     except (UnicodeDecodeError, ValueError):
