@@ -15,11 +15,12 @@ import os
 import unicodedata
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Protocol, Sequence, Set, Tuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 from click.core import ParameterSource
+from flask import Flask
 
 from ..admin import KfAdmin
 from ..client import KfClient
@@ -28,17 +29,30 @@ from ..errors import ConfigError, KfError, OutsideWindowError, QuotaExceededErro
 from ..state.shared import open_state
 from ..window import WindowTracker
 
-__all__ = ["JSON_OPTION", "MEMORY_NOTE", "TZ_OPTION", "calls_api", "fail", "flask_app", "local_time", "plugin_of",
-           "print_json", "print_table", "settings_source"]
+__all__ = ["AppPlugin", "JSON_OPTION", "MEMORY_NOTE", "TZ_OPTION", "calls_api", "fail", "flask_app", "local_time",
+           "plugin_of", "print_json", "print_table", "settings_source"]
 
 # -- the Flask app (as ``flask kf …``) -------------------------------------------------
 
-def flask_app() -> Any:
+class AppPlugin(Protocol):
+    """What the commands use of the ``KfPlugin`` on the app (so the CLI need not import the extension)."""
+
+    @property
+    def admin(self) -> KfAdmin: ...
+
+    @property
+    def window(self) -> WindowTracker: ...
+
+
+def flask_app() -> Optional[Flask]:
     """The Flask app when running as ``flask kf …`` (with or without an app context), else ``None``."""
     from flask import current_app, has_app_context
     from flask.cli import ScriptInfo
     if has_app_context():
-        return current_app._get_current_object()  # type: ignore[attr-defined]
+        # Flask types ``current_app`` as the Flask app it stands for, so the proxy's own method is unknown
+        # to a type checker.
+        app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+        return app
     info = click.get_current_context().find_object(ScriptInfo)
     return info.load_app() if info is not None else None
 
@@ -49,10 +63,13 @@ def settings_source() -> Tuple[Mapping[str, Any], str]:
     return (app.config, "in the app's config") if app is not None else (os.environ, "in the environment")
 
 
-def plugin_of(app: Any) -> Any:
+def plugin_of(app: Optional[Flask]) -> Optional[AppPlugin]:
     """The ``KfPlugin`` that ``init_app`` registered on ``app``, else ``None`` (no app, or no plugin on it)."""
     state = app.extensions.get("kf_plugin") if app is not None else None
-    return state.plugin if state is not None else None
+    if state is None:
+        return None
+    plugin: AppPlugin = state.plugin
+    return plugin
 
 
 # -- options -----------------------------------------------------------------------------
@@ -144,8 +161,7 @@ def _admin(options: Dict[str, Any]) -> KfAdmin:
     plugin = plugin_of(app)
     if plugin is not None and not typed:
         try:
-            admin: KfAdmin = plugin.admin
-            return admin
+            return plugin.admin
         except KfError:
             pass  # the app has no API credentials: the environment may
     values = {key: _app_or_option(app, name, key, typed, options) for name, key in _API_SETTINGS.items()}

@@ -95,12 +95,12 @@ class AccountBook:
         """:raises ApiError: 65404 bad name, 65403 bad nickname, 65406 exists, 65405 100 accounts exist."""
         if not isinstance(kf_account, str) or not _KF_ACCOUNT.fullmatch(kf_account):
             raise ApiError(65404)
-        check_nickname(nickname)
+        valid_nickname = check_nickname(nickname)
         if kf_account in self._accounts:
             raise ApiError(65406)
         if len(self._accounts) >= MAX_ACCOUNTS:
             raise ApiError(65405)
-        account = KfAccount(kf_account, nickname, self._next_kf_id)  # type: ignore[arg-type]
+        account = KfAccount(kf_account, valid_nickname, self._next_kf_id)
         self._next_kf_id += 1
         self._accounts[kf_account] = account
         return account
@@ -138,14 +138,14 @@ class AccountBook:
             65411 another user's invitation is pending, 65410 the user has 5 accounts.
         """
         account = self.get(kf_account)
-        check_wechat_id(wx)
+        wechat_id = check_wechat_id(wx)
         if account.wx is not None:
             raise ApiError(65407 if account.wx == wx else 65412)
         pending = account.invitation if account.invitation and account.invitation.status(now) == "waiting" else None
         if pending is not None:
             raise ApiError(65408 if pending.wx == wx else 65411)
-        self._check_room_for(wx)  # type: ignore[arg-type]
-        account.invitation = Invitation(wx, int(now) + INVITATION_LIFETIME)  # type: ignore[arg-type]
+        self._check_room_for(wechat_id)
+        account.invitation = Invitation(wechat_id, int(now) + INVITATION_LIFETIME)
         return account.invitation
 
     def answer_invitation(self, kf_account: str, accept: bool, now: float) -> None:

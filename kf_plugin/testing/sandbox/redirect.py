@@ -6,7 +6,7 @@ enough; giving the client this session as its ``_http`` catches them all.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Union
 
 import requests
 
@@ -27,7 +27,8 @@ class RedirectingSession(requests.Session):
         self.base_url = base_url.rstrip("/")
         self.trust_env = False
 
-    def request(self, method: str, url: Any, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+    def request(self, method: Union[str, bytes], url: Union[str, bytes], *args: Any,
+                **kwargs: Any) -> requests.Response:
         if isinstance(url, str):
             for origin in WECHAT_API_ORIGINS:
                 if url.startswith(origin + "/"):

@@ -86,9 +86,9 @@ class SandboxState:
 
     def get_session(self, openid: object) -> dict:
         """:raises ApiError: 40003 the user never interacted."""
-        if not self.window.knows(openid):
+        if not isinstance(openid, str) or not self.window.knows(openid):
             raise ApiError(40003)
-        session = self.sessions.serving(openid)  # type: ignore[arg-type]
+        session = self.sessions.serving(openid)
         if session is None:
             return {"createtime": 0, "kf_account": ""}
         return {"createtime": session.createtime, "kf_account": session.kf_account}
