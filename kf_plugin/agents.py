@@ -66,7 +66,8 @@ class AgentDirectory:
         try:
             agents: Optional[List[OnlineAgent]] = self.admin.online_agents()
         except KfError as exc:
-            known = f"keeping the list from {self.clock() - self._fetched_at:.0f} s ago" if self._agents else "none known yet"
+            known = (f"keeping the list from {self.clock() - self._fetched_at:.0f} s ago" if self._agents
+                     else "none known yet")
             log.warning("could not refresh the online agents (%s); %s", exc, known)
             agents = None
         with self._lock:

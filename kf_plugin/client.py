@@ -168,16 +168,16 @@ class KfClient(WeChatClient):
         :raises WeChatAPIError: WeChat refused (40013 AppID, 40125 secret, 40164 IP, 45009 limit, ...).
         :raises WeChatNetworkError: the API could not be reached.
         """
-        if self.token_mode == "stable":
-            path = "/cgi-bin/stable_token"
-            call = dict(method="POST", json={"grant_type": "client_credential", "appid": self.appid,
-                                             "secret": self.secret, "force_refresh": force})
-        else:
-            path = "/cgi-bin/token"
-            call = dict(method="GET", params={"grant_type": "client_credential", "appid": self.appid,
-                                              "secret": self.secret})
+        credentials = {"grant_type": "client_credential", "appid": self.appid, "secret": self.secret}
+        stable = self.token_mode == "stable"
+        path = "/cgi-bin/stable_token" if stable else "/cgi-bin/token"
+        url = self.api_base_url + path
         try:
-            response = self._http.request(url=self.api_base_url + path, timeout=self.timeout, **call)
+            if stable:
+                response = self._http.request("POST", url, json={**credentials, "force_refresh": force},
+                                              timeout=self.timeout)
+            else:
+                response = self._http.request("GET", url, params=credentials, timeout=self.timeout)
             result = response.json()
         except requests.RequestException as exc:
             raise WeChatNetworkError(f"cannot reach the WeChat API on {path}: {redact(str(exc))}") from None

@@ -159,8 +159,10 @@ class SessionError(WeChatAPIError):
     """65413, 65414: the customer's session is missing or held by another worker."""
 
 
-_ERROR_CLASSES: Dict[int, Type[WeChatAPIError]] = {45009: RateLimitedError, 45015: OutsideWindowError, 45047: QuotaExceededError,
-                  65415: AgentOfflineError, 65413: SessionError, 65414: SessionError}
+_ERROR_CLASSES: Dict[int, Type[WeChatAPIError]] = {
+    45009: RateLimitedError, 45015: OutsideWindowError, 45047: QuotaExceededError,
+    65415: AgentOfflineError, 65413: SessionError, 65414: SessionError,
+}
 
 
 def api_error(errcode: int, errmsg: str = "", path: str = "", note: str = "") -> WeChatAPIError:

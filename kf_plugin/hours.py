@@ -34,7 +34,7 @@ def parse_weekdays(spec: Union[str, Iterable[str]]) -> FrozenSet[int]:
     for part in parts:
         if "-" in part:
             first, last = (_day(p) for p in part.split("-", 1))
-            days.update(range(first, last + 1) if first <= last else [*range(first, 7), *range(0, last + 1)])
+            days.update(range(first, last + 1) if first <= last else [*range(first, 7), *range(last + 1)])
         else:
             days.add(_day(part))
     if not days:

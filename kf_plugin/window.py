@@ -144,8 +144,8 @@ class WindowTracker:
         record = self.store.get(openid, now)
         if record is None:
             can = self.unknown_users == "attempt"
-            return WindowStatus(openid, False, can, None, None,
-                                "no interaction seen: " + ("WeChat decides" if can else "refused (unknown_users: refuse)"))
+            decision = "WeChat decides" if can else "refused (unknown_users: refuse)"
+            return WindowStatus(openid, False, can, None, None, "no interaction seen: " + decision)
         usable = [g for g in record.grants if g.usable(now)]
         until = max((g.expires_at for g in record.grants), default=None)
         if not record.grants:

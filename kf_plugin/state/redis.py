@@ -1,4 +1,6 @@
-"""Redis implementations of the push and window stores, shared by every worker and host (the token: :mod:`.redis_tokens`).
+"""Redis implementations of the push and window stores, shared by every worker and host.
+
+The token's store is in :mod:`.redis_tokens`.
 
 Every key starts with ``prefix`` (several accounts can share one Redis) and
 has a time to live. Changes that must not interleave run as Lua scripts.
@@ -13,7 +15,7 @@ import secrets
 import socket
 import threading
 import time
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from .base import (
     DEFAULT_LEASE,

@@ -50,8 +50,8 @@ class KfAccount:
 
     def list_entry(self, now: float) -> Dict[str, Union[str, int]]:
         """The account as ``getkflist`` shows it."""
-        entry: Dict[str, Union[str, int]] = {"kf_account": self.kf_account, "kf_nick": self.nickname, "kf_id": str(self.kf_id),
-                 "kf_headimgurl": self.headimgurl}
+        entry: Dict[str, Union[str, int]] = {"kf_account": self.kf_account, "kf_nick": self.nickname,
+                                             "kf_id": str(self.kf_id), "kf_headimgurl": self.headimgurl}
         if self.wx is not None:
             entry["kf_wx"] = self.wx
         if self.invitation is not None:
