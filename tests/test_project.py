@@ -6,6 +6,8 @@ import configparser
 import fnmatch
 import importlib.util
 import re
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Dict, Iterator, List
@@ -38,6 +40,33 @@ def test_readme_has_exactly_two_setup_commands():
 def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert setup_commands()[1] in ci.splitlines()
+
+
+CHECKS = [".venv/bin/ruff check kf_plugin", ".venv/bin/mypy kf_plugin"]
+
+
+def test_ci_lints_and_type_checks_before_the_tests():
+    lines = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    tests_at = lines.index(setup_commands()[1])
+    for check in CHECKS:
+        assert check in lines[:tests_at], f".ci/run does not run {check!r} before the tests"
+
+
+def test_the_dev_extra_installs_the_checkers():
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg", encoding="utf-8")
+    dev = {re.split(r"[<>=!;\[ ]", line, maxsplit=1)[0] for line in cfg["options.extras_require"]["dev"].split()}
+    assert {"mypy", "ruff", "types-PyYAML", "types-requests"} <= dev
+    assert "types-redis" not in dev, "redis-py ships its own types"
+
+
+@pytest.mark.parametrize("check", CHECKS)
+def test_the_package_passes_the_ci_checks(check: str):
+    tool, *args = check.split()
+    executable = Path(sys.executable).with_name(Path(tool).name)
+    assert executable.exists(), f"{executable.name} is missing: pip install -e '.[dev]'"
+    done = subprocess.run([str(executable), *args], cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, f"{check} failed:\n{done.stdout}{done.stderr}"
 
 
 # -- the configuration page ---------------------------------------------------------------------------------------
