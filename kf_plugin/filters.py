@@ -108,7 +108,10 @@ class _Compound(Filter):
     def __init__(self, *parts: Filter):
         flat: List[Filter] = []
         for part in parts:
-            flat.extend(part.parts if type(part) is type(self) else (part,))
+            if isinstance(part, _Compound) and type(part) is type(self):  # (a & b) & c is a & b & c
+                flat.extend(part.parts)
+            else:
+                flat.append(part)
         self.parts: Tuple[Filter, ...] = tuple(flat)
 
     def __repr__(self) -> str:
