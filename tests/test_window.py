@@ -194,7 +194,10 @@ def test_memory_store_records_cost_the_garbage_collector_nothing():
     store.consume("o1", tracker.clock())
     gc.collect()
     gc.collect()  # a record holding only untracked grants is untracked one collection after them
-    assert len(gc.get_objects()) - before < 100  # tracked objects: not one per user or per grant
+    # Tracked objects: not one per user or per grant (4,000 grants of 2,000 users); other threads of the test
+    # process (earlier tests' background work) may allocate a few meanwhile, so the count has some room.
+    assert len(gc.get_objects()) - before < 500
+    assert not any(gc.is_tracked(rows) for rows in store._records.values())
     assert tracker.status("o1").remaining == 7 and tracker.status("o1999").remaining == 8
 
 

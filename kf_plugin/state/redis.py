@@ -262,7 +262,7 @@ class RedisReplayStore(ReplayStore):
             args=[self.owner, _ms(push.lease), _ms(push.ttl), *grant_args, digest, _ms(push.binding_ttl)])
         state = answer[0]
         if state in (b"N", b"T"):
-            self._leases.hold(push.key, push.lease)
+            self._leases.hold(push.key, push.lease, push.ttl)
             return Claim(Outcome.CLAIMED, granted=state == b"T" or grant_args[0] == "1")
         if state == b"D":
             return Claim(Outcome.DONE, answer[1].decode("utf-8"))
@@ -332,7 +332,7 @@ class _LeaseKeeper:
 
     def __init__(self, store: RedisReplayStore):
         self._store = store
-        self._held: Dict[str, Tuple[float, float]] = {}   # key → (lease, when it was last taken or renewed)
+        self._held: Dict[str, Tuple[float, float, float]] = {}   # key → (lease, last taken or renewed, key's end)
         self._lock = threading.Lock()
         self._pid = 0
         self._running = False
@@ -343,10 +343,11 @@ class _LeaseKeeper:
             self._check_pid()
             return self.owner
 
-    def hold(self, key: str, lease: float) -> None:
+    def hold(self, key: str, lease: float, ttl: float) -> None:
         with self._lock:
             self._check_pid()
-            self._held[key] = (lease, time.monotonic())
+            now = time.monotonic()
+            self._held[key] = (lease, now, now + ttl)
             if not self._running:
                 self._running = True
                 threading.Thread(target=self._run, name="kf-leases", daemon=True).start()
@@ -370,15 +371,17 @@ class _LeaseKeeper:
             if not self._held or self._pid != os.getpid():
                 self._running = False
                 return None
-            for key, (lease, since) in self._held.items():
-                if now - since >= lease / 3:
+            for key, (lease, since, until) in list(self._held.items()):
+                if now >= until:   # the key itself is gone from Redis: a handler that never ended
+                    del self._held[key]
+                elif now - since >= lease / 3:
                     due.setdefault(lease, []).append(key)
-                    self._held[key] = (lease, now)
+                    self._held[key] = (lease, now, until)
         return due
 
     def _tick(self) -> float:
         with self._lock:
-            return min((lease for lease, _ in self._held.values()), default=DEFAULT_LEASE) / 6
+            return min((held[0] for held in self._held.values()), default=DEFAULT_LEASE) / 6
 
     def _run(self) -> None:
         while True:
