@@ -127,17 +127,20 @@ class WindowTracker:
         sender = sender_of(message)
         if action is None or not sender:
             return None
-        quota = self.quotas[action]
-        return sender, Grant(action, quota.count, self.clock() + quota.seconds)
+        grant = self._grant(action, self.clock())
+        return (sender, grant) if grant is not None else None
 
     def record_action(self, openid: str, action: str, at: Optional[float] = None) -> None:
         """Grant the rights of ``action`` (``message``, ``click``, ``follow``, ``scan``, ``payment``), if any."""
-        quota = self.quotas[action]
-        if quota.count == 0:
-            return
         now = self.clock()
-        start = now if at is None else at
-        self.store.add_grant(openid, Grant(action, quota.count, start + quota.seconds), now)
+        grant = self._grant(action, now if at is None else at)
+        if grant is not None:
+            self.store.add_grant(openid, grant, now)
+
+    def _grant(self, action: str, start: float) -> Optional[Grant]:
+        """The rights ``action`` at ``start`` gives by the quota table; ``None`` where its count is 0."""
+        quota = self.quotas[action]
+        return Grant(action, quota.count, start + quota.seconds) if quota.count != 0 else None
 
     def status(self, openid: str) -> WindowStatus:
         now = self.clock()

@@ -236,3 +236,10 @@ def test_a_chatty_user_keeps_a_bounded_record(backend, clock, request):
     assert len(record.grants) == MAX_GRANTS_PER_USER
     assert min(g.expires_at for g in record.grants) == clock() - 1 - (MAX_GRANTS_PER_USER - 1) + 48 * HOUR
     assert tracker.status("oChatty").remaining == 5 * MAX_GRANTS_PER_USER
+
+
+def test_a_pushed_interaction_whose_quota_is_zero_grants_nothing(tracker):
+    tracker.configure({"message": Quota(0, 48 * HOUR)})
+    message = parse_push(message_xml(text="hi", sender="oZero"))
+    assert tracker.grant_for(message) is None   # the webhook records what this gives with the push's claim
+    assert tracker.record(message) is None and tracker.status("oZero").known is False
