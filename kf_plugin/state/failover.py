@@ -206,10 +206,14 @@ class FailoverReplayStore(ReplayStore):
             grant = (*push.grant, push.now)
         with self._lock:
             self._mine.add(push.key)
-            self._unsent[push.key] = grant
-            while len(self._unsent) > self._max_unsent:
-                self._unsent.popitem(last=False)
+            self._note_unsent(push.key, grant)
         return Claim(Outcome.CLAIMED, granted=grant is not None)
+
+    def _note_unsent(self, key: str, grant: Optional[Tuple[str, Grant, float]]) -> None:
+        """Remember a push Redis has yet to learn of (the oldest are forgotten past ``max_unsent``)."""
+        self._unsent[key] = grant
+        while len(self._unsent) > self._max_unsent:
+            self._unsent.popitem(last=False)
 
     def complete(self, key: str, reply: str, ttl: float) -> None:
         self.fallback.complete(key, reply, ttl)
@@ -227,7 +231,7 @@ class FailoverReplayStore(ReplayStore):
             except self.failover.errors:
                 pass
         with self._lock:
-            self._unsent[key] = None
+            self._note_unsent(key, None)
 
     def release(self, key: str) -> None:
         self.fallback.release(key)
