@@ -2,9 +2,10 @@
 
     python bench/redis_client.py [--pushes 20000] [--repeat 5] [--redis-url redis://127.0.0.1:6379/8]
 
-A push of the webhook makes two calls: the claim (one EVALSHA of RedisReplayStore's claim script, which also
-checks the plain push's query binding and records its sender's send rights) and, once the handler returned,
-a SET of the rendered reply. Each is timed alone in a tight loop, then the two together through kf_plugin's
+A push whose reply is known before its claim (a kf rule that opens no session) makes one call: the claim (one
+EVALSHA of RedisReplayStore's claim script, which also checks the plain push's query binding, records its
+sender's send rights and stores the reply). Any other push makes two: the claim, then, once the handler
+returned, a SET of the rendered reply. Each is timed alone in a tight loop, then the two together through kf_plugin's
 own Deduplicator over open_state's stores (the worker's memory is asked first, then Redis), beside one
 ``SET NX PX`` of redis-py for the floor of a round trip. Every push is new (its own key, sender and query).
 
@@ -23,7 +24,7 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import redis
 
-from kf_plugin.dedupe import Deduplicator
+from kf_plugin.dedupe import Deduplicator, Known
 from kf_plugin.state import Grant
 from kf_plugin.state.base import PushClaim
 from kf_plugin.state.shared import open_state
@@ -58,9 +59,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     grant = Grant("message", 5, now + 172800)
     run_id = uuid.uuid4().hex[:12]
 
-    def claim(name: str, i: int) -> PushClaim:
+    def claim(name: str, i: int, answer: Optional[str] = None) -> PushClaim:
         return PushClaim(f"{name}{run_id}{i}", 300, 3.0, (f"o{name}{i:026d}", grant), now,
-                         (f"{i}&{run_id}&{name}", "0123456789abcdef0123456789abcdef"), 600)
+                         (f"{i}&{run_id}&{name}", "0123456789abcdef0123456789abcdef"), 600, answer)
 
     ways: Dict[str, Callable[[int], object]] = {
         "redis-py SET NX PX (one round trip, the floor)":
@@ -68,9 +69,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "claim script (RedisReplayStore.acquire: binding, lease, grant)": lambda i: store.acquire(claim("c", i)),
         # The keys the claim script just took: complete() answers each of them.
         "reply SET (RedisReplayStore.complete)": lambda i: store.complete(f"c{run_id}{i}", REPLY, 300),
+        "claim script storing a known reply (RedisReplayStore.acquire with an answer)":
+            lambda i: store.acquire(claim("k", i, REPLY)),
         "a whole push: Deduplicator.run over open_state (memory, then claim + SET)":
             lambda i: dedupe.run(f"d{run_id}{i}", lambda: REPLY, grant=(f"od{i:026d}", grant),
                                  binding=(f"{i}&{run_id}&d", "0123456789abcdef0123456789abcdef"), now=now),
+        "a whole push, reply known: Deduplicator.run over open_state (memory, then the claim)":
+            lambda i: dedupe.run(f"w{run_id}{i}", lambda: REPLY, grant=(f"ow{i:026d}", grant),
+                                 binding=(f"{i}&{run_id}&w", "0123456789abcdef0123456789abcdef"), now=now,
+                                 known=Known(REPLY)),
     }
     best = {name: (float("inf"), float("inf"), float("inf")) for name in ways}
     try:

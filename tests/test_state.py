@@ -179,6 +179,26 @@ def test_replay_wait_returns_at_once_when_done(backend):
     assert time.monotonic() - started < 5
 
 
+@pytest.mark.parametrize("reply", ["<xml>r</xml>", ""], ids=["reply", "empty-reply"])
+def test_replay_a_claim_given_its_answer_stores_it_as_the_reply(backend, reply):
+    store = backend.replay()
+    claim = store.acquire(PushClaim("k", 60, answer=reply))
+    assert (claim.outcome.name, claim.answered) == ("CLAIMED", True)
+    retry = store.acquire(PushClaim("k", 60, answer="another answer"))
+    assert (retry.outcome.name, retry.reply, retry.answered) == ("DONE", reply, False)
+    store.release("k")                           # nothing pending to release
+    assert store.wait("k", 0.05) == reply
+
+
+def test_replay_a_claim_given_its_answer_leaves_a_pending_claim_alone(backend):
+    store = backend.replay()
+    assert store.claim("k", 60)
+    claim = store.acquire(PushClaim("k", 60, answer="mine"))
+    assert (claim.outcome.name, claim.answered) == ("PENDING", False)
+    store.complete("k", "theirs", 60)
+    assert store.wait("k", 0.05) == "theirs"
+
+
 def test_replay_release_of_a_pending_key_lets_a_new_claim_succeed(backend):
     store = backend.replay()
     assert store.claim("k", 60)
@@ -1002,6 +1022,28 @@ def test_a_push_claimed_while_redis_was_away_is_written_back_when_it_finishes_af
     assert private_redis.client().get("kf:{wxapp}:push:slow-push") == b"Dthe slow reply"
     assert eventually(lambda: private_redis.client().get("kf:{wxapp}:window:oSlow") is not None)
     assert replay.unsent == 0
+
+
+def test_a_claim_right_after_redis_restarted_empty_finds_the_reply_another_worker_writes_back(private_redis):
+    answering, retrying = open_state(private_redis.url, APPID), open_state(private_redis.url, APPID)
+    for worker in (answering, retrying):          # both have used Redis before it goes away
+        assert worker.replay.claim(f"before-{id(worker)}", 60)
+    private_redis.stop()
+    assert answering.replay.claim("retried", 60)  # answered from its own memory while Redis is away
+    answering.replay.complete("retried", "the first reply", 60)
+    private_redis.start()                         # empty: what was answered meanwhile is not there
+    # WeChat's retry reaches the other worker before the answering one has noticed Redis is back.
+    claim = retrying.replay.acquire(PushClaim("retried", 60, answer="a second reply"))
+    assert (claim.outcome.name, claim.reply) == ("DONE", "the first reply")
+    assert answering.replay.unsent == 0
+
+
+def test_a_process_that_never_saw_redis_does_not_wait_on_its_first_claim(connection, monkeypatch):
+    from kf_plugin.state.redis import RedisReplayStore
+    store = RedisReplayStore(connection, "kf:{wxapp}:")
+    monkeypatch.setattr(store, "_settle", lambda *args: pytest.fail("a new deployment's first claim waited"))
+    assert store.acquire(PushClaim("first", 60, answer="reply")).answered
+    assert RedisReplayStore(connection, "kf:{wxapp}:").acquire(PushClaim("second", 60)).outcome.name == "CLAIMED"
 
 
 def test_a_retry_on_the_same_worker_is_answered_from_memory_while_redis_is_down(private_redis):

@@ -44,6 +44,10 @@ class PushClaim:
     ``binding``: ``(query, digest)`` — the signed query a plain push came with
     (its timestamp and nonce) and a digest of its body; the same query with
     another body is a forgery. ``binding_ttl``: how long the binding is kept.
+    ``answer``: the push's reply, when the caller knows it without running
+    anything that must happen once (a kf rule's transfer, a fixed text): the
+    claim then stores it as the push's reply at once, saving the round trip of
+    :meth:`ReplayStore.complete` (see :attr:`Claim.answered`).
     """
 
     key: str
@@ -53,6 +57,7 @@ class PushClaim:
     now: float = 0.0
     binding: Optional[Tuple[str, str]] = None
     binding_ttl: float = 0.0
+    answer: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -61,12 +66,16 @@ class Claim:
 
     ``reply``: the stored reply (``DONE``). ``granted``: the push's send rights
     are recorded (by this claim, or by an earlier claim of the same push); when
-    ``False`` after ``CLAIMED`` the caller records them itself.
+    ``False`` after ``CLAIMED`` the caller records them itself. ``answered``:
+    ``CLAIMED`` with :attr:`PushClaim.answer` stored as the reply (the caller
+    completes nothing); when ``False`` after ``CLAIMED`` the caller produces
+    the reply and completes the claim as usual.
     """
 
     outcome: Outcome
     reply: Optional[str] = None
     granted: bool = False
+    answered: bool = False
 
 
 class ReplayStore(ABC):
@@ -88,7 +97,9 @@ class ReplayStore(ABC):
 
         Atomic with the claim: the binding is checked and stored, and — for the
         first claim of the push only — the grant is recorded (if this store
-        records grants: see :attr:`Claim.granted`).
+        records grants: see :attr:`Claim.granted`). A store may store
+        ``push.answer`` as the reply with the claim (:attr:`Claim.answered`) or
+        leave the claim pending for the caller to complete.
         """
 
     def claim(self, key: str, ttl: float) -> bool:

@@ -182,7 +182,7 @@ class FailoverReplayStore(ReplayStore):
         self._lock = threading.Lock()
 
     def acquire(self, push: PushClaim) -> Claim:
-        local = self.fallback.acquire(replace(push, grant=None))
+        local = self.fallback.acquire(replace(push, grant=None, answer=None))
         if local.outcome is not Outcome.CLAIMED:
             return local
         if self.failover.bypassing:
@@ -191,7 +191,9 @@ class FailoverReplayStore(ReplayStore):
             shared = self.failover.call(lambda: self.primary.acquire(push))
         except self.failover.errors:
             return self._claimed_here(push)
-        if shared.outcome is Outcome.CLAIMED:
+        if shared.answered:
+            self.fallback.complete(push.key, push.answer or "", push.ttl)
+        elif shared.outcome is Outcome.CLAIMED:
             with self._lock:
                 self._mine.add(push.key)
         else:
@@ -199,7 +201,10 @@ class FailoverReplayStore(ReplayStore):
         return shared
 
     def _claimed_here(self, push: PushClaim) -> Claim:
-        """Redis is away: the push is this process's alone; Redis learns of it once it is back."""
+        """Redis is away: the push is this process's alone; Redis learns of it once it is back.
+
+        The claim stays pending (any answer given is not stored): the caller completes it, which notes it
+        for the write-back."""
         grant = None
         if push.grant is not None and self.fallback.window is not None:
             self.fallback.window.add_grant(push.grant[0], push.grant[1], push.now)

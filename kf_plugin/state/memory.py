@@ -75,12 +75,16 @@ class MemoryReplayStore(ReplayStore):
                 return Claim(Outcome.PENDING)
             if value is not None:
                 return Claim(Outcome.DONE, value)
-            _put(self._entries, push.key, _PENDING, now, push.ttl, self._max_entries)
+            answered = push.answer is not None
+            _put(self._entries, push.key, _PENDING if push.answer is None else push.answer, now, push.ttl,
+                 self._max_entries)
+            if answered:
+                self._changed.notify_all()
         if push.grant is not None and self.window is not None:
             openid, grant = push.grant
             self.window.add_grant(openid, grant, push.now)
-            return Claim(Outcome.CLAIMED, granted=True)
-        return Claim(Outcome.CLAIMED)
+            return Claim(Outcome.CLAIMED, granted=True, answered=answered)
+        return Claim(Outcome.CLAIMED, answered=answered)
 
     def complete(self, key: str, reply: str, ttl: float) -> None:
         with self._changed:

@@ -1,6 +1,6 @@
-"""Redis implementations of the push and window stores, shared by every worker and host.
+"""The Redis implementation of the push store, shared by every worker and host.
 
-The token's store is in :mod:`.redis_tokens`.
+The window's store is in :mod:`.redis_window`, the token's in :mod:`.redis_tokens`.
 
 Every key starts with ``prefix`` (several accounts can share one Redis) and
 has a time to live. Changes that must not interleave run as Lua scripts.
@@ -8,7 +8,6 @@ has a time to live. Changes that must not interleave run as Lua scripts.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
 import secrets
@@ -17,23 +16,20 @@ import threading
 import time
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from .base import (
-    DEFAULT_LEASE,
-    MAX_GRANTS_PER_USER,
-    Claim,
-    Grant,
-    Outcome,
-    PushClaim,
-    ReplayStore,
-    WindowRecord,
-    WindowStore,
-)
+from .base import DEFAULT_LEASE, Claim, Outcome, PushClaim, ReplayStore
+from .redis_window import WINDOW_LUA, RedisWindowStore
 
-__all__ = ["RedisReplayStore", "RedisWindowStore", "scope_of"]
+__all__ = ["RedisReplayStore", "RedisWindowStore", "scope_of", "RESTART_SETTLE"]
 
 log = logging.getLogger(__name__)
 
 _DONE = b"D"
+
+#: Seconds a claim waits, right after Redis was found empty (restarted or flushed) while this process was
+#: using it, before its handler runs. Workers that answered pushes from their own memory while Redis was
+#: away write those replies back within that time (they notice Redis within 0.2 s); a retry claimed meanwhile
+#: on another worker then finds its push answered instead of running it again.
+RESTART_SETTLE = 1.0
 
 
 def scope_of(prefix: str, appid: str) -> str:
@@ -42,114 +38,6 @@ def scope_of(prefix: str, appid: str) -> str:
     Every script touches keys of one account only, so they share a Redis Cluster slot.
     """
     return f"{prefix}{{{appid}}}:"
-
-
-# -- the 48-hour window -------------------------------------------------------------------------------------
-
-# A user's grants: a JSON list of [action, count (-1: no limit), "expires_at", used]. The time travels
-# as a string: cjson writes numbers with 14 significant digits, which would round it.
-# Every change drops expired grants, then keeps the key until its last grant ends
-# (or `remember` seconds for a user with none, so a refusal is remembered).
-_WINDOW = """
-local function load_grants(key, now)
-  local grants = {}
-  local raw = redis.call('GET', key)
-  if raw then
-    for _, g in ipairs(cjson.decode(raw)) do
-      if tonumber(g[3]) > now then table.insert(grants, g) end
-    end
-  end
-  return grants
-end
-local function save_grants(key, grants, now, remember)
-  local last = now + remember
-  for _, g in ipairs(grants) do if tonumber(g[3]) > last then last = tonumber(g[3]) end end
-  if #grants == 0 then redis.call('SET', key, '[]')
-  else redis.call('SET', key, cjson.encode(grants)) end
-  redis.call('PEXPIRE', key, math.ceil((last - now) * 1000))
-end
-local function add_grant(key, now, remember, encoded, most)
-  local grants = load_grants(key, now)
-  table.insert(grants, cjson.decode(encoded))
-  while #grants > most do  -- drop the grant that expires first
-    local first = 1
-    for i, g in ipairs(grants) do if tonumber(g[3]) < tonumber(grants[first][3]) then first = i end end
-    table.remove(grants, first)
-  end
-  save_grants(key, grants, now, remember)
-end
-"""
-_ADD = _WINDOW + """
-add_grant(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]))
-"""
-_CONSUME = _WINDOW + """
-local now = tonumber(ARGV[1])
-local grants = load_grants(KEYS[1], now)
-local best = nil
-for i, g in ipairs(grants) do
-  if (g[2] < 0 or g[4] < g[2]) and (best == nil or tonumber(g[3]) < tonumber(grants[best][3])) then best = i end
-end
-if best == nil then return nil end
-grants[best][4] = grants[best][4] + 1
-local used = cjson.encode(grants[best])
-save_grants(KEYS[1], grants, now, tonumber(ARGV[2]))
-return used
-"""
-_REVOKE = _WINDOW + """
-local now = tonumber(ARGV[1])
-local kept = {}
-if ARGV[3] == '1' then
-  for _, g in ipairs(load_grants(KEYS[1], now)) do
-    if g[2] >= 0 then g[4] = g[2]; table.insert(kept, g) end
-  end
-end
-save_grants(KEYS[1], kept, now, tonumber(ARGV[2]))
-"""
-
-
-class RedisWindowStore(WindowStore):
-    """A :class:`WindowStore` on Redis; every change is one Lua script, so concurrent sends never overspend.
-
-    ``prefix``: see :func:`scope_of`. ``remember``: seconds a user whose rights are all gone stays known.
-    """
-
-    def __init__(self, redis: Any, prefix: str = "kf:", remember: float = 48 * 3600.0):
-        self.redis = redis
-        self.prefix = prefix
-        self.remember = remember
-        self._add = redis.register_script(_ADD)
-        self._consume = redis.register_script(_CONSUME)
-        self._revoke = redis.register_script(_REVOKE)
-
-    def key(self, openid: str) -> str:
-        return f"{self.prefix}window:{openid}"
-
-    def get(self, openid: str, now: float) -> Optional[WindowRecord]:
-        raw = self.redis.get(self.key(openid))
-        if raw is None:
-            return None
-        return WindowRecord(tuple(g for g in map(_grant, json.loads(raw)) if g.expires_at > now))
-
-    def add_grant(self, openid: str, grant: Grant, now: float) -> None:
-        self._add(keys=[self.key(openid)], args=self.grant_args(grant, now))
-
-    def grant_args(self, grant: Grant, now: float) -> List[Any]:
-        """The script arguments that add ``grant``: now, remember, the encoded grant, the most grants kept."""
-        encoded = json.dumps([grant.action, -1 if grant.count is None else grant.count, repr(grant.expires_at),
-                              grant.used])
-        return [repr(now), self.remember, encoded, MAX_GRANTS_PER_USER]
-
-    def consume(self, openid: str, now: float) -> Optional[Grant]:
-        used = self._consume(keys=[self.key(openid)], args=[now, self.remember])
-        return _grant(json.loads(used)) if used is not None else None
-
-    def revoke(self, openid: str, now: float, *, exhausted: bool) -> None:
-        self._revoke(keys=[self.key(openid)], args=[now, self.remember, "1" if exhausted else "0"])
-
-
-def _grant(raw: Any) -> Grant:
-    action, count, expires_at, used = raw  # expires_at is a string (see above)
-    return Grant(action, None if count < 0 else int(count), float(expires_at), int(used))
 
 
 # -- replies to WeChat's retries ----------------------------------------------------------------------------
@@ -164,27 +52,45 @@ local function lease_of(ms, owner) return 'P' .. string.format('%.0f', now_ms + 
 local function lease_end(value) return tonumber(string.sub(value, 2, string.find(value, '|', 1, true) - 1)) end
 local function owner_of(value) return string.sub(value, string.find(value, '|', 1, true) + 1) end
 """
-# KEYS: the push, the sender's window, the query binding. ARGV: owner, lease ms, ttl ms, record the grant
-# ("1"/"0"), the grant's four arguments (see RedisWindowStore.grant_args), the body digest ("" = no binding),
-# the binding's ttl ms. Answers {"C"} conflict, {"D", reply}, {"P"} pending, {"T"} taken over, {"N"} new.
-_ACQUIRE = _WINDOW + _NOW_MS + """
-if ARGV[9] ~= '' then
+# KEYS: the push, the sender's window, the query binding, the marker of when Redis was found empty.
+# ARGV: 1 owner, 2 lease ms, 3 ttl ms, 4 the body digest ("" = no binding), 5 the binding's ttl ms, 6 an
+# answer is given ("1"/"0"), 7 the answer, 8 the settle ms (RESTART_SETTLE; 0 from a process that has not
+# seen the marker yet: a new deployment's first claim does not wait), 9 renew the marker ("1"/"0"), 10 record
+# the grant ("1"/"0"), 11-15 the grant's arguments (see RedisWindowStore.grant_args).
+# Answers {"C"} conflict, {"D", reply}, {"P"} pending, or, claimed, {kind, first, settle ms left, granted}:
+# kind "A" answered (the answer stored as the reply) or "N" pending on the caller; first 1 unless a lapsed
+# lease was taken over. Right after Redis was found empty no answer is stored and no grant recorded: the
+# caller waits the settle time, then looks again (a reply may have been written back meanwhile).
+_ACQUIRE = WINDOW_LUA + _NOW_MS + """
+if ARGV[4] ~= '' then
   local bound = redis.call('GET', KEYS[3])
-  if not bound then redis.call('SET', KEYS[3], ARGV[9], 'PX', ARGV[10])
-  elseif bound ~= ARGV[9] then return {'C'} end
+  if not bound then redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[5])
+  elseif bound ~= ARGV[4] then return {'C'} end
 end
-local value = redis.call('GET', KEYS[1])
-if value then
+local born = tonumber(redis.call('GET', KEYS[4]))
+if not born then
+  born = now_ms
+  redis.call('SET', KEYS[4], string.format('%.0f', born), 'PX', 604800000)  -- a week, renewed hourly
+elseif ARGV[9] == '1' then
+  redis.call('PEXPIRE', KEYS[4], 604800000)
+end
+local settle = math.max(0, born + tonumber(ARGV[8]) - now_ms)
+local kind, stored = 'N', lease_of(tonumber(ARGV[2]), ARGV[1])
+if ARGV[6] == '1' and settle == 0 then kind, stored = 'A', 'D' .. ARGV[7] end
+local first = 1
+if not redis.call('SET', KEYS[1], stored, 'NX', 'PX', ARGV[3]) then
+  local value = redis.call('GET', KEYS[1])
   if string.sub(value, 1, 1) == 'D' then return {'D', string.sub(value, 2)} end
   if lease_end(value) > now_ms then return {'P'} end
-  redis.call('SET', KEYS[1], lease_of(tonumber(ARGV[2]), ARGV[1]), 'KEEPTTL')
-  return {'T'}
+  redis.call('SET', KEYS[1], stored, 'KEEPTTL')
+  first = 0
 end
-redis.call('SET', KEYS[1], lease_of(tonumber(ARGV[2]), ARGV[1]), 'PX', ARGV[3])
-if ARGV[4] == '1' then
-  add_grant(KEYS[2], tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8]))
+local granted = 0
+if first == 1 and ARGV[10] == '1' and settle == 0 then
+  add_grant(KEYS[2], tonumber(ARGV[11]), tonumber(ARGV[12]), ARGV[13], tonumber(ARGV[14]), tonumber(ARGV[15]))
+  granted = 1
 end
-return {'N'}
+return {kind, first, settle, granted}
 """
 _RENEW = _NOW_MS + """
 local value = redis.call('GET', KEYS[1])
@@ -240,6 +146,8 @@ class RedisReplayStore(ReplayStore):
         self._peek = redis.register_script(_PEEK)
         self._write_back = redis.register_script(_WRITE_BACK)
         self._leases = _LeaseKeeper(self)
+        self._marked = False   # whether this process has seen the found-empty marker (see _ACQUIRE)
+        self._marker_renewed = 0.0
 
     def key(self, key: str) -> str:
         return f"{self.prefix}push:{key}"
@@ -250,23 +158,50 @@ class RedisReplayStore(ReplayStore):
         return self._leases.current_owner()
 
     def acquire(self, push: PushClaim) -> Claim:
-        grant_args: List[Any] = ["0", "", "", "", ""]
+        grant_args: List[Any] = ["0"]
         window_key = self.key(push.key)
         if push.grant is not None and self.window is not None:
             openid, grant = push.grant
             window_key = self.window.key(openid)
             grant_args = ["1", *self.window.grant_args(grant, push.now)]
         query, digest = push.binding if push.binding is not None else ("", "")
-        answer = self._acquire(
-            keys=[self.key(push.key), window_key, f"{self.prefix}query:{query}"],
-            args=[self.owner, _ms(push.lease), _ms(push.ttl), *grant_args, digest, _ms(push.binding_ttl)])
-        state = answer[0]
-        if state in (b"N", b"T"):
-            self._leases.hold(push.key, push.lease, push.ttl)
-            return Claim(Outcome.CLAIMED, granted=state == b"T" or grant_args[0] == "1")
-        if state == b"D":
-            return Claim(Outcome.DONE, answer[1].decode("utf-8"))
-        return Claim(Outcome.CONFLICT if state == b"C" else Outcome.PENDING)
+        found = self._acquire(
+            keys=[self.key(push.key), window_key, f"{self.prefix}query:{query}", f"{self.prefix}found-empty"],
+            args=[self.owner, _ms(push.lease), _ms(push.ttl), digest, _ms(push.binding_ttl),
+                  "0" if push.answer is None else "1", push.answer or "",
+                  _ms(RESTART_SETTLE) if self._marked else 0, self._renew_marker(), *grant_args])
+        self._marked = True
+        kind = found[0]
+        if kind == b"D":
+            return Claim(Outcome.DONE, found[1].decode("utf-8"))
+        if kind in (b"C", b"P"):
+            return Claim(Outcome.CONFLICT if kind == b"C" else Outcome.PENDING)
+        granted = found[1] == 0 or found[3] == 1   # a takeover's push had its grant recorded by its first claim
+        if kind == b"A":
+            return Claim(Outcome.CLAIMED, granted=granted, answered=True)
+        self._leases.hold(push.key, push.lease, push.ttl)
+        if found[2] > 0:
+            written_back = self._settle(push.key, found[2] / 1000)
+            if written_back is not None:
+                return Claim(Outcome.DONE, written_back)
+        return Claim(Outcome.CLAIMED, granted=granted)
+
+    def _renew_marker(self) -> str:
+        """"1" once an hour: the claim then renews the found-empty marker's week-long TTL."""
+        now = time.monotonic()
+        if now - self._marker_renewed < 3600:
+            return "0"
+        self._marker_renewed = now
+        return "1"
+
+    def _settle(self, key: str, seconds: float) -> Optional[str]:
+        """Redis was found empty a moment ago: wait for other workers' write-back, then look again. The reply
+        written back over this claim meanwhile, or ``None`` (the push is still this process's to handle)."""
+        time.sleep(seconds)
+        reply = self.wait(key, 0)
+        if reply is not None:
+            self._leases.drop(key)
+        return reply
 
     def complete(self, key: str, reply: str, ttl: float) -> None:
         self._leases.drop(key)
