@@ -12,12 +12,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Optional, Tuple
 
 from .errors import BadPush
 from .state.base import DEFAULT_LEASE, Grant, Outcome, PushClaim, ReplayStore, WindowStore
 
-__all__ = ["push_key", "body_digest", "Deduplicator"]
+__all__ = ["push_key", "body_digest", "Deduplicator", "Known"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,29 @@ def body_digest(body: bytes) -> str:
     return hashlib.blake2b(body, digest_size=16).hexdigest()
 
 
+@dataclass(frozen=True)
+class Known:
+    """A push's rendered reply, known before its claim because producing it changes nothing.
+
+    The claim stores it as the reply at once (one round trip fewer). ``then``
+    (e.g. sending a notice in the background) runs once per push, for the
+    delivery whose claim stored it; its exception is logged, never raised.
+    When the store leaves the claim pending instead, ``produce`` runs as for
+    any push and must do that work itself.
+    """
+
+    reply: str
+    then: Optional[Callable[[], object]] = None
+
+    def follow_up(self) -> None:
+        if self.then is None:
+            return
+        try:
+            self.then()
+        except Exception:  # the reply is stored and goes out; what follows it must not fail the push
+            log.exception("the work that follows a push's reply failed")
+
+
 class Deduplicator:
     """Runs a push's handler once and replays its reply to retries.
 
@@ -76,26 +100,30 @@ class Deduplicator:
         return max(self.ttl, self.keep_for)
 
     def run(self, key: str, produce: Callable[[], str], *, grant: Optional[Tuple[str, Grant]] = None,
-            binding: Optional[Tuple[str, str]] = None, now: float = 0.0) -> str:
+            binding: Optional[Tuple[str, str]] = None, now: float = 0.0, known: Optional[Known] = None) -> str:
         """The reply for ``key``: ``produce()``'s for the first delivery, the stored one for retries.
 
         ``grant``: the send rights the push gives (``(openid, Grant)``), recorded
         once per push, with its first claim. ``binding``: ``(query, body digest)``
-        of a plain push. If ``produce`` raises, the claim is released (a later
-        retry runs it again) and the exception propagates.
+        of a plain push. ``known``: the reply, when it is known before the claim
+        (see :class:`Known`). If ``produce`` raises, the claim is released (a
+        later retry runs it again) and the exception propagates.
 
         :raises BadPush: (403) the push's signed query was already used with another body.
         """
         # A store records the grant with the claim (one round trip) when its grants land in our window.
         grant_with_claim = grant if self.window is None or self.store.window is self.window else None
         push = PushClaim(key, self.kept_for, min(self.lease, self.kept_for), grant_with_claim, now, binding,
-                         2 * self.keep_for)
+                         2 * self.keep_for, None if known is None else known.reply)
         deadline = time.monotonic() + self.wait
         while True:
             claim = self.store.acquire(push)
             if claim.outcome is Outcome.CLAIMED:
                 if grant is not None and not (grant_with_claim and claim.granted) and self.window is not None:
                     self.window.add_grant(grant[0], grant[1], now)
+                if claim.answered and known is not None:
+                    known.follow_up()
+                    return known.reply
                 return self._produce(key, produce)
             if claim.outcome is Outcome.DONE:
                 return claim.reply or ""

@@ -26,11 +26,11 @@ from .hooks import SESSION_EVENTS, SessionHook, SessionHooks
 from .loader import load_rules
 from .replies import to_reply
 from .router import Handler, MessageRouter
-from .rules import Rule, RuleSet
+from .rules import Rule, RuleSet, rule_of
 from .scheduling import Jobs
 from .services import Services, check_api_rules
 from .state import ReplayStore, WindowStore
-from .webhook import Slow, Webhook
+from .webhook import Planned, Slow, Webhook
 from .window import WindowTracker
 
 __all__ = ["KfPlugin"]
@@ -301,6 +301,16 @@ class KfPlugin:
         return Slow(functools.partial(contextvars.copy_context().run, self._route, services, self.router,
                                       message, skip))
 
+    def _plan_push(self, services: Services, message: Any) -> Optional[Planned]:
+        """The webhook's answer when it is known before the push's claim: a kf rule matched that opens no
+        session (its reply is then stored with the claim, its notice sent once)."""
+        if not self.router.asks_first(self.rules_router) or self.rules_router.has_middleware:
+            return None
+        rule = rule_of(next(self.rules_router.candidates(message), None))
+        if rule is None or not services.handoff.answers_at_once(rule):
+            return None
+        return Planned(*services.handoff.answer(rule, message))
+
     def init_app(self, app: Flask) -> None:
         """Register the webhook on ``app`` and the ``flask kf`` commands.
 
@@ -337,7 +347,8 @@ class KfPlugin:
         for checked, where in [(settings, IN_APP_CONFIG)] + [(s.settings, w) for s, w in self._all_services()]:
             check_api_rules(ruleset, checked, where)   # the other apps matter when the file's rules are new
         services = Services(settings, window_store=self._window_store, redis=self._redis, clock=self._clock)
-        webhook = services.webhook(functools.partial(self._answer_push, services), self._replay_store)
+        webhook = services.webhook(functools.partial(self._answer_push, services), self._replay_store,
+                                   plan=functools.partial(self._plan_push, services))
         self._apps.append(services)
         if path:
             self._put_in_force(ruleset, path)

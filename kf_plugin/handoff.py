@@ -10,7 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Tuple
 
 from wechatpy.replies import BaseReply, TextReply
 
@@ -43,14 +43,28 @@ class Handoff:
         self.clock = clock
 
     def respond(self, rule: Rule, message: Any) -> BaseReply:
-        """The reply to ``message``, which ``rule`` matched."""
+        """The reply to ``message``, which ``rule`` matched; its notice (if any) is on its way."""
+        reply, then = self.answer(rule, message)
+        if then is not None:
+            then()
+        return reply
+
+    @staticmethod
+    def answers_at_once(rule: Rule) -> bool:
+        """Whether :meth:`answer` changes nothing for ``rule`` (it opens no session): its reply may then be
+        worked out for every delivery of a push and stored with the push's claim."""
+        return not (isinstance(rule.action, Transfer) and rule.action.session)
+
+    def answer(self, rule: Rule, message: Any) -> Tuple[BaseReply, Optional[Callable[[], object]]]:
+        """The reply to ``message``, which ``rule`` matched, and what to do once it is sent (send the
+        rule's notice in the background), or ``None``. A session rule opens its session here."""
         action = rule.action
         if not isinstance(action, Transfer):
-            return action.respond(message)
+            return action.respond(message), None
         hours = self.rules.business_hours
         if hours is not None and not hours.is_open(self.clock()):
             log.debug("rule %r: outside business hours", rule.name)
-            return self._text(message, hours.closed_text or self.rules.fallback_text or DEFAULT_FALLBACK_TEXT)
+            return self._text(message, hours.closed_text or self.rules.fallback_text or DEFAULT_FALLBACK_TEXT), None
         target = action.kf_account
         if action.needs_agents:
             online = self.agents.online(self.budget) if self.agents is not None else None
@@ -58,7 +72,7 @@ class Handoff:
                 chosen = pick_agent(online, action.kf_account, pool=action.fallback_to_pool or not action.kf_account)
                 if chosen is None and (action.require_online or action.session):
                     log.debug("rule %r: no suitable agent online", rule.name)
-                    return self._text(message, self.rules.fallback_text or DEFAULT_FALLBACK_TEXT)
+                    return self._text(message, self.rules.fallback_text or DEFAULT_FALLBACK_TEXT), None
                 if action.session:
                     target = chosen
                 elif chosen is not None:
@@ -68,10 +82,10 @@ class Handoff:
         if action.session and self.admin is not None and target is not None:
             if self._open_session(message.source, target):
                 reply = self._text(message, self.rules.handoff_text or DEFAULT_HANDOFF_TEXT)
-        if action.notice:
-            notice, openid = action.notice, message.source
-            self._in_background(lambda admin: _notify(admin, openid, notice, target))
-        return reply
+        if not action.notice:
+            return reply, None
+        notice, openid = action.notice, message.source
+        return reply, lambda: self._in_background(lambda admin: _notify(admin, openid, notice, target))
 
     @staticmethod
     def _text(message: Any, text: str) -> BaseReply:

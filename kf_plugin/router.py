@@ -196,11 +196,16 @@ class MessageRouter:
         Then asking ``router`` on its own, and only if it answers nothing ``dispatch(message, skip=router)``,
         routes exactly as :meth:`dispatch` does.
         """
-        return not (self._before or self._after) and self._entries[:1] == (router,)
+        return not self.has_middleware and self._entries[:1] == (router,)
+
+    @property
+    def has_middleware(self) -> bool:
+        """Whether before or after hooks are registered here."""
+        return bool(self._before or self._after)
 
     def has_more_than(self, router: "MessageRouter") -> bool:
         """Whether anything besides ``router`` could answer here (another entry, or middleware)."""
-        return bool(self._before or self._after) or any(entry is not router for entry in self._entries)
+        return self.has_middleware or any(entry is not router for entry in self._entries)
 
     def _route(self, message: Any, skip: Optional[Entry] = None) -> Tuple[Optional[Handler], Any]:
         for before in self._before:

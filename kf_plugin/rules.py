@@ -38,7 +38,7 @@ from .replies import TransferReply
 from .router import Handler, MessageRouter
 from .window import Quota
 
-__all__ = ["Transfer", "Reply", "Rule", "RuleSet", "build_filter"]
+__all__ = ["Transfer", "Reply", "Rule", "RuleSet", "build_filter", "rule_of"]
 
 Names = Union[str, Sequence[str]]
 HANDOFF_MODES = ("transfer", "session")
@@ -213,6 +213,14 @@ class _Bound:
 
     def __call__(self, message: Any) -> Any:
         return self.respond(self.rule, message)
+
+
+def rule_of(handler: Optional[Handler]) -> Optional[Rule]:
+    """The rule ``handler`` answers for (made by :meth:`Rule.as_handler`), or ``None``."""
+    callback = handler.callback if handler is not None else None
+    if isinstance(callback, _Bound):
+        return callback.rule
+    return callback if isinstance(callback, Rule) else None
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from .rules import RuleSet
 from .security import PushCipher
 from .state import ReplayStore, WindowStore
 from .state.shared import SharedState, open_state
-from .webhook import LateReplies, Slow, Webhook
+from .webhook import LateReplies, Planned, Slow, Webhook
 from .window import WindowTracker
 
 __all__ = ["Services", "open_shared", "check_api_rules"]
@@ -98,8 +98,10 @@ class Services:
         self.handler_pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads,
                                                                   thread_name_prefix="kf-handlers")
 
-    def webhook(self, respond: Respond, replay_store: Optional[ReplayStore] = None) -> Webhook:
-        """The webhook of this account: ``respond(message)`` answers a push (see :class:`Webhook`).
+    def webhook(self, respond: Respond, replay_store: Optional[ReplayStore] = None, *,
+                plan: Optional[Callable[[Any], Optional[Planned]]] = None) -> Webhook:
+        """The webhook of this account: ``respond(message)`` answers a push, ``plan(message)`` may answer it
+        before its claim (see :class:`Webhook`).
 
         :raises ConfigError: ``KF_TOKEN`` is missing, or a safe-mode setting is wrong.
         """
@@ -119,7 +121,7 @@ class Services:
             late = LateReplies(self.handler_pool, settings.reply_budget, self.deliver_late)
         return Webhook(settings.token, respond, dedupe, cipher=cipher, max_clock_skew=settings.max_clock_skew,
                        max_body=settings.max_body, late=late, clock=self.clock, grant_for=self.window.grant_for,
-                       account_id=settings.account_id)
+                       account_id=settings.account_id, plan=plan)
 
     def use_rules(self, rules: RuleSet) -> None:
         """Put ``rules``' window settings and hand-off in force here."""

@@ -22,14 +22,14 @@ from xml.parsers.expat import ErrorString, ExpatError
 
 from wechatpy.replies import BaseReply
 
-from .dedupe import Deduplicator, body_digest, push_key
+from .dedupe import Deduplicator, Known, body_digest, push_key
 from .errors import BadPush
 from .pushxml import message_from_fields, parse_fields
 from .replies import render_reply
 from .security import PushCipher, sign, signature_matches
 from .state.base import Grant
 
-__all__ = ["Webhook", "WebhookResponse", "LateReplies", "Slow", "parse_push"]
+__all__ = ["Webhook", "WebhookResponse", "LateReplies", "Slow", "Planned", "parse_push"]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,17 @@ class Slow:
     """
 
     run: Callable[[], Optional[BaseReply]]
+
+
+@dataclass(frozen=True)
+class Planned:
+    """What ``plan(message)`` returns when a push's answer is known without doing anything that must happen
+    once (a kf rule's transfer or text): ``reply`` (``None``: ``success``) is stored with the push's claim in
+    one step, and ``then`` (e.g. a notice sent in the background) runs once, for the delivery that stored it.
+    """
+
+    reply: Optional[BaseReply]
+    then: Optional[Callable[[], object]] = None
 
 
 def parse_push(xml: str, account_id: Optional[str] = None) -> Any:
@@ -144,7 +155,10 @@ class Webhook:
     """Answers WeChat's GET (URL verification) and POST (push) requests.
 
     ``respond(message)`` returns the reply to send, ``None`` ("success"), or
-    :class:`Slow` work to finish. ``grant_for(message)``: the send rights a
+    :class:`Slow` work to finish; it runs once per push, under the push's
+    claim. ``plan(message)``, asked first for every delivery, may instead
+    answer with a :class:`Planned` reply, stored with the claim (no
+    ``respond``). ``grant_for(message)``: the send rights a
     push gives its sender (``(openid, Grant)`` or ``None``), recorded once per
     push with its claim. ``max_clock_skew`` (seconds, 0 = off) bounds how far a
     push's timestamp may be from ``clock()``; ``max_body`` bounds the body in
@@ -157,9 +171,10 @@ class Webhook:
                  cipher: Optional[PushCipher] = None, max_clock_skew: int = 300, max_body: int = 64 * 1024,
                  late: Optional[LateReplies] = None, clock: Callable[[], float] = time.time,
                  grant_for: Optional[Callable[[Any], Optional[Tuple[str, Grant]]]] = None,
-                 account_id: Optional[str] = None):
+                 account_id: Optional[str] = None, plan: Optional[Callable[[Any], Optional[Planned]]] = None):
         self.token = token
         self.respond = respond
+        self.plan = plan
         self.grant_for = grant_for
         self.dedupe = dedupe
         self.cipher = cipher
@@ -184,7 +199,8 @@ class Webhook:
             message = parse_push(xml, self.account_id)
             reply = self.dedupe.run(push_key(message), lambda: self.route_and_render(message),
                                     grant=self.grant_for(message) if self.grant_for is not None else None,
-                                    binding=self.binding_of(args, body), now=self.clock())
+                                    binding=self.binding_of(args, body), now=self.clock(),
+                                    known=self.known_answer(message))
             return self.seal(reply, args, key_index)
         except BadPush as exc:
             log.warning("refused a %s request: %s", method, exc)
@@ -276,11 +292,21 @@ class Webhook:
             return None
         return f"{args.get('timestamp', '')}:{args.get('nonce', '')}", body_digest(body)
 
+    def known_answer(self, message: Any) -> Optional[Known]:
+        """The push's answer when ``plan`` knows it before the claim, rendered."""
+        planned = self.plan(message) if self.plan is not None else None
+        if planned is None:
+            return None
+        return Known(self.render(planned.reply), planned.then)
+
+    def render(self, reply: Optional[BaseReply]) -> str:
+        return render_reply(reply, now=self.clock()) if reply is not None else ""
+
     def route_and_render(self, message: Any) -> str:
         reply = self.respond(message)
         if isinstance(reply, Slow):
             reply = reply.run() if self.late is None else self.respond_in_time(message, reply, self.late)
-        return render_reply(reply, now=self.clock()) if reply is not None else ""
+        return self.render(reply)
 
     def respond_in_time(self, message: Any, work: Slow, late: LateReplies) -> Optional[BaseReply]:
         """The handlers' reply if it comes within the budget; otherwise ``None`` now and delivery later."""
