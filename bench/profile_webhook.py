@@ -292,6 +292,8 @@ def profile(args: argparse.Namespace, api_url: str) -> int:
         for mode in (["plain", "aes"] if args.mode == "both" else [args.mode]):
             signer = PushSigner(T.TOKEN, T.AES_KEY if mode == "aes" else None, T.APPID)
             factory = T.PushFactory(signer)
+            if any(s in T.REDIS_SYSTEMS for s in systems):
+                T.flush_redis(args.redis_url)   # before the apps start: a flush under them would be a restart
             apps = {s: make_app(s, mode, rules, args.redis_url, api_url) for s in systems}
             for app in apps.values():  # warm up
                 for environ in environs(factory, 300):
@@ -300,13 +302,9 @@ def profile(args: argparse.Namespace, api_url: str) -> int:
                   f"× {args.requests}\n")
             print("| system | µs/request |\n|---|---:|")
             for system, app in apps.items():
-                if system in T.REDIS_SYSTEMS:
-                    T.flush_redis(args.redis_url)
                 cost = per_request(app, factory, args.requests, args.repeat)
                 print(f"| ({system}) {T.SYSTEMS[system][0]} | {cost:.0f} |")
             for system in [s for s in ("a", "b") if s in apps]:
-                if system == "b":
-                    T.flush_redis(args.redis_url)
                 print(f"\n#### ({system}) {T.SYSTEMS[system][0]}, {mode}: the request path step by step\n")
                 print("\n".join(step_table(apps[system], factory, args.requests, args.repeat)))
                 if args.cprofile:

@@ -1,6 +1,7 @@
 """WeChat's retries: push keys, the replay store, the deduplicator, and all of it through the Flask app."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -10,7 +11,7 @@ import pytest
 from wechatpy import parse_message
 
 from kf_plugin import Keyword, MessageRouter
-from kf_plugin.dedupe import Deduplicator, push_key
+from kf_plugin.dedupe import Deduplicator, Known, push_key
 from kf_plugin.state import MemoryReplayStore
 from kf_plugin.testing import PushSigner, WeChatTestClient, message_xml
 
@@ -332,6 +333,33 @@ def test_concurrent_deliveries_produce_exactly_once(clock):
     assert results == ["<xml>only once</xml>"] * threads_count
 
 
+def test_a_known_reply_is_stored_with_the_claim_and_what_follows_it_runs_once(store):
+    produced, followed = [], []
+    dedupe = Deduplicator(store, ttl=60, wait=1)
+    known = Known("<xml>known</xml>", then=lambda: followed.append(1))
+    answers = [dedupe.run("k", lambda: produced.append(1) or "produced", known=known) for _ in range(3)]
+    assert answers == ["<xml>known</xml>"] * 3
+    assert (produced, followed) == ([], [1])
+
+
+def test_a_known_reply_whose_follow_up_fails_still_goes_out(store, caplog):
+    def fail() -> None:
+        raise RuntimeError("the notice could not be queued")
+    dedupe = Deduplicator(store, ttl=60, wait=1)
+    assert dedupe.run("k", lambda: "produced", known=Known("known", then=fail)) == "known"
+    assert "the work that follows a push's reply failed" in caplog.text
+
+
+def test_a_known_reply_is_produced_as_usual_when_the_store_leaves_the_claim_pending(store):
+    class Pending(MemoryReplayStore):     # a store that does not store answers with its claims
+        def acquire(self, push):
+            return super().acquire(dataclasses.replace(push, answer=None))
+    dedupe = Deduplicator(Pending(), ttl=60, wait=1)
+    followed = []
+    assert dedupe.run("k", lambda: "produced", known=Known("known", then=lambda: followed.append(1))) == "produced"
+    assert followed == []      # produce does that work itself
+
+
 def test_produce_raising_releases_the_claim(store):
     dedupe = Deduplicator(store)
 
@@ -630,3 +658,40 @@ def test_an_identical_replay_within_the_clock_skew_window_does_not_run_again(mak
     clock.advance(65)   # past KF_DEDUPE_TTL, within KF_MAX_CLOCK_SKEW
     assert client.post(query, body).content == "reply #1"
     assert handler.calls == 1
+
+
+# -- Redis calls per push -------------------------------------------------------------------------------------
+
+class CountingRedis:
+    """Builds a redis-py client that notes every command it sends (``commands``)."""
+
+    @staticmethod
+    def connect(url: str):
+        import redis
+
+        class Counting(redis.Redis):
+            commands: List[str] = []
+
+            def execute_command(self, *args, **options):
+                self.commands.append(str(args[0]).upper())
+                return super().execute_command(*args, **options)
+        return Counting.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+
+
+@pytest.mark.parametrize("text, calls", [
+    ("转人工", ["EVALSHA"]),           # a kf rule's transfer: stored with the claim
+    ("你好", ["EVALSHA", "SET"]),      # the bot's own handler: the claim, then its reply
+], ids=["kf-rule", "bot-handler"])
+def test_redis_calls_per_push(make_app, redis_url, text, calls):
+    redis_client = CountingRedis.connect(redis_url)
+    router = MessageRouter("bot")
+    router.add(Keyword("你好"), lambda message: "你好！")
+    client = WeChatTestClient(make_app(router=router, plugin_options={"redis": redis_client}))
+    client.send_text(text, msg_id=1)          # loads the scripts
+    redis_client.commands.clear()
+    query, body = client.signer.sign(message_xml(text=text, msg_id=2))
+    first = client.post(query, body)
+    assert redis_client.commands == calls, redis_client.commands
+    redis_client.commands.clear()
+    assert client.post(query, body).body == first.body   # a retry to the same worker: its own memory answers
+    assert redis_client.commands == []

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from kf_plugin import Keyword, MessageRouter, TEXT
-from kf_plugin.testing import WeChatTestClient
+from kf_plugin.testing import WeChatTestClient, message_xml
 
 from .conftest import FakeClock
 
@@ -157,6 +157,20 @@ def test_notice_is_sent_after_the_handoff(api, make_kf_app):
     assert answer.message_type == "transfer_customer_service"
     eventually(lambda: api.sandbox.sent)
     assert api.sandbox.sent[0]["touser"] == "oUser" and api.sandbox.sent[0]["text"] == {"content": "您好，客服马上就来"}
+
+
+@pytest.mark.parametrize("state", ["memory", "redis"])
+def test_the_notice_is_sent_once_whatever_the_retries(api, make_kf_app, request, state):
+    config = {"KF_REDIS_URL": request.getfixturevalue("redis_url")} if state == "redis" else {}
+    _, client, _ = make_kf_app(**config)
+    api.sandbox.interact("oUser", "message")
+    query, body = client.signer.sign(message_xml(text="通知", sender="oUser", msg_id=4242))
+    answers = [client.post(query, body) for _ in range(3)]   # WeChat's retries of one push
+    assert {answer.body for answer in answers} == {answers[0].body}
+    assert answers[0].message_type == "transfer_customer_service"
+    eventually(lambda: api.sandbox.sent)
+    time.sleep(0.3)                                            # room for a second notice, were one sent
+    assert len(api.sandbox.sent) == 1
 
 
 def test_api_unreachable_transfers_as_configured(api, make_kf_app):

@@ -812,10 +812,25 @@ class FlakyPrimary:
 def _redis_error(name: str) -> BaseException:
     from redis import exceptions
     return {"connection": exceptions.ConnectionError("refused"), "timeout": exceptions.TimeoutError("slow"),
-            "os": ConnectionRefusedError(111, "refused")}[name]
+            "os": ConnectionRefusedError(111, "refused"), "socket-timeout": TimeoutError("timed out")}[name]
 
 
-@pytest.mark.parametrize("error", ["connection", "timeout", "os"])
+@pytest.mark.parametrize("error", ["connection", "os"])
+def test_failover_after_a_refusal_tries_the_primary_on_every_operation(caplog, error):
+    caplog.set_level(logging.WARNING, logger=FAILOVER_LOG)
+    failover = Failover("test state", retry_after=5, clock=FakeClock())
+    primary = FlakyPrimary(_redis_error(error))
+    primary.down = True
+    for calls in range(1, 4):     # a refusal costs little: the next operation tries again at once
+        assert failover.run(primary, lambda: "fallback") == "fallback"
+        assert (primary.calls, failover.degraded, failover.bypassing) == (calls, True, False)
+    primary.down = False
+    assert failover.run(primary, lambda: "fallback") == "primary"
+    assert not failover.degraded
+    assert [m.split(" ")[2] for m in warnings_of(caplog)] == ["unreachable", "back"]
+
+
+@pytest.mark.parametrize("error", ["timeout", "socket-timeout"])
 def test_failover_falls_back_warns_once_retries_and_comes_back(caplog, error):
     caplog.set_level(logging.WARNING, logger=FAILOVER_LOG)
     clock = FakeClock()
@@ -904,27 +919,21 @@ def test_failover_through_a_redis_that_stops_and_comes_back(private_redis, caplo
     assert failover.degraded is False and warnings_of(caplog) == []
 
     private_redis.stop()
-    for round_ in range(3):  # every round retries Redis (the clock passes retry_after) and falls back
-        clock.advance(5)
+    for round_ in range(3):  # Redis refuses: every operation tries it, then falls back
         use_everything(state, f"down{round_}")
-        assert failover.degraded is True
+        assert failover.degraded is True and not failover.bypassing
     messages = warnings_of(caplog)
     assert len(messages) == 1 and "unreachable" in messages[0]
 
-    private_redis.start()  # same port, empty
-    use_everything(state, "early")  # before retry_after: still memory
-    assert redis_keys(private_redis) == []
-    assert failover.degraded is True
-
-    clock.advance(5)
+    private_redis.start()  # same port, empty: the next operation uses it
     use_everything(state, "back")
     assert failover.degraded is False
     keys = redis_keys(private_redis)
     assert "kf:{wxapp}:push:push-back" in keys and "kf:{wxapp}:window:oback" in keys
     # What was answered from memory while Redis was away is written back once it answers again.
-    written_back = ["kf:{wxapp}:push:push-early"] + [f"kf:{{wxapp}}:push:push-down{round_}" for round_ in range(3)]
+    written_back = [f"kf:{{wxapp}}:push:push-down{round_}" for round_ in range(3)]
     assert eventually(lambda: set(written_back) <= set(redis_keys(private_redis))), redis_keys(private_redis)
-    assert private_redis.client().get("kf:{wxapp}:push:push-early") == b"Dreply-early"
+    assert private_redis.client().get("kf:{wxapp}:push:push-down2") == b"Dreply-down2"
     assert state.replay.unsent == 0
     assert private_redis.client().get("wechatpy:wxapp_access_token") == b'"token-back"'
     messages = warnings_of(caplog)
@@ -1091,7 +1100,7 @@ def test_the_probe_notices_redis_is_back_without_any_request_and_writes_back(pri
     private_redis.stop()
     assert state.replay.claim("answered-while-down", 60)
     state.replay.complete("answered-while-down", "reply", 60)
-    assert failover.degraded and failover.bypassing
+    assert failover.degraded
     private_redis.start()
     # No request comes; within a few probes Redis is used again and learns what was answered meanwhile.
     assert eventually(lambda: not failover.degraded and state.replay.unsent == 0)

@@ -34,15 +34,24 @@ def _redis_errors() -> Tuple[Type[BaseException], ...]:
     return (ConnectionError, TimeoutError, OSError)
 
 
+def _slow_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` cost a timeout (a stalled or unreachable host), not a quick refusal (Redis not running)."""
+    from redis.exceptions import TimeoutError as RedisTimeout
+    return isinstance(exc, (RedisTimeout, TimeoutError))
+
+
 class Failover:
     """Runs an operation on the primary store, or on the fallback while the primary is failing.
 
     ``probe`` (e.g. the Redis client's ``ping``): while the primary is down, a
     thread tries it every ``probe_every`` seconds, so the return of Redis is
-    noticed at once, even by a worker that gets no requests (operations
-    themselves try the primary again only every ``retry_after`` seconds, so a
-    request pays a Redis timeout at most that often). Callbacks registered with
-    :meth:`on_recovery` then run, in a thread of their own.
+    noticed at once, even by a worker that gets no requests. After a timeout,
+    operations themselves try the primary again only every ``retry_after``
+    seconds, so a request pays a Redis timeout at most that often; after a
+    refusal (Redis not running: it costs a fraction of a millisecond) every
+    operation tries it, so a restarted Redis is used from the first request
+    after it. Callbacks registered with :meth:`on_recovery` then run, in a
+    thread of their own.
     """
 
     def __init__(self, name: str, retry_after: float = 5.0, clock: Callable[[], float] = time.monotonic,
@@ -55,6 +64,7 @@ class Failover:
         self.errors = _redis_errors()
         self._down_since: Optional[float] = None
         self._failed_at = 0.0
+        self._slow = False      # whether the last failure cost a timeout
         self._lock = threading.Lock()
         self._recovery: List[Callable[[], None]] = []
 
@@ -65,8 +75,8 @@ class Failover:
 
     @property
     def bypassing(self) -> bool:
-        """Whether operations go straight to the fallback now (Redis failed less than ``retry_after`` ago)."""
-        return self._down_since is not None and self.clock() - self._failed_at < self.retry_after
+        """Whether operations go straight to the fallback now (Redis timed out less than ``retry_after`` ago)."""
+        return self._down_since is not None and self._slow and self.clock() - self._failed_at < self.retry_after
 
     def on_recovery(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` (in a thread of its own) each time the primary answers again after failing."""
@@ -94,7 +104,7 @@ class Failover:
 
     def _failed(self, exc: BaseException) -> None:
         with self._lock:
-            self._failed_at = self.clock()
+            self._failed_at, self._slow = self.clock(), _slow_failure(exc)
             if self._down_since is not None:
                 return
             self._down_since = self._failed_at

@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 
 _DONE = b"D"
 
-#: Seconds a claim waits, right after Redis was found empty (restarted or flushed) while this process was
-#: using it, before its handler runs. Workers that answered pushes from their own memory while Redis was
+#: Seconds a claim waits, right after Redis was found empty (restarted or flushed) since this process last
+#: used it, before its handler runs. Workers that answered pushes from their own memory while Redis was
 #: away write those replies back within that time (they notice Redis within 0.2 s); a retry claimed meanwhile
 #: on another worker then finds its push answered instead of running it again.
 RESTART_SETTLE = 1.0
@@ -54,12 +54,13 @@ local function owner_of(value) return string.sub(value, string.find(value, '|', 
 """
 # KEYS: the push, the sender's window, the query binding, the marker of when Redis was found empty.
 # ARGV: 1 owner, 2 lease ms, 3 ttl ms, 4 the body digest ("" = no binding), 5 the binding's ttl ms, 6 an
-# answer is given ("1"/"0"), 7 the answer, 8 the settle ms (RESTART_SETTLE; 0 from a process that has not
-# seen the marker yet: a new deployment's first claim does not wait), 9 renew the marker ("1"/"0"), 10 record
-# the grant ("1"/"0"), 11-15 the grant's arguments (see RedisWindowStore.grant_args).
-# Answers {"C"} conflict, {"D", reply}, {"P"} pending, or, claimed, {kind, first, settle ms left, granted}:
-# kind "A" answered (the answer stored as the reply) or "N" pending on the caller; first 1 unless a lapsed
-# lease was taken over. Right after Redis was found empty no answer is stored and no grant recorded: the
+# answer is given ("1"/"0"), 7 the answer, 8 the marker as this process last saw it ("": never), 9 the settle
+# ms (RESTART_SETTLE), 10 renew the marker ("1"/"0"), 11 record the grant ("1"/"0"), 12-16 the grant's
+# arguments (see RedisWindowStore.grant_args).
+# Answers {"C"} conflict, {"D", reply}, {"P"} pending, or, claimed, {kind, first, settle ms left, granted,
+# marker}: kind "A" answered (the answer stored as the reply) or "N" pending on the caller; first 1 unless a
+# lapsed lease was taken over. When the marker changed since this process last saw it, Redis was found empty
+# meanwhile (restarted or flushed): for a moment after that no answer is stored and no grant recorded, and the
 # caller waits the settle time, then looks again (a reply may have been written back meanwhile).
 _ACQUIRE = WINDOW_LUA + _NOW_MS + """
 if ARGV[4] ~= '' then
@@ -67,14 +68,15 @@ if ARGV[4] ~= '' then
   if not bound then redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[5])
   elseif bound ~= ARGV[4] then return {'C'} end
 end
-local born = tonumber(redis.call('GET', KEYS[4]))
-if not born then
-  born = now_ms
-  redis.call('SET', KEYS[4], string.format('%.0f', born), 'PX', 604800000)  -- a week, renewed hourly
-elseif ARGV[9] == '1' then
+local marker = redis.call('GET', KEYS[4])
+if not marker then
+  marker = string.format('%.0f', now_ms)
+  redis.call('SET', KEYS[4], marker, 'PX', 604800000)  -- a week, renewed hourly
+elseif ARGV[10] == '1' then
   redis.call('PEXPIRE', KEYS[4], 604800000)
 end
-local settle = math.max(0, born + tonumber(ARGV[8]) - now_ms)
+local settle = 0
+if ARGV[8] ~= '' and ARGV[8] ~= marker then settle = math.max(0, tonumber(marker) + tonumber(ARGV[9]) - now_ms) end
 local kind, stored = 'N', lease_of(tonumber(ARGV[2]), ARGV[1])
 if ARGV[6] == '1' and settle == 0 then kind, stored = 'A', 'D' .. ARGV[7] end
 local first = 1
@@ -86,11 +88,11 @@ if not redis.call('SET', KEYS[1], stored, 'NX', 'PX', ARGV[3]) then
   first = 0
 end
 local granted = 0
-if first == 1 and ARGV[10] == '1' and settle == 0 then
-  add_grant(KEYS[2], tonumber(ARGV[11]), tonumber(ARGV[12]), ARGV[13], tonumber(ARGV[14]), tonumber(ARGV[15]))
+if first == 1 and ARGV[11] == '1' and settle == 0 then
+  add_grant(KEYS[2], tonumber(ARGV[12]), tonumber(ARGV[13]), ARGV[14], tonumber(ARGV[15]), tonumber(ARGV[16]))
   granted = 1
 end
-return {kind, first, settle, granted}
+return {kind, first, settle, granted, marker}
 """
 _RENEW = _NOW_MS + """
 local value = redis.call('GET', KEYS[1])
@@ -146,7 +148,7 @@ class RedisReplayStore(ReplayStore):
         self._peek = redis.register_script(_PEEK)
         self._write_back = redis.register_script(_WRITE_BACK)
         self._leases = _LeaseKeeper(self)
-        self._marked = False   # whether this process has seen the found-empty marker (see _ACQUIRE)
+        self._marker: bytes = b""   # the found-empty marker as this process last saw it (see _ACQUIRE)
         self._marker_renewed = 0.0
 
     def key(self, key: str) -> str:
@@ -168,14 +170,14 @@ class RedisReplayStore(ReplayStore):
         found = self._acquire(
             keys=[self.key(push.key), window_key, f"{self.prefix}query:{query}", f"{self.prefix}found-empty"],
             args=[self.owner, _ms(push.lease), _ms(push.ttl), digest, _ms(push.binding_ttl),
-                  "0" if push.answer is None else "1", push.answer or "",
-                  _ms(RESTART_SETTLE) if self._marked else 0, self._renew_marker(), *grant_args])
-        self._marked = True
+                  "0" if push.answer is None else "1", push.answer or "", self._marker,
+                  _ms(RESTART_SETTLE), self._renew_marker(), *grant_args])
         kind = found[0]
         if kind == b"D":
             return Claim(Outcome.DONE, found[1].decode("utf-8"))
         if kind in (b"C", b"P"):
             return Claim(Outcome.CONFLICT if kind == b"C" else Outcome.PENDING)
+        self._marker = found[4]
         granted = found[1] == 0 or found[3] == 1   # a takeover's push had its grant recorded by its first claim
         if kind == b"A":
             return Claim(Outcome.CLAIMED, granted=granted, answered=True)
