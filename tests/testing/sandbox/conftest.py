@@ -1,6 +1,7 @@
 """Fixtures for the sandbox tests: a hand-moved clock, a served sandbox, a small API client, and a bot."""
 from __future__ import annotations
 
+import socket
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
@@ -84,6 +85,13 @@ def api(server: Any, sandbox: Sandbox) -> Api:
 
 def errcode(answer: Dict[str, Any]) -> int:
     return answer["errcode"]
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound for a moment, then freed)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 @pytest.fixture

@@ -10,8 +10,7 @@ from wechatpy.events import ClickEvent, KfCloseSessionEvent, KfCreateSessionEven
 
 from kf_plugin.testing.sandbox import ApiError, BotUnreachableError
 
-from .conftest import Clock
-from .test_pushes import closed_port
+from .conftest import Clock, closed_port
 from .wechat_bot import AES_KEY, TOKEN
 
 CREATE = "/customservice/kfsession/create"

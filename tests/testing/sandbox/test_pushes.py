@@ -1,7 +1,6 @@
 """Pushes to a bot: signed and encrypted as wechatpy reads them, the answer opened, the log, and failures."""
 from __future__ import annotations
 
-import socket
 import threading
 
 import pytest
@@ -12,7 +11,7 @@ from kf_plugin.errors import ConfigError
 from kf_plugin.testing.sandbox import BotUnreachableError, Push
 from kf_plugin.testing.sandbox.pushes import Background
 
-from .conftest import Clock
+from .conftest import Clock, closed_port
 from .wechat_bot import AES_KEY, TOKEN
 
 
@@ -50,12 +49,6 @@ def test_a_bot_with_another_token_refuses_and_its_answer_is_returned(sandbox, ma
     answer = sandbox.user_says("oUser1", "人工")
     assert answer.status == 403 and bot.received == [] and len(bot.refused) == 1
     assert sandbox.wait_queue == []  # no transfer was answered
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_an_unreachable_bot_raises_naming_its_url(sandbox):

@@ -46,6 +46,8 @@ class WeChatBot:
         self.refused: List[str] = []
         self.hold = threading.Event()  # cleared: handlers wait until it is set (a slow bot)
         self.hold.set()
+        self.api_idle = threading.Event()  # set while none of its handlers is calling the API
+        self.api_idle.set()
         self.app = Flask("wechat_bot")
         self.app.add_url_rule("/wechat", "wechat", self.answer, methods=["POST"])
 
@@ -60,6 +62,10 @@ class WeChatBot:
             self.refused.append(repr(exc))
             return Response("bad signature", 403)
         message = parse_message(body)
+        if message.type == "event" and message.event.startswith("kf_"):
+            # A kf_* event comes after the API call that caused it has been answered: the call returns first,
+            # so the log's order is WeChat's, not the threads'. (If the event came first, this waits 5 s.)
+            self.api_idle.wait(5)
         self.received.append(message)
         self.log.append(f"push:{getattr(message, 'event', message.type)}")
         self.hold.wait(10)
@@ -88,8 +94,12 @@ class WeChatBot:
         if command in ("接入", "结束"):
             call = self.client.customservice.create_session if command == "接入" else \
                 self.client.customservice.close_session
-            answer = call(message.source, kf_account)
-            self.log.append(f"api answered:{answer['errcode']}")
+            self.api_idle.clear()
+            try:
+                answer = call(message.source, kf_account)
+                self.log.append(f"api answered:{answer['errcode']}")
+            finally:
+                self.api_idle.set()
             return None
         return TextReply(message=message, content=f"收到：{text}").render() if message.type == "text" else None
 
