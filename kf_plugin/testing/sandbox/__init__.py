@@ -13,13 +13,15 @@ Layout: :mod:`.state` and its parts (:mod:`.tokens`, :mod:`.accounts`,
 rules without HTTP; :mod:`.endpoints` maps API paths onto them; :mod:`.server`
 is the HTTP side; :mod:`.faults` injects failures; :mod:`.calls` logs requests;
 :mod:`.redirect` points a ``requests`` session (wechatpy's) at a server;
-:mod:`.sandbox` is the facade.
+:mod:`.conversation` plays WeChat between users, a bot and agents, pushing
+through :mod:`.pushes`; :mod:`.sandbox` is the facade.
 """
 from .calls import Call
 from .errors import ApiError
 from .faults import Faults
+from .pushes import BotUnreachableError, Push
 from .sandbox import Sandbox
 from .server import SandboxServer
 from .window import DEFAULT_QUOTAS
 
-__all__ = ["Sandbox", "SandboxServer", "ApiError", "Call", "Faults", "DEFAULT_QUOTAS"]
+__all__ = ["Sandbox", "SandboxServer", "ApiError", "Call", "Faults", "DEFAULT_QUOTAS", "Push", "BotUnreachableError"]

@@ -3,7 +3,8 @@
 A handler gets the state (locked by the caller) and the request, and returns the
 answer's fields besides ``errcode``/``errmsg`` (None for none), or raises
 :class:`ApiError`. Token and kf-enabled checks happen before, from the
-:class:`Endpoint` flags.
+:class:`Endpoint` flags. A call that opens or closes a session announces the
+event WeChat pushes for it (:meth:`SandboxState.announce`).
 """
 from __future__ import annotations
 
@@ -133,13 +134,15 @@ def list_online_accounts(state: SandboxState, request: ApiRequest) -> dict:
 @_endpoint("/customservice/kfsession/create", needs_kf=True)
 def create_session(state: SandboxState, request: ApiRequest) -> None:
     body = request.json()
-    state.create_session(body.get("kf_account"), body.get("openid"))
+    event = state.create_session(body.get("kf_account"), body.get("openid"))
+    if event is not None:
+        state.announce(event)
 
 
 @_endpoint("/customservice/kfsession/close", needs_kf=True)
 def close_session(state: SandboxState, request: ApiRequest) -> None:
     body = request.json()
-    state.close_session(body.get("kf_account"), body.get("openid"))
+    state.announce(state.close_session(body.get("kf_account"), body.get("openid")))
 
 
 @_endpoint("/customservice/kfsession/getsession", needs_kf=True)

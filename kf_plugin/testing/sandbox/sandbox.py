@@ -8,9 +8,12 @@ from typing import Callable, Dict, List, Mapping, Optional
 
 from flask import Flask
 
+from ..client import Answer
 from .calls import Call, CallLog
+from .conversation import Conversations
 from .errors import ApiError
 from .faults import Faults
+from .pushes import DEFAULT_TIMEOUT, Bot, Push
 from .records import RECEIVED
 from .server import SandboxServer, create_app, run_forever
 from .state import SandboxState
@@ -33,8 +36,14 @@ class Sandbox:
             client.message.send_text("oUser1", "hi")
         assert sandbox.sent[0]["text"] == {"content": "hi"}
 
+    With :meth:`connect_bot` it also plays WeChat's side of the conversation:
+    :meth:`user_says` pushes to the bot and follows its transfer, :meth:`accept`,
+    :meth:`close`, :meth:`switch` push the ``kf_*`` events, and so do the bot's own
+    ``kfsession/create`` and ``kfsession/close`` calls.
+
     ``clock`` (unix seconds) drives every lifetime and limit: tokens, invitations,
-    the 48-hour window, typing, daily limits (days start at Beijing midnight).
+    the 48-hour window, typing, daily limits (days start at Beijing midnight), and
+    the time of the pushes to a bot.
     ``quotas`` overrides rows of the window's table: ``{"message": (20, 172800)}``,
     each (sends or None for unlimited, seconds). ``kf_enabled=False`` makes the
     customer-service API answer 65400. ``token_daily_limit`` is 2000 as for a real
@@ -57,7 +66,8 @@ class Sandbox:
         self.state = SandboxState(appid, secret, clock, quotas, kf_enabled, token_daily_limit)
         self.faults = Faults()
         self._calls = CallLog()
-        self.app: Flask = create_app(self.state, self.faults, self._calls)
+        self._conversations = Conversations(self.state)
+        self.app: Flask = create_app(self.state, self.faults, self._calls, self._conversations.announced)
 
     def __repr__(self) -> str:
         return f"<Sandbox appid={self.appid!r}>"
@@ -178,6 +188,114 @@ class Sandbox:
     def clear_calls(self) -> None:
         """Forget the calls received so far."""
         self._calls.clear()
+
+    # -- WeChat's side of the conversation ------------------------------------------------
+
+    def connect_bot(self, url: str, token: str, *, encoding_aes_key: Optional[str] = None,
+                    account_id: str = "gh_sandbox", timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Push to the bot at ``url`` from now on, as WeChat does: signed with ``token``, encrypted when
+        ``encoding_aes_key`` is given (safe mode, for the sandbox's appid), from ``account_id``.
+
+        Each push waits ``timeout`` seconds for the answer and is sent once. Its
+        ``CreateTime`` and signature timestamp are the sandbox's clock. Without a
+        connected bot, :meth:`user_says` and the agent-side methods change the
+        sandbox's state only. Connecting again replaces the bot.
+
+        :raises ValueError: a URL that is not http(s), an empty token or account id, a bad timeout.
+        :raises ConfigError: an EncodingAESKey that is not 43 letters and digits.
+        """
+        self._conversations.connect(Bot(url, token, encoding_aes_key, self.appid, account_id, timeout, self.clock))
+
+    def disconnect_bot(self) -> None:
+        """Push to nobody from now on."""
+        self._conversations.connect(None)
+
+    def user_says(self, openid: str, text: str) -> Optional[Answer]:
+        """The user sends ``text``: an interaction (the ``message`` row of the 48-hour window), then:
+
+        - in a session with an agent: the agent receives it (a record, opercode 2003), the
+          bot does not; None.
+        - otherwise (with the bot, or waiting in the queue): pushed to the bot, whose
+          answer is returned. A ``transfer_customer_service`` answer puts the user in the
+          wait queue, or, when it names an agent who is online, opens that agent's session
+          and pushes ``kf_create_session``. Without a connected bot: None.
+
+        :raises ValueError: empty openid or text.
+        :raises BotUnreachableError: the bot did not answer within the timeout (it names the URL).
+        """
+        return self._conversations.user_says(openid, text)
+
+    def user_event(self, openid: str, event: str, key: Optional[str] = None) -> Optional[Answer]:
+        """The user triggers ``event`` (``CLICK`` with the menu ``key``, ``subscribe``, ``SCAN``, ...), pushed to
+        the bot even during a session; the bot's answer (None without a bot), a transfer handled as by
+        :meth:`user_says`.
+
+        Clicks (also ``scancode_push``/``scancode_waitmsg``), follows and scans count in
+        the 48-hour window; ``unsubscribe`` unfollows; other events grant nothing.
+
+        :raises ValueError: empty openid or event, or a ``kf_*`` event (use :meth:`accept` and the like).
+        :raises BotUnreachableError: the bot did not answer within the timeout.
+        """
+        return self._conversations.user_event(openid, event, key)
+
+    def accept(self, openid: str, kf_account: str) -> Optional[Answer]:
+        """Agent ``kf_account`` accepts the user (out of the wait queue, or from the console), by the rules of
+        ``kfsession/create``, and WeChat pushes ``kf_create_session``; the bot's answer to it.
+
+        Accepting a user the agent serves already changes nothing and pushes nothing (None).
+
+        :raises ApiError: 65401 unknown account, 65402 unbound, 65415 offline, 40003 the user never
+            interacted, 43004 unfollowed, 65414 another agent serves the user.
+        :raises BotUnreachableError: the bot did not answer (the session is open all the same).
+        """
+        return self._conversations.accept(openid, kf_account)
+
+    def close(self, openid: str) -> Optional[Answer]:
+        """The serving agent closes the user's session; WeChat pushes ``kf_close_session``.
+
+        :raises ApiError: 65413 the user has no session.
+        :raises BotUnreachableError: the bot did not answer (the session is closed all the same).
+        """
+        return self._conversations.close(openid)
+
+    def switch(self, openid: str, to_kf_account: str) -> Optional[Answer]:
+        """The session moves to ``to_kf_account`` (its ``createtime`` now); WeChat pushes ``kf_switch_session``
+        with ``FromKfAccount`` and ``ToKfAccount``.
+
+        :raises ApiError: 65413 the user has no session; 65401 unknown, 65402 unbound, 65415 offline target.
+        :raises ValueError: ``to_kf_account`` serves the user already.
+        :raises BotUnreachableError: the bot did not answer (the session moved all the same).
+        """
+        return self._conversations.switch(openid, to_kf_account)
+
+    def agent_says(self, openid: str, text: str) -> None:
+        """The serving agent writes ``text`` to the user from the console: a record (opercode 2002, its worker).
+
+        :raises ApiError: 65413 the user has no session.
+        :raises ValueError: empty text.
+        """
+        self._conversations.agent_says(openid, text)
+
+    def lapse(self, openid: str) -> None:
+        """The user's session lapses, as after 30 minutes open without a close: it ends with no event, and the
+        user's next message goes to the bot again.
+
+        :raises ApiError: 65413 the user has no session.
+        """
+        self._conversations.lapse(openid)
+
+    def wait_for_pushes(self, timeout: float = 5.0) -> None:
+        """Wait until the pushes sent in the background have been answered: the ``kf_*`` events WeChat pushes
+        after the bot's own ``kfsession/create`` and ``kfsession/close`` calls.
+
+        :raises TimeoutError: some are still under way after ``timeout`` seconds.
+        """
+        self._conversations.wait(timeout)
+
+    @property
+    def pushes(self) -> List[Push]:
+        """Every push sent to a bot, in the order sent: openid, xml, at, and the answer or the error."""
+        return self._conversations.pushes
 
     # -- inspection (copies: they never change under the caller) -------------------------
 

@@ -10,28 +10,33 @@ import socket
 import threading
 import time
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from flask import Flask, Response, request
 from werkzeug.serving import BaseWSGIServer, ThreadedWSGIServer, WSGIRequestHandler
 
 from .calls import Call, CallLog
-from .endpoints import ENDPOINTS, ApiRequest
+from .endpoints import ENDPOINTS, ApiRequest, Endpoint
 from .errors import ApiError, errmsg_for, with_rid
 from .faults import Fault, Faults
+from .sessions import SessionEvent
 from .state import SandboxState
 
 if TYPE_CHECKING:
     import requests
 
-__all__ = ["create_app", "SandboxServer", "run_forever"]
+__all__ = ["create_app", "SandboxServer", "run_forever", "Announcer"]
 
 log = logging.getLogger(__name__)
 
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
+#: Told the session events an API call caused, before the call's answer goes out; what it returns (if
+#: anything) runs once the answer has been sent, so the caller never sees an event before its answer.
+Announcer = Callable[[List[SessionEvent]], Optional[Callable[[], None]]]
 
-def create_app(state: SandboxState, faults: Faults, calls: CallLog) -> Flask:
+
+def create_app(state: SandboxState, faults: Faults, calls: CallLog, announcer: Optional[Announcer] = None) -> Flask:
     """The WSGI app answering every path as the WeChat API would."""
     app = Flask(__name__)
 
@@ -39,7 +44,7 @@ def create_app(state: SandboxState, faults: Faults, calls: CallLog) -> Flask:
     @app.route("/<path:path>", methods=_METHODS)
     def answer(path: str) -> Response:
         try:
-            return _answer(state, faults, calls)
+            return _answer(state, faults, calls, announcer)
         except Exception:  # last resort (an unreadable request body, say): still answer like WeChat
             log.exception("sandbox failed to answer %s %s", request.method, request.path)
             return Response(json.dumps(_error(-1, state)), 200, content_type="application/json; charset=utf-8")
@@ -47,7 +52,7 @@ def create_app(state: SandboxState, faults: Faults, calls: CallLog) -> Flask:
     return app
 
 
-def _answer(state: SandboxState, faults: Faults, calls: CallLog) -> Response:
+def _answer(state: SandboxState, faults: Faults, calls: CallLog, announcer: Optional[Announcer]) -> Response:
     api_request, logged_body = _read_request()
     call = calls.received(Call(request.method, request.path, dict(api_request.query), logged_body, state.clock()))
     plan = faults.plan(request.path)
@@ -59,20 +64,33 @@ def _answer(state: SandboxState, faults: Faults, calls: CallLog) -> Response:
     if endpoint is None:
         payload = _error(-1, state, f"system error hint: [no such api: {request.path}]")
         return _json(payload, call, calls, status=404)
+    payload, events = _handle(endpoint, state, api_request)
+    response = _json(payload, call, calls)
+    then = announcer(events) if announcer is not None and events else None
+    if then is not None:
+        response.call_on_close(then)
+    return response
+
+
+def _handle(endpoint: Endpoint, state: SandboxState, api_request: ApiRequest) -> Tuple[Dict[str, Any],
+                                                                                      List[SessionEvent]]:
+    """The answer's fields, and the session events the call caused (none when it failed)."""
     try:
         with state.lock:
-            if endpoint.needs_token:
-                state.tokens.verify(api_request.query.get("access_token"))
-            if endpoint.needs_kf:
-                state.require_kf()
-            result = endpoint.handle(state, api_request) or {}
-        payload = {"errcode": 0, "errmsg": "ok", **result}
+            try:
+                if endpoint.needs_token:
+                    state.tokens.verify(api_request.query.get("access_token"))
+                if endpoint.needs_kf:
+                    state.require_kf()
+                result = endpoint.handle(state, api_request) or {}
+            finally:
+                events = state.take_announcements()
+        return {"errcode": 0, "errmsg": "ok", **result}, events
     except ApiError as exc:
-        payload = _error(exc.errcode, state, exc.errmsg)
+        return _error(exc.errcode, state, exc.errmsg), []
     except Exception:  # a sandbox bug must look like WeChat's "system error", not kill the server
         log.exception("sandbox failed to answer %s %s", request.method, request.path)
-        payload = _error(-1, state)
-    return _json(payload, call, calls)
+        return _error(-1, state), []
 
 
 def _read_request() -> Tuple[ApiRequest, Any]:
@@ -165,6 +183,8 @@ def _url(host: str, port: int) -> str:
 
 class SandboxServer:
     """A running sandbox server. :attr:`url` is the API base (no trailing slash).
+
+    It serves any Flask app the same way: a bot under test too, for :meth:`Sandbox.connect_bot`.
 
     Use it as a context manager, or call :meth:`stop`.
     """

@@ -1,4 +1,4 @@
-"""Who serves whom: open kf sessions and the wait queue."""
+"""Who serves whom: open kf sessions, the wait queue, and the events WeChat pushes when a session changes."""
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -7,9 +7,13 @@ from typing import Dict, List, Optional, Tuple
 
 from .errors import ApiError
 
-__all__ = ["SessionBoard", "Session", "MAX_LISTED_WAIT_CASES"]
+__all__ = ["SessionBoard", "Session", "SessionEvent", "MAX_LISTED_WAIT_CASES",
+           "CREATE_SESSION", "CLOSE_SESSION", "SWITCH_SESSION"]
 
 MAX_LISTED_WAIT_CASES = 100
+CREATE_SESSION = "kf_create_session"
+CLOSE_SESSION = "kf_close_session"
+SWITCH_SESSION = "kf_switch_session"
 
 
 @dataclass(frozen=True)
@@ -17,6 +21,38 @@ class Session:
     openid: str
     kf_account: str
     createtime: int
+
+
+@dataclass(frozen=True)
+class SessionEvent:
+    """A session opened (``kf_create_session``), closed (``kf_close_session``) or moved (``kf_switch_session``).
+
+    ``kf_account`` is set for create and close, ``from_kf_account`` / ``to_kf_account`` for switch.
+    """
+
+    event: str
+    openid: str
+    kf_account: Optional[str] = None
+    from_kf_account: Optional[str] = None
+    to_kf_account: Optional[str] = None
+
+    @classmethod
+    def created(cls, openid: str, kf_account: str) -> "SessionEvent":
+        return cls(CREATE_SESSION, openid, kf_account=kf_account)
+
+    @classmethod
+    def closed(cls, openid: str, kf_account: str) -> "SessionEvent":
+        return cls(CLOSE_SESSION, openid, kf_account=kf_account)
+
+    @classmethod
+    def switched(cls, openid: str, from_kf_account: str, to_kf_account: str) -> "SessionEvent":
+        return cls(SWITCH_SESSION, openid, from_kf_account=from_kf_account, to_kf_account=to_kf_account)
+
+    def fields(self) -> Dict[str, str]:
+        """The event's own XML fields, named as WeChat names them in the push."""
+        if self.event == SWITCH_SESSION:
+            return {"FromKfAccount": self.from_kf_account or "", "ToKfAccount": self.to_kf_account or ""}
+        return {"KfAccount": self.kf_account or ""}
 
 
 class SessionBoard:
@@ -54,6 +90,30 @@ class SessionBoard:
             raise ApiError(65414)
         del self._sessions[openid]
 
+    def switch(self, openid: str, to_kf_account: str, now: float) -> Session:
+        """Move the user's session to another agent; the session starts anew at ``now``; the one it left.
+
+        :raises ApiError: 65413 no session for the user.
+        :raises ValueError: ``to_kf_account`` serves the user already.
+        """
+        current = self._sessions.get(openid)
+        if current is None:
+            raise ApiError(65413)
+        if current.kf_account == to_kf_account:
+            raise ValueError(f"{openid!r} is served by {to_kf_account} already")
+        self._sessions[openid] = Session(openid, to_kf_account, int(now))
+        return current
+
+    def lapse(self, openid: str) -> Session:
+        """The user's session ends by itself (no close); the session that ended.
+
+        :raises ApiError: 65413 no session for the user.
+        """
+        current = self._sessions.pop(openid, None)
+        if current is None:
+            raise ApiError(65413)
+        return current
+
     def end(self, openid: str) -> None:
         """The user's session and waiting place end, whoever held them (the user unfollowed)."""
         self._sessions.pop(openid, None)
@@ -78,6 +138,9 @@ class SessionBoard:
         if openid in self._sessions:
             raise ValueError(f"{openid!r} is served by {self._sessions[openid].kf_account}; close the session first")
         self._waiting[openid] = int(now)
+
+    def waits(self, openid: str) -> bool:
+        return openid in self._waiting
 
     def waiting(self) -> List[dict]:
         return [{"latest_time": latest, "openid": openid} for openid, latest in self._waiting.items()]

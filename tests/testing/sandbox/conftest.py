@@ -1,12 +1,16 @@
-"""Fixtures for the sandbox tests: a hand-moved clock, a served sandbox, and a small API client."""
+"""Fixtures for the sandbox tests: a hand-moved clock, a served sandbox, a small API client, and a bot."""
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, Optional
+import socket
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 import requests
 
-from kf_plugin.testing.sandbox import Sandbox
+from kf_plugin.testing.sandbox import Sandbox, SandboxServer
+
+from .wechat_bot import TOKEN as BOT_TOKEN
+from .wechat_bot import WeChatBot
 
 START = 1_700_000_000.0  # 2023-11-15 06:13:20 Beijing time: far from a day boundary
 
@@ -81,3 +85,29 @@ def api(server: Any, sandbox: Sandbox) -> Api:
 
 def errcode(answer: Dict[str, Any]) -> int:
     return answer["errcode"]
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound for a moment, then freed)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def make_bot(sandbox: Sandbox, server: Any) -> Iterator[Callable[..., WeChatBot]]:
+    """``make_bot(aes_key=None, **connect_options)``: a wechatpy bot on its own loopback port, connected."""
+    running: List[Tuple[WeChatBot, SandboxServer]] = []
+
+    def make(aes_key: Optional[str] = None, **options: Any) -> WeChatBot:
+        bot = WeChatBot(sandbox, server.url, aes_key)
+        served = SandboxServer(bot.app)
+        running.append((bot, served))
+        bot.url = served.url + "/wechat"
+        sandbox.connect_bot(bot.url, BOT_TOKEN, encoding_aes_key=aes_key, **options)
+        return bot
+
+    yield make
+    for bot, served in running:
+        bot.hold.set()
+        served.stop()
