@@ -26,6 +26,7 @@ from .extension import KfPlugin
 from .filters import (
     ALL,
     EVENT,
+    NOTHING,
     TEXT,
     Event,
     EventKey,
@@ -39,6 +40,7 @@ from .filters import (
 )
 from .hours import BusinessHours
 from .loader import load_rules, load_rules_text
+from .queueing import ContextTemplate, QueuePolicy
 from .replies import TransferReply, render_reply
 from .router import Handler, MessageRouter
 from .rules import Reply, Rule, RuleSet, Transfer
@@ -47,11 +49,11 @@ from .window import Quota, WindowStatus, WindowTracker
 __version__ = "0.1.0"
 
 __all__ = [
-    "KfPlugin", "MessageRouter", "Handler", "Rule", "RuleSet", "Transfer", "Reply",
+    "KfPlugin", "MessageRouter", "Handler", "Rule", "RuleSet", "Transfer", "Reply", "QueuePolicy", "ContextTemplate",
     "load_rules", "load_rules_text", "TransferReply", "render_reply", "BusinessHours",
     "KfAdmin", "KfClient", "WindowTracker", "WindowStatus", "Quota",
-    "Filter", "ALL", "TEXT", "EVENT", "Keyword", "Regex", "Event", "EventKey", "EventKeyRegex", "MsgType", "Users",
-    "Requirements",
+    "Filter", "ALL", "NOTHING", "TEXT", "EVENT", "Keyword", "Regex", "Event", "EventKey", "EventKeyRegex", "MsgType",
+    "Users", "Requirements",
     "KfError", "ConfigError", "RuleFileError", "RuleProblem", "BadPush", "WeChatAPIError", "WeChatNetworkError",
     "InvalidTokenError", "RateLimitedError", "OutsideWindowError", "QuotaExceededError", "AgentOfflineError",
     "KfAccountError", "SessionError",

@@ -8,8 +8,8 @@ matched::
     >>> Keyword("人工") & Event("CLICK")
     Keyword('人工') & Event('CLICK')
 
-Ready-made filters are UPPER_CASE instances (:data:`ALL`, :data:`TEXT`,
-:data:`EVENT`); filters that take arguments are classes.
+Ready-made filters are UPPER_CASE instances (:data:`ALL`, :data:`NOTHING`,
+:data:`TEXT`, :data:`EVENT`); filters that take arguments are classes.
 
 Each filter also says what a push must meet before it can hold
 (:meth:`Filter.requires`, a :class:`~kf_plugin.requirements.Requirements`);
@@ -37,7 +37,7 @@ from .messages import (
 from .requirements import ANYTHING, Requirements, all_of, any_of, requirements_of
 
 __all__ = [
-    "Filter", "ALL", "TEXT", "EVENT", "Keyword", "Regex", "Event", "EventKey",
+    "Filter", "ALL", "NOTHING", "TEXT", "EVENT", "Keyword", "Regex", "Event", "EventKey",
     "EventKeyRegex", "MsgType", "Users", "as_filter", "required_keyword", "Requirements",
 ]
 
@@ -159,6 +159,16 @@ class _All(Filter):
 
     def __repr__(self) -> str:
         return "ALL"
+
+
+class _Nothing(Filter):
+    """Holds for no push: the condition of a rule that acts on something else than a push (a trigger)."""
+
+    def check(self, message: Any) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return "NOTHING"
 
 
 def required_keyword(filter: Filter) -> Optional["Keyword"]:
@@ -339,5 +349,6 @@ class Users(Filter):
 
 
 ALL: Filter = _All()
+NOTHING: Filter = _Nothing()
 TEXT: Filter = MsgType("text")
 EVENT: Filter = MsgType("event")

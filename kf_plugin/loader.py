@@ -8,14 +8,16 @@ reports every problem at once, each with the file, the line and the rule::
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 import yaml
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from .errors import RuleFileError, RuleProblem
+from .queueing import QueuePolicy
 from .rules import Rule, RuleSet
 from .schema import FileModel, RuleModel, fields_at
 
@@ -56,6 +58,12 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
+def _hint(word: Any, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the choice closest to ``word``, or nothing."""
+    close = difflib.get_close_matches(word, list(choices), n=1) if isinstance(word, str) else []
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def _message(error: ErrorDetails, path: Path_, in_list: bool) -> str:
     """Plain words for a pydantic error; ``in_list``: the value at the error's index is a YAML list entry."""
     loc = error["loc"]
@@ -64,8 +72,7 @@ def _message(error: ErrorDetails, path: Path_, in_list: bool) -> str:
     kind = error["type"]
     value = error.get("input")
     if kind == "extra_forbidden":
-        close = difflib.get_close_matches(key, fields_at(path[:-1]), n=1)
-        return f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+        return f"unknown key {key!r}{_hint(key, fields_at(path[:-1]))}"
     if kind == "missing":
         return f"missing required key {key!r}"
     if kind == "string_type":
@@ -82,7 +89,9 @@ def _message(error: ErrorDetails, path: Path_, in_list: bool) -> str:
     if kind == "int_type":
         return f"{key} must be a whole number, not {_describe(value)}"
     if kind == "literal_error":
-        return f"{key} must be {error['ctx']['expected']}, not {_describe(value)}"
+        expected = error["ctx"]["expected"]   # "'quiet' or 'bot'"
+        choices = re.findall(r"'([^']*)'", expected)
+        return f"{key} must be {expected}, not {_describe(value)}{_hint(value, choices)}"
     if kind == "model_type" or kind == "dict_type":
         what = "each rule" if len(path) == 2 and path[0] == "rules" else (key or "the file")
         return f"{what} must be a mapping of keys, not {_describe(value)}"
@@ -165,11 +174,13 @@ def load_rules_text(text: str, source: str = "<string>") -> RuleSet:
     except ValidationError as exc:
         problems.report(exc, ())
     rules = _build_rules(data, problems)
+    _check_triggers(rules, data, problems)
     problems.raise_any()
     assert model is not None
     return RuleSet(tuple(rules), fallback_text=model.fallback_text, source=source, handoff_text=model.handoff_text,
                    quotas=model.quotas.to_quotas() if model.quotas else {}, unknown_users=model.unknown_users,
-                   business_hours=model.business_hours.to_hours() if model.business_hours else None)
+                   business_hours=model.business_hours.to_hours() if model.business_hours else None,
+                   queue=model.queue.to_policy() if model.queue else QueuePolicy(), context=model.to_context())
 
 
 def _read_yaml(text: str, source: str) -> Tuple[yaml.MappingNode, Dict[str, Any]]:
@@ -249,6 +260,23 @@ def _build_rules(data: Dict[str, Any], problems: _Problems) -> List[Rule]:
         except ValueError as exc:
             problems.add(locate.line(("rules", index)), str(exc), (), name)
     return rules
+
+
+def _check_triggers(rules: List[Rule], data: Dict[str, Any], problems: _Problems) -> None:
+    """Two enabled rules acting after the same number of unanswered messages: the second is a problem."""
+    raw_rules = data.get("rules")
+    index_of = {raw["name"]: index for index, raw in enumerate(raw_rules if isinstance(raw_rules, list) else ())
+                if isinstance(raw, dict) and isinstance(raw.get("name"), str)}
+    first: Dict[int, str] = {}
+    for rule in rules:
+        count = rule.after_unanswered
+        if count is None or not rule.enabled:
+            continue
+        if count in first:
+            line = problems.locate.line(("rules", index_of[rule.name], "after_unanswered"))
+            problems.add(line, f"rule {first[count]!r} already acts after {count} unanswered messages; "
+                               "only one rule can", (), rule.name)
+        first.setdefault(count, rule.name)
 
 
 def load_rules(path: Union[str, Path]) -> RuleSet:

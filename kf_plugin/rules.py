@@ -4,6 +4,7 @@ The YAML loader builds these; Python users build the same objects directly::
 
     Rule.build("ask-for-human", keywords=["人工", "客服"])
     Rule.build("vip-menu", event="CLICK", event_key="CONTACT_VIP", kf_account="vip1@gh_example")
+    Rule.build("stuck", after_unanswered=3)   # a trigger: the 3rd message in a row nothing answered
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import (
     Any,
     Callable,
+    Dict,
     Iterable,
     List,
     Mapping,
@@ -23,6 +25,7 @@ from typing import (
 from wechatpy.replies import BaseReply, TextReply
 
 from .filters import (
+    NOTHING,
     Event,
     EventKey,
     EventKeyRegex,
@@ -34,6 +37,7 @@ from .filters import (
 )
 from .hours import BusinessHours
 from .messages import TEXT_KINDS
+from .queueing import ContextTemplate, QueuePolicy
 from .replies import TransferReply
 from .router import Handler, MessageRouter
 from .window import Quota
@@ -104,6 +108,24 @@ class Reply:
 Action = Union[Transfer, Reply]
 
 
+def _action(kf_account: Optional[str], reply: Optional[str], require_online: bool, fallback_to_pool: bool,
+            handoff: str, notice: Optional[str]) -> Action:
+    """The action the options of :meth:`Rule.build` describe. :raises ValueError: options that contradict."""
+    if handoff not in HANDOFF_MODES:
+        raise ValueError(f"handoff must be one of {', '.join(HANDOFF_MODES)}, not {handoff!r}")
+    if reply is not None:
+        clashing = [key for key, value in (("kf_account", kf_account), ("require_online", require_online),
+                                           ("fallback_to_pool", fallback_to_pool), ("notice", notice),
+                                           ("handoff", handoff != "transfer")) if value]
+        if clashing:
+            raise ValueError(f"a rule either replies with a text or hands off, not both: "
+                             f"reply does not go with {', '.join(clashing)}")
+        return Reply(reply)
+    if fallback_to_pool and kf_account is None:
+        raise ValueError("fallback_to_pool needs a kf_account to fall back from")
+    return Transfer(kf_account, require_online, fallback_to_pool, handoff == "session", notice)
+
+
 def _as_tuple(value: Optional[Names]) -> Tuple[str, ...]:
     if value is None:
         return ()
@@ -159,44 +181,56 @@ def build_filter(*, msg_type: Optional[Names] = None, keywords: Optional[Names] 
 class Rule:
     """A named rule: when :attr:`filter` holds, :attr:`action` answers.
 
-    :attr:`origin` says where the rule was written (``rules.yaml:12``), if known.
+    :attr:`origin` says where the rule was written (``rules.yaml:12``), if known. A rule with
+    :attr:`after_unanswered` is a trigger instead: it matches no push (its filter is :data:`NOTHING`) and acts
+    on the user's ``after_unanswered``-th message in a row that the bot's handlers left unanswered.
+
+    :raises ValueError: ``after_unanswered`` is not a whole number of at least 1, or comes with a filter; or
+        a rule has neither.
     """
 
     name: str
-    filter: Filter
+    filter: Filter = NOTHING
     action: Action = field(default_factory=Transfer)
     enabled: bool = True
     origin: Optional[str] = None
+    after_unanswered: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        count = self.after_unanswered
+        if count is None:
+            if self.filter is NOTHING:
+                raise ValueError(f"rule {self.name!r} needs a filter, or after_unanswered")
+            return
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"after_unanswered must be a whole number of at least 1, not {count!r}")
+        if self.filter is not NOTHING:
+            raise ValueError(f"after_unanswered cannot be combined with a filter ({self.filter!r}): "
+                             "it is a trigger of its own, not a condition on a push")
 
     @classmethod
     def build(cls, name: str, *, kf_account: Optional[str] = None, reply: Optional[str] = None,
               require_online: bool = False, fallback_to_pool: bool = False, handoff: str = "transfer",
               notice: Optional[str] = None, enabled: bool = True, origin: Optional[str] = None,
-              **conditions: Any) -> "Rule":
+              after_unanswered: Optional[int] = None, **conditions: Any) -> "Rule":
         """Build a rule from the same keys as the YAML file.
 
         ``reply`` answers with that text instead of handing off. Otherwise the
         options of :class:`Transfer` apply; ``handoff`` is ``transfer`` (the
         passive reply, default) or ``session``. Conditions are those of
-        :func:`build_filter`.
+        :func:`build_filter`, or instead ``after_unanswered`` (see :class:`Rule`).
 
-        :raises ValueError: bad conditions, or options that contradict each other.
+        :raises ValueError: bad conditions, options that contradict each other,
+            or ``after_unanswered`` with any condition.
         """
-        if handoff not in HANDOFF_MODES:
-            raise ValueError(f"handoff must be one of {', '.join(HANDOFF_MODES)}, not {handoff!r}")
-        if reply is not None:
-            clashing = [key for key, value in (("kf_account", kf_account), ("require_online", require_online),
-                                               ("fallback_to_pool", fallback_to_pool), ("notice", notice),
-                                               ("handoff", handoff != "transfer")) if value]
-            if clashing:
-                raise ValueError(f"a rule either replies with a text or hands off, not both: "
-                                 f"reply does not go with {', '.join(clashing)}")
-            action: Action = Reply(reply)
-        else:
-            if fallback_to_pool and kf_account is None:
-                raise ValueError("fallback_to_pool needs a kf_account to fall back from")
-            action = Transfer(kf_account, require_online, fallback_to_pool, handoff == "session", notice)
-        return cls(name, build_filter(**conditions), action, enabled, origin)
+        action = _action(kf_account, reply, require_online, fallback_to_pool, handoff, notice)
+        if after_unanswered is None:
+            return cls(name, build_filter(**conditions), action, enabled, origin)
+        given = [key for key, value in conditions.items() if value is not None]
+        if given:
+            raise ValueError(f"after_unanswered cannot be combined with {', '.join(given)}: "
+                             "it is a trigger of its own, not a condition on a push")
+        return cls(name, NOTHING, action, enabled, origin, after_unanswered)
 
     def __call__(self, message: Any) -> BaseReply:
         return self.action.respond(message)
@@ -230,7 +264,10 @@ class RuleSet:
     ``fallback_text``: what a rule answers when it cannot hand off.
     ``handoff_text``: the answer to a session hand-off. ``quotas`` and
     ``unknown_users``: the 48-hour window (see :mod:`kf_plugin.window`).
-    ``business_hours``: when hand-offs are taken.
+    ``business_hours``: when hand-offs are taken. ``queue``: what happens while a
+    user waits for a human. ``context``: the text shown to the agent.
+
+    :raises ValueError: two rules share a name, or two active triggers the same count.
     """
 
     rules: Tuple[Rule, ...] = ()
@@ -240,6 +277,8 @@ class RuleSet:
     quotas: Mapping[str, Quota] = field(default_factory=dict)
     unknown_users: str = "attempt"
     business_hours: Optional[BusinessHours] = None
+    queue: QueuePolicy = field(default_factory=QueuePolicy)
+    context: Optional[ContextTemplate] = None
 
     def __post_init__(self) -> None:
         seen = set()
@@ -247,6 +286,15 @@ class RuleSet:
             if rule.name in seen:
                 raise ValueError(f"two rules are named {rule.name!r}")
             seen.add(rule.name)
+        # Two triggers at one count could not both act: refuse rather than let the order decide unseen.
+        counts: Dict[int, str] = {}
+        for rule in self.active:
+            count = rule.after_unanswered
+            if count is not None and count in counts:
+                raise ValueError(f"rules {counts[count]!r} and {rule.name!r} both act after {count} unanswered "
+                                 "messages; only one can")
+            if count is not None:
+                counts[count] = rule.name
 
     @classmethod
     def of(cls, rules: Iterable[Rule], **kwargs: Any) -> "RuleSet":
@@ -266,8 +314,15 @@ class RuleSet:
         return [(r, r.action.api_options) for r in self.active
                 if isinstance(r.action, Transfer) and r.action.api_options]
 
+    @property
+    def unanswered_triggers(self) -> Tuple[Rule, ...]:
+        """The active rules with ``after_unanswered``, fewest messages first."""
+        triggers = [rule for rule in self.active if rule.after_unanswered is not None]
+        return tuple(sorted(triggers, key=lambda rule: rule.after_unanswered or 0))
+
     def handlers(self, respond: Optional[Callable[[Rule, Any], Any]] = None) -> List[Handler]:
-        return [rule.as_handler(respond) for rule in self.active]
+        """The active rules that match pushes, as router handlers (triggers match none, so they are left out)."""
+        return [rule.as_handler(respond) for rule in self.active if rule.after_unanswered is None]
 
     def to_router(self, name: str = "kf rules") -> MessageRouter:
         router = MessageRouter(name)

@@ -16,16 +16,26 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    ValidationInfo,
     field_validator,
 )
 from wechatpy.events import EVENT_TYPES
 from wechatpy.messages import MESSAGE_TYPES
 
 from .hours import BusinessHours, parse_weekdays
+from .queueing import (
+    DEPENDS_ON,
+    ContextTemplate,
+    QueuePolicy,
+    check_context,
+    check_notice,
+    check_notice_fallback,
+    unused_without,
+)
 from .window import ACTIONS, Quota
 
-__all__ = ["FileModel", "RuleModel", "fields_at", "SUPPORTED_VERSIONS", "KNOWN_EVENTS", "KNOWN_MSG_TYPES",
-           "parse_duration"]
+__all__ = ["FileModel", "RuleModel", "QueueModel", "fields_at", "SUPPORTED_VERSIONS", "KNOWN_EVENTS",
+           "KNOWN_MSG_TYPES", "parse_duration"]
 
 SUPPORTED_VERSIONS = (1,)
 KNOWN_MSG_TYPES = frozenset(MESSAGE_TYPES) | {"event"}
@@ -102,6 +112,12 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+def _at_least_one(value: int) -> int:
+    if value < 1:
+        raise ValueError(f"must be a whole number of messages, at least 1, not {value}")
+    return value
+
+
 class RuleModel(_Model):
     name: Text
     enabled: bool = True
@@ -119,6 +135,7 @@ class RuleModel(_Model):
     fallback_to_pool: bool = False
     handoff: Literal["transfer", "session"] = "transfer"
     notice: Optional[Text] = None
+    after_unanswered: Optional[Annotated[int, AfterValidator(_at_least_one)]] = None
 
 
 def _count(value: Any) -> Optional[int]:
@@ -188,6 +205,36 @@ class BusinessHoursModel(_Model):
                                    self.closed_text)
 
 
+class QueueModel(_Model):
+    while_queued: Literal["quiet", "bot"] = "quiet"
+    notice: Optional[Annotated[Text, AfterValidator(_check_with(check_notice))]] = None
+    notice_fallback: Optional[Annotated[Text, AfterValidator(_check_with(check_notice_fallback))]] = None
+    notice_every: Optional[Duration] = None
+    cancel: Optional[Texts] = None
+    cancel_text: Optional[Text] = None
+    timeout: Optional[Duration] = None
+    timeout_text: Optional[Text] = None
+
+    @field_validator(*DEPENDS_ON)
+    @classmethod
+    def _used(cls, value: Optional[str], info: ValidationInfo) -> Optional[str]:
+        """A setting that does nothing alone is a mistake (a misspelt key beside it, say): refuse it."""
+        assert info.field_name is not None
+        needed = DEPENDS_ON[info.field_name]
+        # A needed key missing from data failed its own validation and is reported already.
+        if value is not None and all(info.data.get(name, "invalid") is None for name in needed):
+            raise ValueError(unused_without(info.field_name))
+        return value
+
+    def to_policy(self) -> QueuePolicy:
+        """The policy this section describes, its durations in seconds."""
+        return QueuePolicy(
+            quiet=self.while_queued == "quiet", notice=self.notice, notice_fallback=self.notice_fallback,
+            notice_every=parse_duration(self.notice_every) if self.notice_every else QueuePolicy.notice_every,
+            cancel=tuple(self.cancel or ()), cancel_text=self.cancel_text,
+            timeout=parse_duration(self.timeout) if self.timeout else None, timeout_text=self.timeout_text)
+
+
 class FileModel(_Model):
     version: int
     fallback_text: Optional[Text] = None
@@ -195,6 +242,8 @@ class FileModel(_Model):
     unknown_users: Literal["attempt", "refuse"] = "attempt"
     quotas: Optional[QuotasModel] = None
     business_hours: Optional[BusinessHoursModel] = None
+    queue: Optional[QueueModel] = None
+    context: Optional[Annotated[Text, AfterValidator(_check_with(check_context))]] = None
     rules: List[Any]
 
     @field_validator("version")
@@ -205,6 +254,9 @@ class FileModel(_Model):
                              f"{', '.join(map(str, SUPPORTED_VERSIONS))}")
         return value
 
+    def to_context(self) -> Optional[ContextTemplate]:
+        return ContextTemplate(self.context) if self.context is not None else None
+
 
 def fields_at(path: Tuple[Union[str, int], ...]) -> frozenset:
     """The keys allowed in the mapping at ``path`` of the file (for did-you-mean hints)."""
@@ -212,6 +264,8 @@ def fields_at(path: Tuple[Union[str, int], ...]) -> frozenset:
         return frozenset(RuleModel.model_fields)
     if path[:1] == ("business_hours",):
         return frozenset(BusinessHoursModel.model_fields)
+    if path[:1] == ("queue",):
+        return frozenset(QueueModel.model_fields)
     if path[:1] == ("quotas",):
         return frozenset(QuotaModel.model_fields if len(path) >= 2 else QuotasModel.model_fields)
     return frozenset(FileModel.model_fields)

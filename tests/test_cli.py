@@ -52,6 +52,48 @@ SUMMARY = """\
   qr-follow: Event('subscribe') & EventKey('123123') → transfer to qr@gh_example
   hours: Keyword('几点', match='prefix') → reply '9:00-18:00'
   fallback text: '客服暂时不在线，请留言'
+  while queued: quiet, the bot's own handlers do not answer
+  queue notice: none
+  cancel keywords: none
+  queue timeout: none
+"""
+
+QUEUE_RULES = """\
+version: 1
+queue:
+  while_queued: bot
+  notice: "您前面还有 {ahead} 位"
+  notice_fallback: "请稍候"
+  notice_every: 90s
+  cancel: ["取消", "Quit"]
+  cancel_text: "已取消"
+  timeout: 2h
+context: "{rule}：{message}\\n最近：{recent}"
+rules:
+  - name: human
+    keywords: 人工
+  - name: stuck
+    after_unanswered: 3
+  - name: hint
+    after_unanswered: 1
+    reply: "输入人工联系客服"
+  - name: old
+    after_unanswered: 2
+    enabled: false
+"""
+
+QUEUE_SUMMARY = """\
+{path}: valid, 4 rules (3 enabled)
+  human: Keyword('人工') → transfer to customer service
+  stuck: after 3 unanswered messages in a row → transfer to customer service
+  hint: after 1 unanswered message in a row → reply '输入人工联系客服'
+  old: after 2 unanswered messages in a row → transfer to customer service  [disabled]
+  while queued: the bot's own handlers answer
+  queue notice: '您前面还有 {{ahead}} 位' else '请稍候', at most every 90s
+  cancel keywords: '取消', 'quit' → '已取消'
+  queue timeout: after 2h (no text)
+  context for the agent: '{{rule}}：{{message}}\\n最近：{{recent}}'
+  unanswered messages in a row, counted after the bot's handlers: hint at 1, stuck at 3
 """
 
 INVALID = """\
@@ -106,6 +148,31 @@ def test_check_summarises_a_valid_file(runner, rules_path):
     assert result.exit_code == 0, result.output
     assert result.stdout == SUMMARY.format(path=rules_path)
     assert result.stderr == ""
+
+
+def test_check_summarises_the_queue_the_context_and_the_triggers(runner, tmp_path):
+    path = tmp_path / "queue.yaml"
+    path.write_text(QUEUE_RULES, encoding="utf-8")
+    result = runner.invoke(cli, ["check", str(path)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == QUEUE_SUMMARY.format(path=path)
+
+
+@pytest.mark.parametrize("queue_yaml, lines", [
+    ("queue:\n  notice: 请稍候\n", ["queue notice: '请稍候', at most every 1m"]),
+    ("queue:\n  notice_fallback: 请稍候\n  notice_every: 45s\n", ["queue notice: '请稍候', at most every 45s"]),
+    ("queue:\n  cancel: 取消\n", ["cancel keywords: '取消' (no text)"]),
+    ("queue:\n  timeout: 90m\n  timeout_text: 忙\n", ["queue timeout: after 90m → '忙'"]),
+    ("queue:\n  timeout: 1d\n", ["queue timeout: after 1d (no text)"]),
+])
+def test_check_prints_each_queue_setting(runner, tmp_path, queue_yaml, lines):
+    path = tmp_path / "queue.yaml"
+    path.write_text(f"version: 1\n{queue_yaml}rules: []\n", encoding="utf-8")
+    result = runner.invoke(cli, ["check", str(path)])
+    assert result.exit_code == 0, result.output
+    printed = result.stdout.splitlines()
+    for line in lines:
+        assert f"  {line}" in printed
 
 
 def test_check_reports_every_problem_of_an_invalid_file(runner, invalid_path):
@@ -245,6 +312,22 @@ def test_route_without_a_match_exits_1(runner, rules_path, args):
     assert result.exit_code == 1
     assert result.stdout == ("no rule takes this message; the webhook would pass it to the bot's own handlers "
                              "and answer 'success' if none answers\n")
+
+
+def test_route_says_the_triggers_act_after_the_bots_handlers(runner, tmp_path):
+    path = tmp_path / "queue.yaml"
+    path.write_text(QUEUE_RULES, encoding="utf-8")
+    result = runner.invoke(cli, ["route", str(path), "--text", "你好"])
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [
+        "no rule takes this message; the webhook would pass it to the bot's own handlers "
+        "and answer 'success' if none answers",
+        f"  after the bot's handlers: rule 'hint' acts on the 1st unanswered message in a row ({path}:16)",
+        f"  after the bot's handlers: rule 'stuck' acts on the 3rd unanswered message in a row ({path}:14)",
+    ]
+    taken = runner.invoke(cli, ["route", str(path), "--text", "人工"])
+    assert taken.exit_code == 0 and taken.stdout.startswith(f"rule 'human' takes it ({path}:12)\n")
+    assert "after the bot's handlers" not in taken.stdout
 
 
 @pytest.mark.parametrize("args, message", [

@@ -1,7 +1,7 @@
 import pytest
 
 from kf_plugin.filters import (
-    ALL, EVENT, TEXT, Event, EventKey, EventKeyRegex, Filter, Keyword, MsgType, Regex, Users, as_filter,
+    ALL, EVENT, NOTHING, TEXT, Event, EventKey, EventKeyRegex, Filter, Keyword, MsgType, Regex, Users, as_filter,
 )
 from kf_plugin.testing import message_xml
 from kf_plugin.webhook import parse_push
@@ -107,6 +107,7 @@ def test_msg_type_and_users():
 def test_ready_made_filters():
     assert ALL(event("CLICK")) and TEXT(text("x")) and EVENT(event("VIEW", "u"))
     assert not TEXT(event("CLICK"))
+    assert not NOTHING(text("x")) and not NOTHING(event("CLICK")) and (~NOTHING)(text("x"))
 
 
 def test_composition_semantics():
@@ -143,6 +144,7 @@ def test_composition_short_circuits():
     (Regex("投诉|退款"), "Regex('投诉|退款')"),
     (EventKeyRegex("^a"), "EventKeyRegex('^a')"),
     (ALL, "ALL"),
+    (NOTHING, "NOTHING"),
 ])
 def test_reprs_explain_the_rule(built, shown):
     assert repr(built) == shown

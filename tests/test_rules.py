@@ -1,6 +1,6 @@
 import pytest
 
-from kf_plugin import Reply, Rule, RuleSet, Transfer
+from kf_plugin import NOTHING, ContextTemplate, Keyword, QueuePolicy, Reply, Rule, RuleSet, Transfer
 from kf_plugin.rules import build_filter
 from kf_plugin.testing import message_xml
 from kf_plugin.webhook import parse_push
@@ -66,3 +66,92 @@ def test_ruleset_active_rules_and_router():
     assert match.handler.name == "on"
     with pytest.raises(ValueError, match="two rules are named 'a'"):
         RuleSet.of([Rule.build("a", keywords="x"), Rule.build("a", keywords="y")])
+
+
+# --------------------------------------------------------------------------
+# after_unanswered: triggers
+# --------------------------------------------------------------------------
+
+def test_a_trigger_built_in_python():
+    rule = Rule.build("stuck", after_unanswered=3, kf_account="a@gh")
+    assert (rule.after_unanswered, rule.filter, rule.action) == (3, NOTHING, Transfer("a@gh"))
+    assert Rule("stuck", after_unanswered=3) == Rule.build("stuck", after_unanswered=3)
+    assert Rule.build("hint", after_unanswered=2, reply="输入人工").action == Reply("输入人工")
+    assert Rule.build("r", keywords="a").after_unanswered is None
+
+
+@pytest.mark.parametrize("conditions, named", [
+    (dict(keywords="人工"), "keywords"),
+    (dict(regex="x"), "regex"),
+    (dict(event="CLICK", event_key="K"), "event, event_key"),
+    (dict(msg_type="text"), "msg_type"),
+    (dict(event_key_regex="^a"), "event_key_regex"),
+    (dict(users="oA"), "users"),
+    (dict(match="exact"), "match"),
+])
+def test_a_trigger_takes_no_condition(conditions, named):
+    with pytest.raises(ValueError) as info:
+        Rule.build("stuck", after_unanswered=3, **conditions)
+    assert str(info.value) == (f"after_unanswered cannot be combined with {named}: "
+                               "it is a trigger of its own, not a condition on a push")
+
+
+@pytest.mark.parametrize("rule, error", [
+    (lambda: Rule.build("s", after_unanswered=0), "after_unanswered must be a whole number of at least 1, not 0"),
+    (lambda: Rule.build("s", after_unanswered=-2), "at least 1, not -2"),
+    (lambda: Rule.build("s", after_unanswered=2.5), "at least 1, not 2.5"),
+    (lambda: Rule.build("s", after_unanswered=True), "at least 1, not True"),
+    (lambda: Rule.build("s", after_unanswered="3"), "at least 1, not '3'"),
+    (lambda: Rule("s", Keyword("a"), after_unanswered=3),
+     "after_unanswered cannot be combined with a filter (Keyword('a'))"),
+    (lambda: Rule("s"), "rule 's' needs a filter, or after_unanswered"),
+    (lambda: Rule("s", NOTHING), "rule 's' needs a filter, or after_unanswered"),
+    (lambda: Rule.build("s", after_unanswered=3, reply="r", kf_account="k"), "not both"),
+])
+def test_bad_triggers_are_refused(rule, error):
+    with pytest.raises(ValueError) as info:
+        rule()
+    assert error in str(info.value)
+
+
+TRIGGERS = RuleSet.of([
+    Rule.build("human", keywords="人工"),
+    Rule.build("stuck", after_unanswered=3),
+    Rule.build("paused", after_unanswered=1, enabled=False),
+    Rule.build("hint", after_unanswered=2, reply="输入人工"),
+])
+
+
+def test_triggers_are_listed_fewest_messages_first_and_only_when_enabled():
+    assert [(r.name, r.after_unanswered) for r in TRIGGERS.unanswered_triggers] == [("hint", 2), ("stuck", 3)]
+    assert RuleSet().unanswered_triggers == ()
+
+
+@pytest.mark.parametrize("pushed", [
+    dict(text="你好"), dict(text="人工客服"), dict(event="CLICK", key="K"), dict(msg_type="image"),
+    dict(event="subscribe"), dict(text=""),
+])
+def test_a_trigger_never_matches_a_push(pushed):
+    """Triggers are not handlers: only the rules with conditions route pushes, and a trigger's filter holds for none."""
+    assert [handler.name for handler in TRIGGERS.handlers()] == ["human"]
+    match = TRIGGERS.to_router().dispatch_with_handler(push(**pushed))
+    assert match.handler is None or match.handler.name == "human"
+    assert NOTHING(push(**pushed)) is False
+    # even made into a handler by hand, a trigger takes nothing
+    assert TRIGGERS.rules[1].as_handler().filter(push(**pushed)) is False
+
+
+def test_two_enabled_triggers_cannot_share_a_count():
+    with pytest.raises(ValueError, match="rules 'a' and 'b' both act after 3 unanswered messages; only one can"):
+        RuleSet.of([Rule.build("a", after_unanswered=3), Rule.build("b", after_unanswered=3)])
+    # a disabled one is no trigger
+    RuleSet.of([Rule.build("a", after_unanswered=3), Rule.build("b", after_unanswered=3, enabled=False)])
+
+
+def test_queue_and_context_are_ruleset_settings():
+    default = RuleSet()
+    assert (default.queue, default.context) == (QueuePolicy(), None)
+    rules = RuleSet.of([Rule.build("a", keywords="x")], queue=QueuePolicy(quiet=False, cancel=["取消"]),
+                       context=ContextTemplate("{rule}: {message}"))
+    assert rules.queue.is_cancel(" 取消 ") and not rules.queue.quiet
+    assert rules.context is not None and rules.context.render("a", "x", [], "o") == "a: x"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 from zoneinfo import ZoneInfo
 
 import click
@@ -17,6 +17,7 @@ from ..config import Settings
 from ..errors import BadPush, ConfigError, KfError, RuleFileError
 from ..handoff import Handoff
 from ..loader import load_rules
+from ..queueing import QueuePolicy
 from ..replies import render_reply, to_reply
 from ..router import Match, MessageRouter
 from ..rules import Rule, RuleSet, Transfer
@@ -86,14 +87,56 @@ def check(file: Optional[str]) -> None:
     click.echo(f"{rules.source}: valid, {len(rules.rules)} rules ({active} enabled)")
     for rule in rules.rules:
         state = "" if rule.enabled else "  [disabled]"
-        click.echo(f"  {rule.name}: {rule.filter!r} → {rule.action}{state}")
+        click.echo(f"  {rule.name}: {_condition(rule)} → {rule.action}{state}")
     if rules.fallback_text:
         click.echo(f"  fallback text: {rules.fallback_text!r}")
+    for line in _queue_lines(rules.queue):
+        click.echo(f"  {line}")
+    if rules.context is not None:
+        click.echo(f"  context for the agent: {rules.context.text!r}")
+    if rules.unanswered_triggers:
+        triggers = ", ".join(f"{rule.name} at {rule.after_unanswered}" for rule in rules.unanswered_triggers)
+        click.echo(f"  unanswered messages in a row, counted after the bot's handlers: {triggers}")
     settings, where = settings_source()
     try:
         check_api_rules(rules, Settings.read(settings), where)
     except ConfigError as exc:
         click.echo(f"warning: {exc}", err=True)
+
+
+def _condition(rule: Rule) -> str:
+    if rule.after_unanswered is not None:
+        count = rule.after_unanswered
+        return f"after {count} unanswered message{'' if count == 1 else 's'} in a row"
+    return repr(rule.filter)
+
+
+def _duration(seconds: float) -> str:
+    """``600.0`` → ``10m``: the largest unit that gives a whole number, as the rule file writes durations."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+def _said(text: Optional[str]) -> str:
+    return f" → {text!r}" if text is not None else " (no text)"
+
+
+def _queue_lines(queue: QueuePolicy) -> List[str]:
+    """The queue policy, one setting a line."""
+    lines = ["while queued: " + ("quiet, the bot's own handlers do not answer" if queue.quiet
+                                 else "the bot's own handlers answer")]
+    if queue.notice is None and queue.notice_fallback is None:
+        lines.append("queue notice: none")
+    else:
+        shown = " else ".join(repr(text) for text in (queue.notice, queue.notice_fallback) if text is not None)
+        lines.append(f"queue notice: {shown}, at most every {_duration(queue.notice_every)}")
+    cancel = ", ".join(repr(keyword) for keyword in queue.cancel)
+    lines.append(f"cancel keywords: {cancel}{_said(queue.cancel_text)}" if cancel else "cancel keywords: none")
+    lines.append(f"queue timeout: after {_duration(queue.timeout)}{_said(queue.timeout_text)}"
+                 if queue.timeout is not None else "queue timeout: none")
+    return lines
 
 
 # -- route ---------------------------------------------------------------------------------
@@ -117,10 +160,20 @@ def route(file: Optional[str], text: Optional[str], event: Optional[str], key: O
     if rule is None:
         click.echo("no rule takes this message; the webhook would pass it to the bot's own handlers "
                    "and answer 'success' if none answers")
+        for trigger in rules.unanswered_triggers:
+            assert trigger.after_unanswered is not None
+            click.echo(f"  after the bot's handlers: rule {trigger.name!r} acts on the "
+                       f"{_ordinal(trigger.after_unanswered)} unanswered message in a row "
+                       f"({trigger.origin or rules.source})")
         raise click.exceptions.Exit(1)
     _explain(rules, rule, moment)
     click.echo("reply:")
     click.echo(render_reply(to_reply(match.result, message)))
+
+
+def _ordinal(number: int) -> str:
+    suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    return f"{number}{suffix}"
 
 
 def _moment(rules: RuleSet, at: Optional[str]) -> dt.datetime:
