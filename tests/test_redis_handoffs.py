@@ -73,6 +73,17 @@ def test_a_user_with_an_agent_then_back_with_the_bot_in_redis(connection, redis_
     assert json.loads(connection.get(f"{SCOPE}handoff:h1"))["outcome"] == "accepted"
 
 
+def test_a_notice_keeps_the_conversation_and_the_index_48_hours_more(connection, redis_url):
+    store, now = new_store(redis_url), time.time()
+    store.apply(U, request(now))
+    for key in (f"conv:{U}", "active"):
+        connection.pexpire(SCOPE + key, 60_000)
+    assert store.mark_noticed(U, now + 1, 60)
+    assert connection.hget(f"{SCOPE}conv:{U}", "noticed") == repr(now + 1).encode()
+    for key in (f"conv:{U}", "active"):
+        assert KEEP_USER - 5 < ttl_of(connection, SCOPE + key) <= KEEP_USER, key
+
+
 def test_recent_and_unanswered_in_redis(connection, redis_url):
     store, now = new_store(redis_url, recent_size=2), time.time()
     for text in ("一", "二", "三"):

@@ -152,6 +152,7 @@ class RedisHandoffStore(HandoffStore):
         def note(tx: Any) -> None:
             tx.hset(key, "noticed", repr(now))
             tx.pexpire(key, _ms(KEEP_USER))
+            tx.pexpire(self.active_key, _ms(KEEP_USER))   # the index outlives every conversation in it
         return self._transaction(key, body)
 
     def _transaction(self, key: str, body: Body[T]) -> T:
