@@ -40,7 +40,8 @@ def open_shared(settings: Settings, redis: Optional[Any] = None) -> SharedState:
     """
     return open_state(redis if redis is not None else settings.redis_url, settings.appid or "default",
                       settings.redis_prefix, settings.token_session_prefix,
-                      max_replies=settings.memory_replies, max_users=settings.memory_users)
+                      max_replies=settings.memory_replies, max_users=settings.memory_users,
+                      keep_records=settings.handoff_records_for)
 
 
 def check_api_rules(rules: RuleSet, settings: Settings, where: str) -> None:

@@ -23,3 +23,16 @@ def test_settings_read_converts_and_falls_back_to_defaults_then_the_table():
 def test_settings_read_names_the_setting_of_a_bad_value():
     with pytest.raises(ConfigError, match="KF_MAX_BODY must be a number"):
         Settings.read({"KF_MAX_BODY": "lots"})
+
+
+@pytest.mark.parametrize("given,kept", [({}, 30 * 86400), ({"KF_HANDOFF_RECORDS_FOR": "3600"}, 3600.0)])
+def test_hand_off_records_are_kept_for_the_setting(given, kept):
+    from kf_plugin.services import open_shared
+    settings = Settings.read(given)
+    assert settings.handoff_records_for == kept
+    assert open_shared(settings).handoffs.keep_records == kept
+
+
+def test_hand_off_records_for_must_be_seconds():
+    with pytest.raises(ConfigError, match="KF_HANDOFF_RECORDS_FOR must not be negative"):
+        Settings.read({"KF_HANDOFF_RECORDS_FOR": "-1"})

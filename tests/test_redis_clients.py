@@ -9,6 +9,7 @@ every script the stores run share one Redis Cluster slot.
 from __future__ import annotations
 
 import collections
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional
@@ -23,6 +24,7 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from kf_plugin import TEXT, MessageRouter
+from kf_plugin.lifecycle import Change
 from kf_plugin.state.base import Grant, PushClaim, Outcome, Token
 from kf_plugin.state.shared import open_state
 from kf_plugin.testing import WeChatTestClient, message_xml
@@ -79,6 +81,31 @@ def plugin_of(app: Flask) -> Any:
     return app.extensions["kf_plugin"].plugin
 
 
+def check_handoffs(first: Any, second: Any) -> None:
+    """The hand-off store of two workers (``open_state`` on ``first`` and ``second``): one transition wins a race,
+    both see it, notices and records are shared."""
+    mine, theirs = open_state(first, APPID).handoffs, open_state(second, APPID).handoffs
+    now = time.time()
+    requests = [Change("request", now, reason="ask", handoff_id=f"h{i}") for i in range(2)]
+    results = []
+    threads = [threading.Thread(target=lambda i=i: results.append((mine, theirs)[i].apply(OPENID, requests[i])))
+               for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert sum(t.moved for t in results) == 1
+    assert theirs.conversation(OPENID) == mine.conversation(OPENID)
+    assert mine.mark_noticed(OPENID, now, 60) and not theirs.mark_noticed(OPENID, now + 1, 60)
+    theirs.apply(OPENID, Change("accept", now + 5, agent="wang@gh_test"))
+    assert [c.agent for c in mine.active()] == ["wang@gh_test"]
+    assert [r.waited for r in mine.records(now)] == [5]
+    mine.remember(OPENID, "hello", now)
+    assert theirs.recent(OPENID) == ["hello"]
+    assert [mine.count_unanswered(OPENID, False, now), theirs.count_unanswered(OPENID, False, now)] == [1, 2]
+    assert not mine.failover.degraded and not theirs.failover.degraded
+
+
 def check_tokens(first: Any, second: Any) -> None:
     """The token store of two workers (``open_state`` on ``first`` and ``second``): put/get/invalidate/acquire."""
     mine, theirs = open_state(first, APPID).tokens, open_state(second, APPID).tokens
@@ -111,6 +138,10 @@ def test_unix_socket_url_shares_pushes_and_window(make_app, request, unix_url):
 
 def test_unix_socket_url_token_store(unix_url):
     check_tokens(unix_url, redis.Redis.from_url(unix_url))
+
+
+def test_unix_socket_url_hand_offs(unix_url):
+    check_handoffs(unix_url, redis.Redis.from_url(unix_url))
 
 
 # -- TLS --------------------------------------------------------------------------------------------------------
@@ -262,6 +293,11 @@ def test_cluster_shares_pushes_and_window(make_app, request, cluster):
 
 def test_cluster_token_store(cluster):
     check_tokens(cluster(0), cluster(2))
+
+
+def test_cluster_hand_offs(cluster):
+    """A change is a WATCH/MULTI transaction on the slot's node: redis-py's cluster client runs it there."""
+    check_handoffs(cluster(0), cluster(2))
 
 
 def test_cluster_runs_the_pipelined_scripts(cluster):

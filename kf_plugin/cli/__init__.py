@@ -11,6 +11,7 @@ import logging
 
 import click
 
+from .handoff_commands import handoffs
 from .rule_commands import check, push, route
 from .sandbox_command import sandbox
 from .service_commands import accounts, records, send, sessions, typing, window
@@ -28,7 +29,7 @@ def cli() -> None:
         logging.getLogger("kf_plugin").addHandler(logging.NullHandler())
 
 
-for _command in (check, route, push, accounts, sessions, send, typing, records, window, token, sandbox):
+for _command in (check, route, push, accounts, sessions, send, typing, records, window, handoffs, token, sandbox):
     cli.add_command(_command)
 
 

@@ -17,13 +17,15 @@ from collections import OrderedDict
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable, Generic, List, Optional, Set, Tuple, Type, TypeVar
 
+from ..lifecycle import Change, Conversation, HandoffRecord, Transition
 from .base import Claim, Grant, Outcome, PushClaim, ReplayStore, Token, TokenStore, WindowRecord, WindowStore
+from .handoffs import HandoffStore
 from .memory import MemoryReplayStore
 
 if TYPE_CHECKING:
     from .redis import RedisReplayStore
 
-__all__ = ["Failover", "FailoverReplayStore", "FailoverWindowStore", "FailoverTokenStore"]
+__all__ = ["Failover", "FailoverReplayStore", "FailoverWindowStore", "FailoverTokenStore", "FailoverHandoffStore"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -342,3 +344,41 @@ class FailoverTokenStore(_OnFailover[TokenStore], TokenStore):
 
     def count(self, name: str, ttl: float) -> int:
         return self._on_either(lambda store: store.count(name, ttl))
+
+
+class FailoverHandoffStore(_OnFailover[HandoffStore], HandoffStore):
+    """A :class:`HandoffStore` on ``primary`` (Redis) that falls back to ``fallback`` (memory).
+
+    While Redis is down each worker keeps the hand-offs it sees in its own memory; that memory is not written
+    back (a queue position or a notice is short-lived, and the transitions WeChat reports next set things right).
+    """
+
+    def __init__(self, primary: HandoffStore, fallback: HandoffStore, failover: Optional[Failover] = None):
+        super().__init__(primary, fallback, failover or Failover("hand-offs"))
+
+    def conversation(self, openid: str) -> Conversation:
+        return self._on_either(lambda store: store.conversation(openid))
+
+    def apply(self, openid: str, change: Change) -> Transition:
+        return self._on_either(lambda store: store.apply(openid, change))
+
+    def mark_noticed(self, openid: str, now: float, interval: float) -> bool:
+        return self._on_either(lambda store: store.mark_noticed(openid, now, interval))
+
+    def active(self, limit: int = 1000) -> List[Conversation]:
+        return self._on_either(lambda store: store.active(limit))
+
+    def records(self, since: float, until: Optional[float] = None) -> List[HandoffRecord]:
+        return self._on_either(lambda store: store.records(since, until))
+
+    def record(self, handoff_id: str) -> Optional[HandoffRecord]:
+        return self._on_either(lambda store: store.record(handoff_id))
+
+    def recent(self, openid: str) -> List[str]:
+        return self._on_either(lambda store: store.recent(openid))
+
+    def remember(self, openid: str, text: str, now: float) -> None:
+        self._on_either(lambda store: store.remember(openid, text, now))
+
+    def count_unanswered(self, openid: str, answered: bool, now: float) -> int:
+        return self._on_either(lambda store: store.count_unanswered(openid, answered, now))

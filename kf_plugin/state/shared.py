@@ -2,17 +2,19 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 from ..errors import ConfigError
 from .base import ReplayStore, TokenStore, WindowStore
 from .failover import (
     Failover,
+    FailoverHandoffStore,
     FailoverReplayStore,
     FailoverTokenStore,
     FailoverWindowStore,
 )
+from .handoffs import KEEP_RECORDS, HandoffStore, MemoryHandoffStore
 from .memory import MemoryReplayStore, MemoryTokenStore, MemoryWindowStore
 
 __all__ = ["SharedState", "open_state"]
@@ -26,10 +28,12 @@ class SharedState:
     window: WindowStore
     tokens: TokenStore
     redis: Optional[Any] = None
+    handoffs: HandoffStore = field(default_factory=MemoryHandoffStore)
 
 
 def open_state(redis: Union[str, Any, None], appid: str, prefix: str = "kf:", session_prefix: str = "wechatpy", *,
-               max_replies: int = 100_000, max_users: int = 200_000) -> SharedState:
+               max_replies: int = 100_000, max_users: int = 200_000,
+               keep_records: float = KEEP_RECORDS) -> SharedState:
     """Memory stores, or — with ``redis`` — Redis stores that fall back to memory while Redis is down.
 
     ``redis``: a Redis URL (``redis://``, ``rediss://`` for TLS, ``unix://``), or a redis-py client made
@@ -37,19 +41,22 @@ def open_state(redis: Union[str, Any, None], appid: str, prefix: str = "kf:", se
     or timeouts). Keys are ``{prefix}{appid}:...`` with the AppID as a Redis Cluster hash tag (the token:
     ``{session_prefix}:{appid}_access_token``, as wechatpy keeps it). Nothing connects yet: a bot starts
     even while Redis is down. ``max_replies`` / ``max_users`` bound the memory (this worker's own, asked
-    first with Redis and used alone while it is away): replies kept for retries, users' send rights.
+    first with Redis and used alone while it is away): replies kept for retries, users' send rights (and
+    users' hand-off conversations). ``keep_records``: seconds a hand-off's record is kept after its request.
 
     :raises ConfigError: redis-py is missing, the URL is not a Redis URL, or a prefix holds a brace.
     """
     if redis is None or redis == "":
         own = MemoryWindowStore(max_users=max_users)
-        return SharedState(MemoryReplayStore(max_entries=max_replies, window=own), own, MemoryTokenStore())
+        return SharedState(MemoryReplayStore(max_entries=max_replies, window=own), own, MemoryTokenStore(),
+                           handoffs=MemoryHandoffStore(keep_records, max_users=max_users))
     for name, value in (("KF_REDIS_PREFIX", prefix), ("KF_TOKEN_SESSION_PREFIX", session_prefix)):
         if "{" in value or "}" in value:
             raise ConfigError(f"{name} {value!r} must not hold braces: kf_plugin puts the AppID in braces, "
                               "as a Redis Cluster hash tag, and a brace of the prefix would take its place")
     connection = _connect(redis) if isinstance(redis, str) else _warn_if_slow_to_fail(redis)
     from .redis import RedisReplayStore, RedisWindowStore, scope_of
+    from .redis_handoffs import RedisHandoffStore
     from .redis_tokens import RedisTokenStore
     scope = scope_of(prefix, appid)
     failover = Failover("shared state", probe=connection.ping)  # one Redis: one verdict on whether it is up
@@ -60,7 +67,9 @@ def open_state(redis: Union[str, Any, None], appid: str, prefix: str = "kf:", se
     replay.window = window
     tokens = FailoverTokenStore(RedisTokenStore(connection, appid, prefix, session_prefix), MemoryTokenStore(),
                                 failover)
-    return SharedState(replay, window, tokens, connection)
+    handoffs = FailoverHandoffStore(RedisHandoffStore(connection, scope, keep_records),
+                                    MemoryHandoffStore(keep_records, max_users=max_users), failover)
+    return SharedState(replay, window, tokens, connection, handoffs)
 
 
 def _connect(url: str) -> Any:

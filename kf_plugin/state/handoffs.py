@@ -1,0 +1,200 @@
+"""Where each user is in the hand-off lifecycle, the record of every hand-off, and what the bot needs around it
+(a user's last messages, how many went unanswered).
+
+:class:`HandoffStore` is the interface; :class:`MemoryHandoffStore` keeps it in one process, and
+:class:`~kf_plugin.state.redis_handoffs.RedisHandoffStore` shares it between workers.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from dataclasses import replace
+from typing import Callable, Generic, List, Optional, Tuple, TypeVar
+
+from ..lifecycle import Change, Conversation, HandoffRecord, Stage, Transition, advance
+
+__all__ = ["HandoffStore", "MemoryHandoffStore", "KEEP_RECORDS", "KEEP_USER", "RECENT_SIZE", "check_recent_size"]
+
+#: Seconds a hand-off's record is kept after its request (``KF_HANDOFF_RECORDS_FOR``'s default).
+KEEP_RECORDS = 30 * 86400.0
+#: Seconds a user's conversation, last messages and unanswered count are kept after their last change.
+KEEP_USER = 48 * 3600.0
+#: How many of a user's last messages are kept.
+RECENT_SIZE = 5
+
+
+class HandoffStore(ABC):
+    """Each user's :class:`~kf_plugin.lifecycle.Conversation` and the :class:`~kf_plugin.lifecycle.HandoffRecord`
+    of every hand-off.
+
+    Nothing is stored for a user with the bot: :meth:`conversation` gives them with ``since`` 0, so a change
+    older than their return to the bot is not recognised as stale (in the queue or with an agent it is). A
+    conversation is kept :data:`KEEP_USER` after its last change (then the user is with the bot again), a
+    record ``keep_records`` seconds after its request. :meth:`apply` and :meth:`mark_noticed` are atomic across
+    every worker that shares the store.
+    """
+
+    @abstractmethod
+    def conversation(self, openid: str) -> Conversation:
+        """Where the user is now (with the bot when nothing is known)."""
+
+    @abstractmethod
+    def apply(self, openid: str, change: Change) -> Transition:
+        """Advance the user's conversation by ``change`` (see :func:`~kf_plugin.lifecycle.advance`) and store
+        the conversation and the record it touched, in one step no other worker's change interleaves with."""
+
+    @abstractmethod
+    def mark_noticed(self, openid: str, now: float, interval: float) -> bool:
+        """Note a queue notice at ``now``: ``True`` only if the user is queued and had none in the last
+        ``interval`` seconds (so of several workers asking at once, one sends it)."""
+
+    @abstractmethod
+    def active(self, limit: int = 1000) -> List[Conversation]:
+        """The users queued or with an agent, the longest in their stage first; at most ``limit``."""
+
+    @abstractmethod
+    def records(self, since: float, until: Optional[float] = None) -> List[HandoffRecord]:
+        """The records of the hand-offs requested from ``since`` to ``until`` (inclusive; ``None``: no end), in
+        the order they were requested."""
+
+    @abstractmethod
+    def record(self, handoff_id: str) -> Optional[HandoffRecord]:
+        """The record ``handoff_id``, or ``None`` when it is unknown or no longer kept."""
+
+    @abstractmethod
+    def recent(self, openid: str) -> List[str]:
+        """The user's last messages (as :meth:`remember` got them), oldest first."""
+
+    @abstractmethod
+    def remember(self, openid: str, text: str, now: float) -> None:
+        """Add a message to the user's last messages (only the last ``recent_size`` are kept)."""
+
+    @abstractmethod
+    def count_unanswered(self, openid: str, answered: bool, now: float) -> int:
+        """The user's consecutive unanswered messages after this one: one more, or 0 when it was ``answered``."""
+
+
+def check_recent_size(size: int) -> int:
+    """``size`` if it is a number of messages to keep. :raises ValueError: it is below 1."""
+    if size < 1:
+        raise ValueError(f"recent_size must be at least 1 (the messages kept per user), not {size}")
+    return size
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _Expiring(Generic[K, V]):
+    """A dict of at most ``limit`` entries, each with an expiry; the least recently written go first."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.entries: "OrderedDict[K, Tuple[V, float]]" = OrderedDict()
+
+    def get(self, key: K, now: float) -> Optional[V]:
+        entry = self.entries.get(key)
+        if entry is None:
+            return None
+        if entry[1] <= now:
+            del self.entries[key]
+            return None
+        return entry[0]
+
+    def put(self, key: K, value: V, expires_at: float) -> None:
+        self.entries[key] = (value, expires_at)
+        self.entries.move_to_end(key)
+        while len(self.entries) > self.limit:
+            self.entries.popitem(last=False)
+
+    def pop(self, key: K) -> None:
+        self.entries.pop(key, None)
+
+    def live(self, now: float) -> List[V]:
+        return [value for value, expires_at in self.entries.values() if expires_at > now]
+
+
+class MemoryHandoffStore(HandoffStore):
+    """A :class:`HandoffStore` in this process's memory, under one lock.
+
+    At most ``max_users`` users' conversations (and as many users' last messages and counts) and
+    ``max_records`` records are kept; past that the least recently changed are forgotten (a forgotten
+    conversation is with the bot again). ``clock`` (unix time) decides expiry; ``now`` arguments are the
+    caller's time for what they record.
+    """
+
+    def __init__(self, keep_records: float = KEEP_RECORDS, max_records: int = 100_000, max_users: int = 200_000,
+                 recent_size: int = RECENT_SIZE, clock: Callable[[], float] = time.time):
+        self.keep_records = keep_records
+        self.recent_size = check_recent_size(recent_size)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._conversations: _Expiring[str, Conversation] = _Expiring(max_users)
+        self._records: _Expiring[str, HandoffRecord] = _Expiring(max_records)
+        self._recent: _Expiring[str, Tuple[str, ...]] = _Expiring(max_users)
+        self._unanswered: _Expiring[str, int] = _Expiring(max_users)
+
+    def conversation(self, openid: str) -> Conversation:
+        with self._lock:
+            return self._conversations.get(openid, self._clock()) or Conversation(openid)
+
+    def apply(self, openid: str, change: Change) -> Transition:
+        with self._lock:
+            now = self._clock()
+            before = self._conversations.get(openid, now) or Conversation(openid)
+            open_record = self._records.get(before.handoff_id, now) if before.handoff_id else None
+            after, record = advance(before, open_record, change)
+            if after != before:
+                self._keep(after, now)
+            if record is not None:
+                self._records.put(record.id, record, record.requested_at + self.keep_records)
+            return Transition(change, before, after, record)
+
+    def _keep(self, conv: Conversation, now: float) -> None:
+        if conv.stage is Stage.BOT:
+            self._conversations.pop(conv.openid)
+        else:
+            self._conversations.put(conv.openid, conv, now + KEEP_USER)
+
+    def mark_noticed(self, openid: str, now: float, interval: float) -> bool:
+        with self._lock:
+            conv = self._conversations.get(openid, self._clock())
+            if conv is None or conv.stage is not Stage.QUEUED or now - conv.noticed_at < interval:
+                return False
+            self._keep(replace(conv, noticed_at=now), self._clock())
+            return True
+
+    def active(self, limit: int = 1000) -> List[Conversation]:
+        with self._lock:
+            found = self._conversations.live(self._clock())
+        return sorted(found, key=lambda conv: conv.since)[:limit]
+
+    def records(self, since: float, until: Optional[float] = None) -> List[HandoffRecord]:
+        with self._lock:
+            kept = self._records.live(self._clock())
+        chosen = [r for r in kept if r.requested_at >= since and (until is None or r.requested_at <= until)]
+        return sorted(chosen, key=lambda record: (record.requested_at, record.id))
+
+    def record(self, handoff_id: str) -> Optional[HandoffRecord]:
+        with self._lock:
+            return self._records.get(handoff_id, self._clock())
+
+    def recent(self, openid: str) -> List[str]:
+        with self._lock:
+            return list(self._recent.get(openid, self._clock()) or ())
+
+    def remember(self, openid: str, text: str, now: float) -> None:
+        with self._lock:
+            kept = self._recent.get(openid, now) or ()
+            self._recent.put(openid, (*kept, text)[-self.recent_size:], now + KEEP_USER)
+
+    def count_unanswered(self, openid: str, answered: bool, now: float) -> int:
+        with self._lock:
+            if answered:
+                self._unanswered.pop(openid)
+                return 0
+            count = (self._unanswered.get(openid, now) or 0) + 1
+            self._unanswered.put(openid, count, now + KEEP_USER)
+            return count
