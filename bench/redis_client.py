@@ -72,10 +72,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "claim script storing a known reply (RedisReplayStore.acquire with an answer)":
             lambda i: store.acquire(claim("k", i, REPLY)),
         "a whole push: Deduplicator.run over open_state (memory, then claim + SET)":
-            lambda i: dedupe.run(f"d{run_id}{i}", lambda: REPLY, grant=(f"od{i:026d}", grant),
+            lambda i: dedupe.run(f"d{run_id}{i}", lambda _: REPLY, grant=(f"od{i:026d}", grant),
                                  binding=(f"{i}&{run_id}&d", "0123456789abcdef0123456789abcdef"), now=now),
         "a whole push, reply known: Deduplicator.run over open_state (memory, then the claim)":
-            lambda i: dedupe.run(f"w{run_id}{i}", lambda: REPLY, grant=(f"ow{i:026d}", grant),
+            lambda i: dedupe.run(f"w{run_id}{i}", lambda _: REPLY, grant=(f"ow{i:026d}", grant),
                                  binding=(f"{i}&{run_id}&w", "0123456789abcdef0123456789abcdef"), now=now,
                                  known=Known(REPLY)),
     }

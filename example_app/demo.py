@@ -27,6 +27,7 @@ from . import DEMO_SETTINGS, create_app
 
 AGENT = "xiaowang@gh_example"
 USER = "oDemoUser000000001"
+RETRIED_USER = "oDemoUser000000003"   # one still with the bot (USER waits in the queue after step 2)
 
 
 def _describe(answer: Answer) -> str:
@@ -115,7 +116,7 @@ def run(echo: Callable[[str], None] = print, records_to: Optional[Path] = None) 
         step(4, "a push WeChat delivers three times (no answer seen within 5 s): one handler run, one reply")
         stats = world.app.extensions["example_bot_stats"]
         before = stats["greet"]
-        query, body = world.signer.sign(message_xml(text="hello", msg_id=4242424242, sender=USER))
+        query, body = world.signer.sign(message_xml(text="hello", msg_id=4242424242, sender=RETRIED_USER))
         answers = [world.post(query, body) for _ in range(3)]
         for delivery, answer in enumerate(answers, 1):
             echo(f"   delivery {delivery} ← {_describe(answer)} (CreateTime {answer.fields.get('CreateTime')})")

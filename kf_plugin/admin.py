@@ -157,9 +157,13 @@ class KfAdmin:
 
     # -- sessions -----------------------------------------------------------
 
-    def open_session(self, openid: str, kf_account: str) -> None:
-        """Hand ``openid`` to ``kf_account`` now. :raises AgentOfflineError: 65415. :raises SessionError: 65414."""
-        self._call("POST", "/customservice/kfsession/create", data={"kf_account": kf_account, "openid": openid})
+    def open_session(self, openid: str, kf_account: str, text: Optional[str] = None) -> None:
+        """Hand ``openid`` to ``kf_account`` now; ``text`` is shown to the agent (why the user is coming).
+
+        :raises AgentOfflineError: 65415. :raises SessionError: 65414.
+        """
+        data = {"kf_account": kf_account, "openid": openid, **({"text": text} if text else {})}
+        self._call("POST", "/customservice/kfsession/create", data=data)
 
     def close_session(self, openid: str, kf_account: str) -> None:
         """:raises SessionError: 65413 no session, 65414 another worker's session."""

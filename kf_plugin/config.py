@@ -83,6 +83,9 @@ SETTINGS: Dict[str, Setting] = {s.name: s for s in (
             "customer-service message instead (needs KF_APPID and KF_SECRET); 0 turns this off."),
     Setting("KF_HANDOFF_BUDGET", 0.3, _seconds,
             "Seconds a push may wait on the WeChat API for a hand-off (online agents, opening a session)."),
+    Setting("KF_ESCALATE_BUDGET", 1.0, _seconds,
+            "Seconds an `@kf.escalate_when` predicate (a classifier, a model) may take before the bot's handlers "
+            "answer without it; it is asked within `KF_REPLY_BUDGET`, so keep it well below."),
     Setting("KF_HANDOFF_RECORDS_FOR", 30 * 86400, _seconds,
             "Seconds the record of a hand-off (who asked, why, which agent took it, how long the user waited, how "
             "it ended) is kept after the request, for `kf-plugin handoffs`; 2592000 is 30 days."),
@@ -169,6 +172,7 @@ class Settings:
     api_timeout: float
     reply_budget: float
     handoff_budget: float
+    escalate_budget: float
     handoff_records_for: float
     agents_refresh: float
     worker_threads: int

@@ -9,6 +9,7 @@ lapses within a lease and the retry runs the handler itself.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, Tuple
 
 from .errors import BadPush
+from .lifecycle import Conversation, Transition
 from .state.base import DEFAULT_LEASE, Grant, Outcome, PushClaim, ReplayStore, WindowStore
 
 __all__ = ["push_key", "body_digest", "Deduplicator", "Known"]
@@ -55,15 +57,18 @@ def body_digest(body: bytes) -> str:
 class Known:
     """A push's rendered reply, known before its claim because producing it changes nothing.
 
-    The claim stores it as the reply at once (one round trip fewer). ``then``
+    The claim stores it as the reply at once (one round trip fewer), with
+    ``handoff``, the request that takes the sender from the bot to the queue
+    (when the reply hands off). It is worked out for a sender with the bot:
+    for a sender queued or with an agent the claim stays pending and
+    ``produce`` runs as for any push, and must do that work itself. ``then``
     (e.g. sending a notice in the background) runs once per push, for the
-    delivery whose claim stored it; its exception is logged, never raised.
-    When the store leaves the claim pending instead, ``produce`` runs as for
-    any push and must do that work itself.
+    delivery whose claim stored the reply; its exception is logged, never raised.
     """
 
     reply: str
     then: Optional[Callable[[], object]] = None
+    handoff: Optional[Transition] = None
 
     def follow_up(self) -> None:
         if self.then is None:
@@ -99,22 +104,26 @@ class Deduplicator:
         """Seconds a reply is kept: ``ttl``, or the clock-skew window if longer."""
         return max(self.ttl, self.keep_for)
 
-    def run(self, key: str, produce: Callable[[], str], *, grant: Optional[Tuple[str, Grant]] = None,
-            binding: Optional[Tuple[str, str]] = None, now: float = 0.0, known: Optional[Known] = None) -> str:
-        """The reply for ``key``: ``produce()``'s for the first delivery, the stored one for retries.
+    def run(self, key: str, produce: Callable[[Optional[Conversation]], str], *,
+            grant: Optional[Tuple[str, Grant]] = None, binding: Optional[Tuple[str, str]] = None,
+            now: float = 0.0, known: Optional[Known] = None, openid: Optional[str] = None) -> str:
+        """The reply for ``key``: ``produce(conversation)``'s for the first delivery, the stored one for retries.
 
         ``grant``: the send rights the push gives (``(openid, Grant)``), recorded
         once per push, with its first claim. ``binding``: ``(query, body digest)``
         of a plain push. ``known``: the reply, when it is known before the claim
-        (see :class:`Known`). If ``produce`` raises, the claim is released (a
-        later retry runs it again) and the exception propagates.
+        (see :class:`Known`). ``openid``: the sender, whose hand-off conversation
+        the claim reads and ``produce`` gets (``None`` when the store keeps no
+        conversations). If ``produce`` raises, the claim is released (a later
+        retry runs it again) and the exception propagates.
 
         :raises BadPush: (403) the push's signed query was already used with another body.
         """
         # A store records the grant with the claim (one round trip) when its grants land in our window.
         grant_with_claim = grant if self.window is None or self.store.window is self.window else None
         push = PushClaim(key, self.kept_for, min(self.lease, self.kept_for), grant_with_claim, now, binding,
-                         2 * self.keep_for, None if known is None else known.reply)
+                         2 * self.keep_for, None if known is None else known.reply, openid,
+                         None if known is None else known.handoff)
         deadline = time.monotonic() + self.wait
         while True:
             claim = self.store.acquire(push)
@@ -124,7 +133,7 @@ class Deduplicator:
                 if claim.answered and known is not None:
                     known.follow_up()
                     return known.reply
-                return self._produce(key, produce)
+                return self._produce(key, functools.partial(produce, claim.conversation))
             if claim.outcome is Outcome.DONE:
                 return claim.reply or ""
             if claim.outcome is Outcome.CONFLICT:

@@ -2,56 +2,42 @@
 ``KfPlugin(rules=..., appid=..., secret=...)`` on the bot's own router or view."""
 from __future__ import annotations
 
-import contextvars
 import functools
 import logging
 import os
 import threading
 import time
-from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 from apscheduler.schedulers.base import BaseScheduler
-from flask import Flask, Request, Response, current_app, has_app_context, request
+from flask import Flask, current_app, has_app_context
 from wechatpy.replies import BaseReply
 
 from .admin import KfAdmin
 from .agents import AgentDirectory
+from .answering import CONVERSATION, SERVING, Answering, Escalation
 from .config import SETTINGS, Settings, checked_settings
 from .deployment import warn_if_workers_do_not_share
-from .errors import ConfigError, KfError
+from .errors import KfError
 from .filters import Event
-from .hooks import SESSION_EVENTS, SessionHook, SessionHooks
+from .hooks import SESSION_EVENTS, HandoffHook, HandoffHooks, SessionHook, SessionHooks
+from .lifecycle import Conversation, HandoffRecord, HandoffSummary, summarize
 from .loader import load_rules
-from .replies import to_reply
 from .router import Handler, MessageRouter
-from .rules import Rule, RuleSet, rule_of
+from .rules import Rule, RuleSet
 from .scheduling import Jobs
 from .services import Services, check_api_rules
 from .state import ReplayStore, WindowStore
-from .webhook import Planned, Slow, Webhook
+from .view import EXTENSION, AppState, refuse_taken_url, webhook_view
 from .window import WindowTracker
 
 __all__ = ["KfPlugin"]
 
-EXTENSION = "kf_plugin"
 RulesLike = Union[RuleSet, str, "os.PathLike[str]", Iterable[Rule]]
 IN_APP_CONFIG = "in the app's config"
 IN_PLUGIN_ARGUMENTS = "with KfPlugin(appid=..., secret=...) or kf.configure({...})"
 
 log = logging.getLogger(__name__)
-
-# The services of the push being handled, for the rules' hand-offs and the session hooks.
-_serving: ContextVar[Optional[Services]] = ContextVar("kf_plugin_serving", default=None)
-
-
-@dataclass(frozen=True)
-class _AppState:
-    plugin: "KfPlugin"
-    webhook: Webhook
-    services: Services
-
 
 class KfPlugin:
     """Customer-service hand-off for a wechatpy + Flask bot (one official account per app).
@@ -83,6 +69,7 @@ class KfPlugin:
         self.rules_router = MessageRouter("kf rules")
         self.router = router if router is not None else MessageRouter("bot")
         self.router.include(self.rules_router, first=True)
+        self._answering = Answering(self.router, self.rules_router)
         self.jobs = Jobs(scheduler)
         self._rules = RuleSet()
         self._rules_path: Optional[str] = None
@@ -91,6 +78,7 @@ class KfPlugin:
         self._redis = redis
         self._clock = clock
         self._session_hooks = SessionHooks()
+        self._handoff_hooks = HandoffHooks()
         self._settings: Dict[str, Any] = {}
         self._apps: List[Services] = []               # one per app init_app registered
         self._own: Optional[Services] = None          # used without Flask
@@ -164,7 +152,7 @@ class KfPlugin:
         services = self._services()
         if services is self._own:
             self.jobs.ensure_started()   # style (b): the rules' hand-offs are its first use of the API
-        return services.handoff.respond(rule, message)
+        return services.answer_rule(rule, message, CONVERSATION.get())
 
     def _use_rules(self, services: Services) -> None:
         services.use_rules(self._rules)
@@ -181,7 +169,7 @@ class KfPlugin:
 
     def _services(self) -> Services:
         """The services of the push being handled, else the current app's, else the only app's, else our own."""
-        serving = _serving.get()
+        serving = SERVING.get()
         if serving is not None:
             return serving
         if has_app_context():
@@ -203,11 +191,14 @@ class KfPlugin:
             if self._own is None:
                 settings = Settings.read(self._settings)
                 check_api_rules(self._rules, settings, IN_PLUGIN_ARGUMENTS)
-                services = Services(settings, window_store=self._window_store, redis=self._redis,
-                                    clock=self._clock)
+                services = self._new_services(settings)
                 self._use_rules(services)
                 self._own = services
             return self._own
+
+    def _new_services(self, settings: Settings) -> Services:
+        return Services(settings, window_store=self._window_store, redis=self._redis, clock=self._clock,
+                        hooks=self._handoff_hooks)
 
     def _all_services(self) -> List[Tuple[Services, str]]:
         """Every services this plugin runs, with where their settings come from."""
@@ -253,6 +244,54 @@ class KfPlugin:
         """
         return self._session_hooks.on(*events)
 
+    def on_handoff(self, *kinds: str) -> Callable[[HandoffHook], HandoffHook]:
+        """Decorator: call ``hook(transition)`` each time a user moves through the hand-off lifecycle.
+
+        ``kinds``: the changes to hear (``request``, ``accept``, ``switch``, ``close``, ``cancel``,
+        ``timeout``, ``lapse``, ``refuse``); none means all. The hook gets a
+        :class:`~kf_plugin.lifecycle.Transition` (``before``, ``after``, ``record``, ``change``) and runs in
+        the background, after the push is answered::
+
+            @kf.on_handoff("close", "lapse")
+            def back_with_the_bot(transition):
+                kf.admin.send_text(transition.after.openid, "本次服务已结束，有问题随时找我")
+
+        :raises ValueError: a kind that is not one of those.
+        """
+        return self._handoff_hooks.on(*kinds)
+
+    def escalate_when(self, predicate: Optional[Callable[[Any], Any]] = None, *,
+                      rule: Optional[str] = None) -> Any:
+        """Decorator: hand a user off when ``predicate(message)`` is true (a classifier, a model call).
+
+        Asked for pushes no kf rule took, before the bot's handlers, within ``KF_ESCALATE_BUDGET`` seconds
+        (too slow or raising: the handlers answer). ``rule``: the name of a rule of the file whose action
+        hands off (default: a plain transfer). Use as ``@kf.escalate_when`` or ``@kf.escalate_when(rule=...)``.
+
+        :raises KfError: ``rule`` names no rule in force.
+        """
+        def register(function: Callable[[Any], Any]) -> Callable[[Any], Any]:
+            chosen = None
+            if rule is not None:
+                chosen = next((r for r in self._rules.rules if r.name == rule), None)
+                if chosen is None:
+                    raise KfError(f"escalate_when: no rule named {rule!r} is in force")
+            self._answering.escalations.append(Escalation(function, chosen))
+            return function
+        return register(predicate) if predicate is not None else register
+
+    def conversation(self, openid: str) -> Conversation:
+        """Where ``openid`` is in the hand-off lifecycle now (the current app's)."""
+        return self._services().conversations.of(openid)
+
+    def handoffs(self, since: float, until: Optional[float] = None) -> List[HandoffRecord]:
+        """The records of the hand-offs requested from ``since`` to ``until`` (unix times; the current app's)."""
+        return self._services().shared.handoffs.records(since, until)
+
+    def handoff_summary(self, since: float, until: Optional[float] = None) -> HandoffSummary:
+        """Count, acceptance rate, median and p90 wait of the hand-offs requested from ``since`` to ``until``."""
+        return summarize(self.handoffs(since, until))
+
     def _run_session_hooks(self, event: Any) -> None:
         self._session_hooks.run(event, self._services().executor)
 
@@ -280,36 +319,8 @@ class KfPlugin:
             self._own_services()
         router.include(self.rules_router, first=True)
 
-    def _route(self, services: Services, router: MessageRouter, message: Any,
-               skip: Optional[MessageRouter] = None) -> Optional[BaseReply]:
-        token = _serving.set(services)
-        try:
-            return to_reply(router.dispatch(message, skip=skip), message)
-        finally:
-            _serving.reset(token)
-
-    def _answer_push(self, services: Services, message: Any) -> Union[Optional[BaseReply], Slow]:
-        """The webhook's answer: the kf rules on this thread (their API calls are bounded by
-        ``KF_HANDOFF_BUDGET``); the bot's own handlers, which may be slow, as :class:`Slow` work."""
-        skip = None   # the send rights the push grants are recorded with its claim (Webhook.grant_for)
-        if self.router.asks_first(self.rules_router):
-            reply = self._route(services, self.rules_router, message)
-            if reply is not None or not self.router.has_more_than(self.rules_router):
-                return reply
-            skip = self.rules_router
-        # Run in a copy of this context: the handlers see the app context there too.
-        return Slow(functools.partial(contextvars.copy_context().run, self._route, services, self.router,
-                                      message, skip))
-
-    def _plan_push(self, services: Services, message: Any) -> Optional[Planned]:
-        """The webhook's answer when it is known before the push's claim: a kf rule matched that opens no
-        session (its reply is then stored with the claim, its notice sent once)."""
-        if not self.router.asks_first(self.rules_router) or self.rules_router.has_middleware:
-            return None
-        rule = rule_of(next(self.rules_router.candidates(message), None))
-        if rule is None or not services.handoff.answers_at_once(rule):
-            return None
-        return Planned(*services.handoff.answer(rule, message))
+    def _route(self, services: Services, router: MessageRouter, message: Any) -> Optional[BaseReply]:
+        return self._answering.route(services, router, message)
 
     def init_app(self, app: Flask) -> None:
         """Register the webhook on ``app`` and the ``flask kf`` commands.
@@ -340,22 +351,22 @@ class KfPlugin:
         for name, setting in SETTINGS.items():
             app.config.setdefault(name, self._settings.get(name, setting.default))
         settings = Settings.read(app.config)
-        _refuse_taken_url(app, settings.url)
+        refuse_taken_url(app, settings.url)
         # The app's rule file, unless the plugin was given rules already.
         path = settings.rules if self._rules_path is None and not self._rules.rules else None
         ruleset = load_rules(path) if path else self._rules
         for checked, where in [(settings, IN_APP_CONFIG)] + [(s.settings, w) for s, w in self._all_services()]:
             check_api_rules(ruleset, checked, where)   # the other apps matter when the file's rules are new
-        services = Services(settings, window_store=self._window_store, redis=self._redis, clock=self._clock)
-        webhook = services.webhook(functools.partial(self._answer_push, services), self._replay_store,
-                                   plan=functools.partial(self._plan_push, services))
+        services = self._new_services(settings)
+        webhook = services.webhook(functools.partial(self._answering.answer, services), self._replay_store,
+                                   plan=functools.partial(self._answering.plan, services))
         self._apps.append(services)
         if path:
             self._put_in_force(ruleset, path)
         else:
             self._use_rules(services)
-        app.extensions[EXTENSION] = _AppState(self, webhook, services)
-        app.add_url_rule(settings.url, endpoint="kf_plugin_webhook", view_func=_webhook_view,
+        app.extensions[EXTENSION] = AppState(self, webhook, services)
+        app.add_url_rule(settings.url, endpoint="kf_plugin_webhook", view_func=webhook_view,
                          methods=["GET", "POST"])
         from .cli import cli
         app.cli.add_command(cli, "kf")
@@ -369,28 +380,3 @@ class KfPlugin:
         self.jobs.shutdown()
         for services, _ in self._all_services():
             services.shutdown()
-
-
-def _refuse_taken_url(app: Flask, url: str) -> None:
-    """Flask sends a request to the first view registered for a path: one already on ``url`` would take
-    WeChat's pushes (or its URL check) and the plugin's webhook would never run."""
-    for rule in app.url_map.iter_rules():
-        if rule.rule == url and rule.methods and rule.methods & {"GET", "POST"}:
-            raise ConfigError(f"KF_URL {url!r} is already served by the view {rule.endpoint!r}, which would "
-                              "answer WeChat instead of kf_plugin's webhook: set KF_URL to a free path, or remove "
-                              "that view (to keep your own view, call kf.handle(message) from it instead)")
-
-
-def _webhook_view() -> Response:
-    # Once, not through the proxy at every use. Flask types ``request`` as the Request it stands for, so the
-    # proxy's own method is unknown to a type checker.
-    incoming: Request = request._get_current_object()  # type: ignore[attr-defined]
-    if incoming.method == "HEAD":
-        # Flask serves HEAD wherever GET is served; a HEAD can neither verify the URL (its answer has no body)
-        # nor carry a push, so it is answered as a route without HEAD would be.
-        return Response("method not allowed: use GET (URL verification) or POST (a push)", status=405,
-                        headers={"Allow": "GET, POST"}, content_type="text/plain; charset=utf-8")
-    state: _AppState = current_app.extensions[EXTENSION]
-    state.plugin.jobs.ensure_started()
-    answer = state.webhook.handle(incoming.method, incoming.args, incoming.stream.read)
-    return Response(answer.body, status=answer.status, content_type=answer.content_type)

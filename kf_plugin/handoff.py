@@ -10,7 +10,8 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import time
-from typing import Any, Callable, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
 
 from wechatpy.replies import BaseReply, TextReply
 
@@ -20,9 +21,19 @@ from .errors import KfError
 from .replies import TransferReply, as_custom_message
 from .rules import DEFAULT_FALLBACK_TEXT, DEFAULT_HANDOFF_TEXT, Rule, RuleSet, Transfer
 
-__all__ = ["Handoff"]
+__all__ = ["Handoff", "RuleAnswer"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RuleAnswer:
+    """What a rule answers: ``reply``; ``then``, to run once it is sent (the rule's notice), or ``None``;
+    ``handed_off``: the reply hands the user to customer service (a transfer, or a session opened)."""
+
+    reply: BaseReply
+    then: Optional[Callable[[], object]] = None
+    handed_off: bool = False
 
 
 class Handoff:
@@ -44,10 +55,10 @@ class Handoff:
 
     def respond(self, rule: Rule, message: Any) -> BaseReply:
         """The reply to ``message``, which ``rule`` matched; its notice (if any) is on its way."""
-        reply, then = self.answer(rule, message)
-        if then is not None:
-            then()
-        return reply
+        answer = self.answer(rule, message)
+        if answer.then is not None:
+            answer.then()
+        return answer.reply
 
     @staticmethod
     def answers_at_once(rule: Rule) -> bool:
@@ -55,16 +66,17 @@ class Handoff:
         worked out for every delivery of a push and stored with the push's claim."""
         return not (isinstance(rule.action, Transfer) and rule.action.session)
 
-    def answer(self, rule: Rule, message: Any) -> Tuple[BaseReply, Optional[Callable[[], object]]]:
-        """The reply to ``message``, which ``rule`` matched, and what to do once it is sent (send the
-        rule's notice in the background), or ``None``. A session rule opens its session here."""
+    def answer(self, rule: Rule, message: Any, context: Optional[str] = None) -> RuleAnswer:
+        """The answer to ``message``, which ``rule`` matched. A session rule opens its session here, with
+        ``context`` as the text the agent is shown."""
         action = rule.action
         if not isinstance(action, Transfer):
-            return action.respond(message), None
+            return RuleAnswer(action.respond(message))
         hours = self.rules.business_hours
         if hours is not None and not hours.is_open(self.clock()):
             log.debug("rule %r: outside business hours", rule.name)
-            return self._text(message, hours.closed_text or self.rules.fallback_text or DEFAULT_FALLBACK_TEXT), None
+            closed = hours.closed_text or self.rules.fallback_text or DEFAULT_FALLBACK_TEXT
+            return RuleAnswer(self._text(message, closed))
         target = action.kf_account
         if action.needs_agents:
             online = self.agents.online(self.budget) if self.agents is not None else None
@@ -72,7 +84,7 @@ class Handoff:
                 chosen = pick_agent(online, action.kf_account, pool=action.fallback_to_pool or not action.kf_account)
                 if chosen is None and (action.require_online or action.session):
                     log.debug("rule %r: no suitable agent online", rule.name)
-                    return self._text(message, self.rules.fallback_text or DEFAULT_FALLBACK_TEXT), None
+                    return RuleAnswer(self._text(message, self.rules.fallback_text or DEFAULT_FALLBACK_TEXT))
                 if action.session:
                     target = chosen
                 elif chosen is not None:
@@ -80,12 +92,13 @@ class Handoff:
                     target = chosen if chosen == action.kf_account else None
         reply: BaseReply = TransferReply(kf_account=target, message=message)
         if action.session and self.admin is not None and target is not None:
-            if self._open_session(message.source, target):
+            if self._open_session(message.source, target, context):
                 reply = self._text(message, self.rules.handoff_text or DEFAULT_HANDOFF_TEXT)
         if not action.notice:
-            return reply, None
+            return RuleAnswer(reply, handed_off=True)
         notice, openid = action.notice, message.source
-        return reply, lambda: self._in_background(lambda admin: _notify(admin, openid, notice, target))
+        return RuleAnswer(reply, lambda: self._in_background(lambda admin: _notify(admin, openid, notice, target)),
+                          handed_off=True)
 
     @staticmethod
     def _text(message: Any, text: str) -> BaseReply:
@@ -97,9 +110,9 @@ class Handoff:
             return None
         return self.executor.submit(work, self.admin)
 
-    def _open_session(self, openid: str, kf_account: str) -> bool:
+    def _open_session(self, openid: str, kf_account: str, text: Optional[str]) -> bool:
         """Ask WeChat to open the session, waiting at most the budget; ``False`` only if it refused in time."""
-        future = self._in_background(lambda admin: admin.open_session(openid, kf_account))
+        future = self._in_background(lambda admin: admin.open_session(openid, kf_account, text))
         if future is None:
             return False
         try:

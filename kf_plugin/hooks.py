@@ -1,4 +1,5 @@
-"""The bot's hooks on customer-service session events (kf_create_session, kf_close_session, kf_switch_session)."""
+"""The bot's hooks: on customer-service session events (kf_create_session, kf_close_session, kf_switch_session),
+and on every move of a user through the hand-off lifecycle."""
 from __future__ import annotations
 
 import contextvars
@@ -6,10 +7,13 @@ import logging
 from concurrent.futures import Executor
 from typing import Any, Callable, Dict, List, Optional
 
-__all__ = ["SESSION_EVENTS", "SessionHook", "SessionHooks"]
+from .lifecycle import CHANGE_KINDS, Transition
+
+__all__ = ["SESSION_EVENTS", "SessionHook", "SessionHooks", "HandoffHook", "HandoffHooks"]
 
 SESSION_EVENTS = ("kf_create_session", "kf_close_session", "kf_switch_session")
 SessionHook = Callable[[Any], Any]
+HandoffHook = Callable[[Transition], Any]
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +51,45 @@ class SessionHooks:
                 _run_hook(hook, event)
 
 
-def _run_hook(hook: SessionHook, event: Any) -> None:
+def _run_hook(hook: Callable[[Any], Any], event: Any) -> None:
     try:
         hook(event)
     except Exception:  # a bot's hook failing must not take the worker down; it is reported in full
-        log.exception("session hook %r failed on %s", hook, getattr(event, "event", "?"))
+        if isinstance(event, Transition):
+            log.exception("hand-off hook %r failed on %s", hook, event.change.kind)
+        else:
+            log.exception("session hook %r failed on %s", hook, getattr(event, "event", "?"))
+
+
+class HandoffHooks:
+    """Hooks by the kind of change that moved a user (``request``, ``accept``, ``switch``, ``close``, ``cancel``,
+    ``timeout``, ``lapse``, ``refuse``); each runs once per move, in the background when there is an executor."""
+
+    def __init__(self) -> None:
+        self._hooks: Dict[str, List[HandoffHook]] = {}
+
+    def on(self, *kinds: str) -> Callable[[HandoffHook], HandoffHook]:
+        """Decorator registering a hook for ``kinds`` (none: every kind).
+
+        :raises ValueError: a kind that is not one of :data:`~kf_plugin.lifecycle.CHANGE_KINDS`.
+        """
+        unknown = sorted(set(kinds) - set(CHANGE_KINDS))
+        if unknown:
+            raise ValueError(f"no such hand-off change: {', '.join(unknown)} (one of {', '.join(CHANGE_KINDS)})")
+
+        def register(hook: HandoffHook) -> HandoffHook:
+            for kind in kinds or CHANGE_KINDS:
+                self._hooks.setdefault(kind, []).append(hook)
+            return hook
+        return register
+
+    def __bool__(self) -> bool:
+        return bool(self._hooks)
+
+    def run(self, transition: Transition, executor: Optional[Executor]) -> None:
+        """Run the hooks of ``transition``'s change (as :meth:`SessionHooks.run` runs its hooks)."""
+        for hook in self._hooks.get(transition.change.kind, ()):
+            if executor is not None:
+                executor.submit(contextvars.copy_context().run, _run_hook, hook, transition)
+            else:
+                _run_hook(hook, transition)

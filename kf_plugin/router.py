@@ -179,9 +179,9 @@ class MessageRouter:
             elif entry.filter(message):
                 yield entry
 
-    def dispatch_with_handler(self, message: Any) -> Match:
-        """Route ``message`` and tell which handler answered."""
-        return Match(*self._route(message))
+    def dispatch_with_handler(self, message: Any, *, skip: Optional[Entry] = None) -> Match:
+        """Route ``message`` and tell which handler answered (``skip``: as for :meth:`dispatch`)."""
+        return Match(*self._route(message, skip))
 
     def dispatch(self, message: Any, *, skip: Optional[Entry] = None) -> Any:
         """Route ``message``; the first non-``None`` handler result, or ``None``.

@@ -17,10 +17,13 @@ from .agents import AgentDirectory
 from .background import Background
 from .client import KfClient
 from .config import Settings
+from .conversations import Conversations
 from .dedupe import Deduplicator
 from .errors import ConfigError
 from .handoff import Handoff
-from .rules import RuleSet
+from .hooks import HandoffHooks
+from .lifecycle import Conversation, Stage
+from .rules import Rule, RuleSet, Transfer
 from .security import PushCipher
 from .state import ReplayStore, WindowStore
 from .state.shared import SharedState, open_state
@@ -29,7 +32,7 @@ from .window import WindowTracker
 
 __all__ = ["Services", "open_shared", "check_api_rules"]
 
-Respond = Callable[[Any], Union[Optional[BaseReply], Slow]]
+Respond = Callable[[Any, Optional[Conversation]], Union[Optional[BaseReply], Slow]]
 
 
 def open_shared(settings: Settings, redis: Optional[Any] = None) -> SharedState:
@@ -71,7 +74,8 @@ class Services:
     """
 
     def __init__(self, settings: Settings, *, window_store: Optional[WindowStore] = None,
-                 redis: Optional[Any] = None, clock: Callable[[], float] = time.time):
+                 redis: Optional[Any] = None, clock: Callable[[], float] = time.time,
+                 hooks: Optional[HandoffHooks] = None):
         self.settings = settings
         self.clock = clock
         self.shared = open_shared(settings, redis)
@@ -83,6 +87,8 @@ class Services:
         if settings.has_api:
             self._connect_api()
         self.handoff = Handoff(RuleSet())
+        self.conversations = Conversations(self.shared.handoffs, hooks or HandoffHooks(), executor=self.executor,
+                                           clock=clock)
 
     def _connect_api(self) -> None:
         settings = self.settings
@@ -125,10 +131,48 @@ class Services:
                        account_id=settings.account_id, plan=plan)
 
     def use_rules(self, rules: RuleSet) -> None:
-        """Put ``rules``' window settings and hand-off in force here."""
+        """Put ``rules``' window settings, hand-off and queue policy in force here."""
         self.window.configure(rules.quotas, rules.unknown_users)
         self.handoff = Handoff(rules, admin=self.admin, agents=self.agents, executor=self.executor,
                                budget=self.settings.handoff_budget, clock=self.clock)
+        self.conversations.use_rules(rules)
+
+    def answer_rule(self, rule: Rule, message: Any, conversation: Optional[Conversation] = None) -> BaseReply:
+        """``rule``'s answer to ``message``, with the hand-off it makes stored and its notice on its way.
+
+        A queued user's new request for a transfer is not a second hand-off: the queue notice answers it
+        when due (a session rule still opens its session: that takes them out of the queue to an agent).
+        ``conversation``: where the sender is, if already read (else it is read when it matters).
+        """
+        conversations = self.conversations
+        if isinstance(rule.action, Transfer) and not rule.action.session:
+            current = conversation if conversation is not None else conversations.of(message.source)
+            if current.stage is Stage.QUEUED:
+                notice = conversations.notice(message, current)
+                return notice if notice is not None else rule.action.respond(message)
+        answer = self.handoff.answer(rule, message, conversations.context_text(rule.name, message))
+        if answer.handed_off:
+            conversations.apply(message.source, conversations.request(message, rule.name).change)
+        if answer.then is not None:
+            answer.then()
+        return answer.reply
+
+    def plan_rule(self, rule: Rule, message: Any) -> Optional[Planned]:
+        """``rule``'s answer to ``message`` worked out before the push's claim, for a sender with the bot (see
+        :class:`~kf_plugin.webhook.Planned`); ``None`` when it must be made under the claim (a session)."""
+        if not self.handoff.answers_at_once(rule):
+            return None
+        answer = self.handoff.answer(rule, message)
+        conversations = self.conversations
+        transition = conversations.request(message, rule.name) if answer.handed_off else None
+
+        def then() -> None:
+            if answer.then is not None:
+                answer.then()
+            if transition is not None:
+                conversations.notify(transition)
+            conversations.remember(message)
+        return Planned(answer.reply, then, transition)
 
     def deliver_late(self, message: Any, reply: Optional[Any]) -> None:
         """Send a reply that came too late for the passive answer (see :meth:`Handoff.deliver_late`)."""

@@ -13,6 +13,7 @@ dedupe claim is released).
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import logging
 import re
 import time
@@ -24,6 +25,7 @@ from wechatpy.replies import BaseReply
 
 from .dedupe import Deduplicator, Known, body_digest, push_key
 from .errors import BadPush
+from .lifecycle import Conversation, Transition
 from .pushxml import message_from_fields, parse_fields
 from .replies import render_reply
 from .security import PushCipher, sign, signature_matches
@@ -89,10 +91,14 @@ class Planned:
     """What ``plan(message)`` returns when a push's answer is known without doing anything that must happen
     once (a kf rule's transfer or text): ``reply`` (``None``: ``success``) is stored with the push's claim in
     one step, and ``then`` (e.g. a notice sent in the background) runs once, for the delivery that stored it.
+    ``handoff``: the request that takes the sender from the bot to the queue, when ``reply`` hands off; it is
+    stored with the claim. The plan holds for a sender with the bot: for one queued or with an agent,
+    ``respond`` answers instead.
     """
 
     reply: Optional[BaseReply]
     then: Optional[Callable[[], object]] = None
+    handoff: Optional[Transition] = None
 
 
 def parse_push(xml: str, account_id: Optional[str] = None) -> Any:
@@ -154,9 +160,11 @@ def check_fields(data: Dict[str, Any]) -> None:
 class Webhook:
     """Answers WeChat's GET (URL verification) and POST (push) requests.
 
-    ``respond(message)`` returns the reply to send, ``None`` ("success"), or
-    :class:`Slow` work to finish; it runs once per push, under the push's
-    claim. ``plan(message)``, asked first for every delivery, may instead
+    ``respond(message, conversation)`` returns the reply to send, ``None``
+    ("success"), or :class:`Slow` work to finish; it runs once per push, under
+    the push's claim, with the sender's hand-off
+    :class:`~kf_plugin.lifecycle.Conversation` as the claim read it (``None``
+    when the replay store keeps none). ``plan(message)``, asked first for every delivery, may instead
     answer with a :class:`Planned` reply, stored with the claim (no
     ``respond``). ``grant_for(message)``: the send rights a
     push gives its sender (``(openid, Grant)`` or ``None``), recorded once per
@@ -167,7 +175,7 @@ class Webhook:
     pushes addressed to any other account.
     """
 
-    def __init__(self, token: str, respond: Callable[[Any], Optional[BaseReply]], dedupe: Deduplicator, *,
+    def __init__(self, token: str, respond: Callable[[Any, Optional[Conversation]], Any], dedupe: Deduplicator, *,
                  cipher: Optional[PushCipher] = None, max_clock_skew: int = 300, max_body: int = 64 * 1024,
                  late: Optional[LateReplies] = None, clock: Callable[[], float] = time.time,
                  grant_for: Optional[Callable[[Any], Optional[Tuple[str, Grant]]]] = None,
@@ -197,10 +205,10 @@ class Webhook:
             self.check_size(body)
             xml, key_index = self.open_body(args, body)
             message = parse_push(xml, self.account_id)
-            reply = self.dedupe.run(push_key(message), lambda: self.route_and_render(message),
+            reply = self.dedupe.run(push_key(message), functools.partial(self.route_and_render, message),
                                     grant=self.grant_for(message) if self.grant_for is not None else None,
                                     binding=self.binding_of(args, body), now=self.clock(),
-                                    known=self.known_answer(message))
+                                    known=self.known_answer(message), openid=message.source)
             return self.seal(reply, args, key_index)
         except BadPush as exc:
             log.warning("refused a %s request: %s", method, exc)
@@ -297,13 +305,13 @@ class Webhook:
         planned = self.plan(message) if self.plan is not None else None
         if planned is None:
             return None
-        return Known(self.render(planned.reply), planned.then)
+        return Known(self.render(planned.reply), planned.then, planned.handoff)
 
     def render(self, reply: Optional[BaseReply]) -> str:
         return render_reply(reply, now=self.clock()) if reply is not None else ""
 
-    def route_and_render(self, message: Any) -> str:
-        reply = self.respond(message)
+    def route_and_render(self, message: Any, conversation: Optional[Conversation] = None) -> str:
+        reply = self.respond(message, conversation)
         if isinstance(reply, Slow):
             reply = reply.run() if self.late is None else self.respond_in_time(message, reply, self.late)
         return self.render(reply)

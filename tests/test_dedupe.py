@@ -257,7 +257,7 @@ class Producer:
         self.calls = 0
         self.lock = threading.Lock()
 
-    def __call__(self) -> str:
+    def __call__(self, conversation=None) -> str:
         with self.lock:
             self.calls += 1
         return self.reply
@@ -306,7 +306,7 @@ def test_concurrent_deliveries_produce_exactly_once(clock):
     calls = []
     all_waiting = []
 
-    def produce():
+    def produce(conversation=None):
         calls.append(threading.current_thread().name)
         all_waiting.append(store.until_waiting(threads_count - 1))
         return "<xml>only once</xml>"
@@ -337,7 +337,7 @@ def test_a_known_reply_is_stored_with_the_claim_and_what_follows_it_runs_once(st
     produced, followed = [], []
     dedupe = Deduplicator(store, ttl=60, wait=1)
     known = Known("<xml>known</xml>", then=lambda: followed.append(1))
-    answers = [dedupe.run("k", lambda: produced.append(1) or "produced", known=known) for _ in range(3)]
+    answers = [dedupe.run("k", lambda _: produced.append(1) or "produced", known=known) for _ in range(3)]
     assert answers == ["<xml>known</xml>"] * 3
     assert (produced, followed) == ([], [1])
 
@@ -346,7 +346,7 @@ def test_a_known_reply_whose_follow_up_fails_still_goes_out(store, caplog):
     def fail() -> None:
         raise RuntimeError("the notice could not be queued")
     dedupe = Deduplicator(store, ttl=60, wait=1)
-    assert dedupe.run("k", lambda: "produced", known=Known("known", then=fail)) == "known"
+    assert dedupe.run("k", lambda _: "produced", known=Known("known", then=fail)) == "known"
     assert "the work that follows a push's reply failed" in caplog.text
 
 
@@ -356,14 +356,14 @@ def test_a_known_reply_is_produced_as_usual_when_the_store_leaves_the_claim_pend
             return super().acquire(dataclasses.replace(push, answer=None))
     dedupe = Deduplicator(Pending(), ttl=60, wait=1)
     followed = []
-    assert dedupe.run("k", lambda: "produced", known=Known("known", then=lambda: followed.append(1))) == "produced"
+    assert dedupe.run("k", lambda _: "produced", known=Known("known", then=lambda: followed.append(1))) == "produced"
     assert followed == []      # produce does that work itself
 
 
 def test_produce_raising_releases_the_claim(store):
     dedupe = Deduplicator(store)
 
-    def failing():
+    def failing(conversation=None):
         raise RuntimeError("handler failed")
 
     with pytest.raises(RuntimeError, match="handler failed"):
@@ -382,7 +382,7 @@ def test_a_waiting_retry_runs_the_handler_when_the_first_delivery_fails(clock):
     first_errors: List[BaseException] = []
     saw_the_retry_waiting = []
 
-    def failing():
+    def failing(conversation=None):
         in_produce.set()
         saw_the_retry_waiting.append(store.until_waiting(1))
         raise RuntimeError("first delivery failed")
@@ -687,9 +687,9 @@ def test_redis_calls_per_push(make_app, redis_url, text, calls):
     router = MessageRouter("bot")
     router.add(Keyword("你好"), lambda message: "你好！")
     client = WeChatTestClient(make_app(router=router, plugin_options={"redis": redis_client}))
-    client.send_text(text, msg_id=1)          # loads the scripts
+    client.send_text(text, msg_id=1, sender="oFirstUser")   # loads the scripts
     redis_client.commands.clear()
-    query, body = client.signer.sign(message_xml(text=text, msg_id=2))
+    query, body = client.signer.sign(message_xml(text=text, msg_id=2, sender="oSecondUser"))
     first = client.post(query, body)
     assert redis_client.commands == calls, redis_client.commands
     redis_client.commands.clear()

@@ -50,7 +50,8 @@ def test_style_c_init_app_owns_the_endpoint(make_app):
     router = MessageRouter()
     router.add(Keyword("hello"), lambda m: "hi")
     client = WeChatTestClient(make_app(router=router))
-    assert client.send_text("转人工").message_type == "transfer_customer_service"
+    assert client.send_text("转人工", sender="oWaiting").message_type == "transfer_customer_service"
+    assert client.send_text("hello", sender="oWaiting").body == "success"   # queued: the bot stays quiet
     assert client.send_text("hello").content == "hi"
     assert client.send_text("nothing here").body == "success"
 

@@ -6,6 +6,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
+from ..lifecycle import Conversation, Transition
+
 
 @dataclass(frozen=True)
 class Grant:
@@ -47,7 +49,12 @@ class PushClaim:
     ``answer``: the push's reply, when the caller knows it without running
     anything that must happen once (a kf rule's transfer, a fixed text): the
     claim then stores it as the push's reply at once, saving the round trip of
-    :meth:`ReplayStore.complete` (see :attr:`Claim.answered`).
+    :meth:`ReplayStore.complete` (see :attr:`Claim.answered`). ``openid``: the
+    sender, whose hand-off :class:`~kf_plugin.lifecycle.Conversation` the claim
+    reads (:attr:`Claim.conversation`); an ``answer`` is then stored only for a
+    user with the bot (it was worked out for one). ``handoff``: the transition
+    that answer makes (a request taking the user from the bot to the queue),
+    stored with it.
     """
 
     key: str
@@ -58,6 +65,8 @@ class PushClaim:
     binding: Optional[Tuple[str, str]] = None
     binding_ttl: float = 0.0
     answer: Optional[str] = None
+    openid: Optional[str] = None
+    handoff: Optional[Transition] = None
 
 
 @dataclass(frozen=True)
@@ -69,13 +78,16 @@ class Claim:
     ``False`` after ``CLAIMED`` the caller records them itself. ``answered``:
     ``CLAIMED`` with :attr:`PushClaim.answer` stored as the reply (the caller
     completes nothing); when ``False`` after ``CLAIMED`` the caller produces
-    the reply and completes the claim as usual.
+    the reply and completes the claim as usual. ``conversation``: where
+    :attr:`PushClaim.openid` is in the hand-off lifecycle, read with a claim
+    (``None``: not asked, or the store keeps no conversations).
     """
 
     outcome: Outcome
     reply: Optional[str] = None
     granted: bool = False
     answered: bool = False
+    conversation: Optional[Conversation] = None
 
 
 class ReplayStore(ABC):

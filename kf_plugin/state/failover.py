@@ -194,7 +194,7 @@ class FailoverReplayStore(ReplayStore):
         self._lock = threading.Lock()
 
     def acquire(self, push: PushClaim) -> Claim:
-        local = self.fallback.acquire(replace(push, grant=None, answer=None))
+        local = self.fallback.acquire(replace(push, grant=None, answer=None, openid=None, handoff=None))
         if local.outcome is not Outcome.CLAIMED:
             return local
         if self.failover.bypassing:

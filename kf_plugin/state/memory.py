@@ -9,6 +9,7 @@ from dataclasses import replace
 from operator import itemgetter
 from typing import Callable, Dict, Iterable, List, Optional, Tuple, Union
 
+from ..lifecycle import Stage
 from .base import (
     MAX_GRANTS_PER_USER,
     Claim,
@@ -21,6 +22,7 @@ from .base import (
     WindowRecord,
     WindowStore,
 )
+from .handoffs import HandoffStore
 
 
 class _Pending(enum.Enum):
@@ -41,19 +43,22 @@ class MemoryReplayStore(ReplayStore):
     waiting always uses real time. At most ``max_entries`` keys (and as many
     bindings) are kept: the oldest go first, so memory stays bounded under any
     load. ``window``: the store that the first claim of a push records its grant
-    in (none: the caller records it). A pending claim here belongs to this
-    process, which cannot die without taking the claim with it: leases matter
-    only to stores shared between processes.
+    in (none: the caller records it). ``handoffs``: where claims read their
+    sender's conversation and store the hand-off their answer makes (none: they
+    read nothing). A pending claim here belongs to this process, which cannot
+    die without taking the claim with it: leases matter only to stores shared
+    between processes.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, max_entries: int = 100_000,
-                 window: Optional[WindowStore] = None):
+                 window: Optional[WindowStore] = None, handoffs: Optional[HandoffStore] = None):
         self._clock = clock
         self._max_entries = max_entries
         self._entries: _Entries = OrderedDict()
         self._bindings: _Entries = OrderedDict()
         self._changed = threading.Condition()
         self.window = window
+        self.handoffs = handoffs
 
     def __len__(self) -> int:
         with self._changed:
@@ -61,6 +66,10 @@ class MemoryReplayStore(ReplayStore):
             return len(self._entries)
 
     def acquire(self, push: PushClaim) -> Claim:
+        conversation = None
+        if push.openid is not None and self.handoffs is not None:
+            conversation = self.handoffs.conversation(push.openid)
+        answer = push.answer if conversation is None or conversation.stage is Stage.BOT else None
         with self._changed:
             now = self._clock()
             if push.binding is not None:
@@ -75,16 +84,15 @@ class MemoryReplayStore(ReplayStore):
                 return Claim(Outcome.PENDING)
             if value is not None:
                 return Claim(Outcome.DONE, value)
-            answered = push.answer is not None
-            _put(self._entries, push.key, _PENDING if push.answer is None else push.answer, now, push.ttl,
-                 self._max_entries)
-            if answered:
+            _put(self._entries, push.key, _PENDING if answer is None else answer, now, push.ttl, self._max_entries)
+            if answer is not None:
                 self._changed.notify_all()
+        if answer is not None and push.handoff is not None and push.openid is not None and self.handoffs is not None:
+            self.handoffs.apply(push.openid, push.handoff.change)
+        granted = push.grant is not None and self.window is not None
         if push.grant is not None and self.window is not None:
-            openid, grant = push.grant
-            self.window.add_grant(openid, grant, push.now)
-            return Claim(Outcome.CLAIMED, granted=True, answered=answered)
-        return Claim(Outcome.CLAIMED, answered=answered)
+            self.window.add_grant(push.grant[0], push.grant[1], push.now)
+        return Claim(Outcome.CLAIMED, granted=granted, answered=answer is not None, conversation=conversation)
 
     def complete(self, key: str, reply: str, ttl: float) -> None:
         with self._changed:

@@ -17,6 +17,7 @@ import time
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from .base import DEFAULT_LEASE, Claim, Outcome, PushClaim, ReplayStore
+from .redis_handoffs import OPEN_HANDOFF_LUA, RedisHandoffStore, decode_conversation
 from .redis_window import WINDOW_LUA, RedisWindowStore
 
 __all__ = ["RedisReplayStore", "RedisWindowStore", "scope_of", "RESTART_SETTLE"]
@@ -52,17 +53,21 @@ local function lease_of(ms, owner) return 'P' .. string.format('%.0f', now_ms + 
 local function lease_end(value) return tonumber(string.sub(value, 2, string.find(value, '|', 1, true) - 1)) end
 local function owner_of(value) return string.sub(value, string.find(value, '|', 1, true) + 1) end
 """
-# KEYS: the push, the sender's window, the query binding, the marker of when Redis was found empty.
+# KEYS: the push, the sender's window, the query binding, the marker of when Redis was found empty, the
+# sender's conversation, then the record, records' index and active users' index of a hand-off.
 # ARGV: 1 owner, 2 lease ms, 3 ttl ms, 4 the body digest ("" = no binding), 5 the binding's ttl ms, 6 an
 # answer is given ("1"/"0"), 7 the answer, 8 the marker as this process last saw it ("": never), 9 the settle
 # ms (RESTART_SETTLE), 10 renew the marker ("1"/"0"), 11 record the grant ("1"/"0"), 12-16 the grant's
-# arguments (see RedisWindowStore.grant_args).
+# arguments (see RedisWindowStore.grant_args), 17 read the conversation ("1"/"0"), 18 the answer opens a
+# hand-off ("1"/"0"), 19 on: open_handoff's arguments (RedisHandoffStore.open_args).
 # Answers {"C"} conflict, {"D", reply}, {"P"} pending, or, claimed, {kind, first, settle ms left, granted,
-# marker}: kind "A" answered (the answer stored as the reply) or "N" pending on the caller; first 1 unless a
-# lapsed lease was taken over. When the marker changed since this process last saw it, Redis was found empty
-# meanwhile (restarted or flushed): for a moment after that no answer is stored and no grant recorded, and the
-# caller waits the settle time, then looks again (a reply may have been written back meanwhile).
-_ACQUIRE = WINDOW_LUA + _NOW_MS + """
+# marker, conversation}: kind "A" answered (the answer stored as the reply, with its hand-off) or "N" pending
+# on the caller; first 1 unless a lapsed lease was taken over; the conversation's HGETALL ({} with the bot).
+# An answer is stored only for a user with the bot (it was worked out for one). When the marker changed since
+# this process last saw it, Redis was found empty meanwhile (restarted or flushed): for a moment after that no
+# answer is stored and no grant recorded, and the caller waits the settle time, then looks again (a reply may
+# have been written back meanwhile).
+_ACQUIRE = WINDOW_LUA + OPEN_HANDOFF_LUA + _NOW_MS + """
 if ARGV[4] ~= '' then
   local bound = redis.call('GET', KEYS[3])
   if not bound then redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[5])
@@ -77,8 +82,10 @@ elseif ARGV[10] == '1' then
 end
 local settle = 0
 if ARGV[8] ~= '' and ARGV[8] ~= marker then settle = math.max(0, tonumber(marker) + tonumber(ARGV[9]) - now_ms) end
+local conv = {}
+if ARGV[17] == '1' then conv = redis.call('HGETALL', KEYS[5]) end
 local kind, stored = 'N', lease_of(tonumber(ARGV[2]), ARGV[1])
-if ARGV[6] == '1' and settle == 0 then kind, stored = 'A', 'D' .. ARGV[7] end
+if ARGV[6] == '1' and settle == 0 and #conv == 0 then kind, stored = 'A', 'D' .. ARGV[7] end
 local first = 1
 if not redis.call('SET', KEYS[1], stored, 'NX', 'PX', ARGV[3]) then
   local value = redis.call('GET', KEYS[1])
@@ -87,12 +94,13 @@ if not redis.call('SET', KEYS[1], stored, 'NX', 'PX', ARGV[3]) then
   redis.call('SET', KEYS[1], stored, 'KEEPTTL')
   first = 0
 end
+if kind == 'A' and ARGV[18] == '1' then open_handoff({KEYS[5], KEYS[6], KEYS[7], KEYS[8]}, 19) end
 local granted = 0
 if first == 1 and ARGV[11] == '1' and settle == 0 then
   add_grant(KEYS[2], tonumber(ARGV[12]), tonumber(ARGV[13]), ARGV[14], tonumber(ARGV[15]), tonumber(ARGV[16]))
   granted = 1
 end
-return {kind, first, settle, granted, marker}
+return {kind, first, settle, granted, marker, conv}
 """
 _RENEW = _NOW_MS + """
 local value = redis.call('GET', KEYS[1])
@@ -128,20 +136,23 @@ return 1
 class RedisReplayStore(ReplayStore):
     """A :class:`ReplayStore` on Redis, so only one worker anywhere runs a push.
 
-    A claim is one script that also checks the push's query binding and records
+    A claim is one script that also checks the push's query binding, records
     its sender's send rights in ``window`` (a :class:`RedisWindowStore` on the
-    same Redis and prefix). Claims are leases owned by this process: a thread
+    same Redis and prefix), reads the sender's conversation in ``handoffs`` (a
+    :class:`~.redis_handoffs.RedisHandoffStore`, likewise) and stores a known
+    answer with the hand-off it opens. Claims are leases owned by this process: a thread
     renews them while their handlers run, so a worker that dies holds its pushes
     no longer than a lease. Waiting polls every ``poll`` seconds (a retry waits
     at most a few seconds, rarely). ``prefix``: see :func:`scope_of`.
     """
 
     def __init__(self, redis: Any, prefix: str = "kf:", poll: float = 0.02,
-                 window: Optional[RedisWindowStore] = None):
+                 window: Optional[RedisWindowStore] = None, handoffs: Optional[RedisHandoffStore] = None):
         self.redis = redis
         self.prefix = prefix
         self.poll = poll
         self.window: Optional[RedisWindowStore] = window
+        self.handoffs = handoffs
         self._acquire = redis.register_script(_ACQUIRE)
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
@@ -160,18 +171,20 @@ class RedisReplayStore(ReplayStore):
         return self._leases.current_owner()
 
     def acquire(self, push: PushClaim) -> Claim:
+        push_key = self.key(push.key)
         grant_args: List[Any] = ["0"]
-        window_key = self.key(push.key)
+        window_key = push_key   # a key of the same slot stands in for those a claim does not use
         if push.grant is not None and self.window is not None:
-            openid, grant = push.grant
-            window_key = self.window.key(openid)
-            grant_args = ["1", *self.window.grant_args(grant, push.now)]
+            window_key = self.window.key(push.grant[0])
+            grant_args = ["1", *self.window.grant_args(push.grant[1], push.now)]
+        conversation_keys, conversation_args = self._conversation_args(push, push_key)
         query, digest = push.binding if push.binding is not None else ("", "")
         found = self._acquire(
-            keys=[self.key(push.key), window_key, f"{self.prefix}query:{query}", f"{self.prefix}found-empty"],
+            keys=[push_key, window_key, f"{self.prefix}query:{query}", f"{self.prefix}found-empty",
+                  *conversation_keys],
             args=[self.owner, _ms(push.lease), _ms(push.ttl), digest, _ms(push.binding_ttl),
                   "0" if push.answer is None else "1", push.answer or "", self._marker,
-                  _ms(RESTART_SETTLE), self._renew_marker(), *grant_args])
+                  _ms(RESTART_SETTLE), self._renew_marker(), *_padded(grant_args, 6), *conversation_args])
         kind = found[0]
         if kind == b"D":
             return Claim(Outcome.DONE, found[1].decode("utf-8"))
@@ -179,14 +192,26 @@ class RedisReplayStore(ReplayStore):
             return Claim(Outcome.CONFLICT if kind == b"C" else Outcome.PENDING)
         self._marker = found[4]
         granted = found[1] == 0 or found[3] == 1   # a takeover's push had its grant recorded by its first claim
+        conversation = None
+        if push.openid is not None and self.handoffs is not None:
+            conversation = decode_conversation(push.openid, dict(zip(found[5][::2], found[5][1::2])))
         if kind == b"A":
-            return Claim(Outcome.CLAIMED, granted=granted, answered=True)
+            return Claim(Outcome.CLAIMED, granted=granted, answered=True, conversation=conversation)
         self._leases.hold(push.key, push.lease, push.ttl)
         if found[2] > 0:
             written_back = self._settle(push.key, found[2] / 1000)
             if written_back is not None:
                 return Claim(Outcome.DONE, written_back)
-        return Claim(Outcome.CLAIMED, granted=granted)
+        return Claim(Outcome.CLAIMED, granted=granted, conversation=conversation)
+
+    def _conversation_args(self, push: PushClaim, push_key: str) -> Tuple[List[str], List[Any]]:
+        """The claim's keys 5-8 and arguments 17 on: read the sender's conversation, open the hand-off."""
+        if push.openid is None or self.handoffs is None:
+            return [push_key] * 4, ["0", "0"]
+        if push.handoff is None or push.answer is None:
+            return [self.handoffs.conv_key(push.openid)] + [push_key] * 3, ["1", "0"]
+        keys, args = self.handoffs.open_args(push.handoff)
+        return keys, ["1", "1", *args]
 
     def _renew_marker(self) -> str:
         """"1" once an hour: the claim then renews the found-empty marker's week-long TTL."""
@@ -331,6 +356,10 @@ class _LeaseKeeper:
                     self._store.renew(keys, lease)
                 except Exception as exc:  # Redis away: the failover answers pushes; try again next round
                     log.debug("could not renew %d claim(s): %s", len(keys), exc)
+
+
+def _padded(args: List[Any], size: int) -> List[Any]:
+    return args + [""] * (size - len(args))
 
 
 def _ms(seconds: float) -> int:

@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar
 from ..lifecycle import Change, Conversation, HandoffRecord, Stage, Transition, advance
 from .handoffs import KEEP_RECORDS, KEEP_USER, RECENT_SIZE, HandoffStore, check_recent_size
 
-__all__ = ["RedisHandoffStore", "decode_conversation", "encode_conversation"]
+__all__ = ["RedisHandoffStore", "decode_conversation", "encode_conversation", "OPEN_HANDOFF_LUA"]
 
 T = TypeVar("T")
 # What a transaction's body answers: its result, and the writes to make (None: nothing to write).
@@ -68,6 +68,26 @@ def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
 
 
+# The writes of a request that takes a user from the bot to the queue, for a script that has found the user's
+# conversation absent (the push claim: see state/redis.py), as _write makes them in a transaction.
+# keys: the conversation, the record, the records' index, the active users' index. args (from ARGV[first]
+# on, see RedisHandoffStore.open_args): openid, record id, requested at, the record as JSON, the record's ms,
+# the user's ms, the records' trim bound, the records' ms, then the conversation's fields and values.
+OPEN_HANDOFF_LUA = """
+local function open_handoff(keys, first)
+  local a = function(i) return ARGV[first + i] end
+  redis.call('HSET', keys[1], unpack(ARGV, first + 8, #ARGV))
+  redis.call('PEXPIRE', keys[1], a(5))
+  redis.call('ZADD', keys[4], a(2), a(0))
+  redis.call('PEXPIRE', keys[4], a(5))
+  redis.call('SET', keys[2], a(3), 'PX', a(4))
+  redis.call('ZADD', keys[3], a(2), a(1))
+  redis.call('ZREMRANGEBYSCORE', keys[3], '-inf', a(6))
+  redis.call('PEXPIRE', keys[3], a(7))
+end
+"""
+
+
 class RedisHandoffStore(HandoffStore):
     """A :class:`~kf_plugin.state.handoffs.HandoffStore` on Redis (see the module for its keys).
 
@@ -99,6 +119,19 @@ class RedisHandoffStore(HandoffStore):
 
     def unanswered_key(self, openid: str) -> str:
         return f"{self.prefix}unanswered:{openid}"
+
+    def open_args(self, transition: Transition) -> Tuple[List[str], List[Any]]:
+        """The keys and arguments of ``open_handoff`` (:data:`OPEN_HANDOFF_LUA`) that store ``transition``, a
+        request from the bot that created its record."""
+        conv, record = transition.after, transition.record
+        assert record is not None and conv.stage is Stage.QUEUED
+        now = self.clock()
+        keys = [self.conv_key(conv.openid), self.record_key(record.id), self.records_key, self.active_key]
+        fields = [item for pair in encode_conversation(conv).items() for item in pair]
+        return keys, [conv.openid, record.id, repr(record.requested_at),
+                      json.dumps(record.to_dict(), ensure_ascii=False),
+                      _ms(record.requested_at + self.keep_records - now), _ms(KEEP_USER),
+                      f"({now - self.keep_records!r}", _ms(self.keep_records), *fields]
 
     def conversation(self, openid: str) -> Conversation:
         """:raises ValueError: the stored conversation is not one this store wrote."""

@@ -47,9 +47,10 @@ def open_state(redis: Union[str, Any, None], appid: str, prefix: str = "kf:", se
     :raises ConfigError: redis-py is missing, the URL is not a Redis URL, or a prefix holds a brace.
     """
     if redis is None or redis == "":
-        own = MemoryWindowStore(max_users=max_users)
-        return SharedState(MemoryReplayStore(max_entries=max_replies, window=own), own, MemoryTokenStore(),
-                           handoffs=MemoryHandoffStore(keep_records, max_users=max_users))
+        own, conversations = MemoryWindowStore(max_users=max_users), MemoryHandoffStore(keep_records,
+                                                                                        max_users=max_users)
+        return SharedState(MemoryReplayStore(max_entries=max_replies, window=own, handoffs=conversations), own,
+                           MemoryTokenStore(), handoffs=conversations)
     for name, value in (("KF_REDIS_PREFIX", prefix), ("KF_TOKEN_SESSION_PREFIX", session_prefix)):
         if "{" in value or "}" in value:
             raise ConfigError(f"{name} {value!r} must not hold braces: kf_plugin puts the AppID in braces, "
@@ -61,14 +62,14 @@ def open_state(redis: Union[str, Any, None], appid: str, prefix: str = "kf:", se
     scope = scope_of(prefix, appid)
     failover = Failover("shared state", probe=connection.ping)  # one Redis: one verdict on whether it is up
     shared_window, own_window = RedisWindowStore(connection, scope), MemoryWindowStore(max_users=max_users)
-    replay = FailoverReplayStore(RedisReplayStore(connection, scope, window=shared_window),
+    shared_handoffs = RedisHandoffStore(connection, scope, keep_records)
+    replay = FailoverReplayStore(RedisReplayStore(connection, scope, window=shared_window, handoffs=shared_handoffs),
                                  MemoryReplayStore(max_entries=max_replies, window=own_window), failover)
     window = FailoverWindowStore(shared_window, own_window, failover)
     replay.window = window
     tokens = FailoverTokenStore(RedisTokenStore(connection, appid, prefix, session_prefix), MemoryTokenStore(),
                                 failover)
-    handoffs = FailoverHandoffStore(RedisHandoffStore(connection, scope, keep_records),
-                                    MemoryHandoffStore(keep_records, max_users=max_users), failover)
+    handoffs = FailoverHandoffStore(shared_handoffs, MemoryHandoffStore(keep_records, max_users=max_users), failover)
     return SharedState(replay, window, tokens, connection, handoffs)
 
 
