@@ -89,6 +89,15 @@ SETTINGS: Dict[str, Setting] = {s.name: s for s in (
     Setting("KF_HANDOFF_RECORDS_FOR", 30 * 86400, _seconds,
             "Seconds the record of a hand-off (who asked, why, which agent took it, how long the user waited, how "
             "it ended) is kept after the request, for `kf-plugin handoffs`; 2592000 is 30 days."),
+    Setting("KF_HANDOFF_SWEEP", 30.0, _seconds,
+            "Seconds between background sweeps of the hand-offs: users queued longer than the rule file's queue "
+            "timeout go back to the bot, and sessions whose `kf_*` event the bot missed are read from WeChat "
+            "(`kfsession/getsession`, at most 50 users a sweep); 0 turns the sweep off, and the queue timeout "
+            "with it."),
+    Setting("KF_QUEUE_REFRESH", 10.0, _seconds,
+            "Seconds between background reads of WeChat's wait queue (`kfsession/getwaitcase`), which give a "
+            "queued user's place for the queue notice (a read older than three times this is not used); 0 turns "
+            "them off, and the queue's `notice_fallback` is sent instead."),
     Setting("KF_AGENTS_REFRESH", 20.0, _seconds, "Seconds between background refreshes of the online agents."),
     Setting("KF_WORKER_THREADS", 8, _count,
             "Threads for handlers under the reply budget, and as many again for background sends."),
@@ -174,6 +183,8 @@ class Settings:
     handoff_budget: float
     escalate_budget: float
     handoff_records_for: float
+    handoff_sweep: float
+    queue_refresh: float
     agents_refresh: float
     worker_threads: int
     redis_url: Optional[str]
