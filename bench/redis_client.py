@@ -25,9 +25,18 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 import redis
 
 from kf_plugin.dedupe import Deduplicator, Known
+from kf_plugin.lifecycle import Change, Conversation, Transition, advance, new_handoff_id
 from kf_plugin.state import Grant
 from kf_plugin.state.base import PushClaim
 from kf_plugin.state.shared import open_state
+
+def request(openid: str) -> Transition:
+    """The move a transfer of ``openid`` makes from the bot to the queue, as the webhook works it out."""
+    change = Change("request", at=time.time(), reason="ask-for-human", handoff_id=new_handoff_id())
+    before = Conversation(openid)
+    after, record = advance(before, None, change)
+    return Transition(change, before, after, record)
+
 
 REPLY = "<xml>" + "x" * 240 + "</xml>"  # about the size of a rendered transfer reply
 
@@ -53,15 +62,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     prefix = f"kf-bench-{uuid.uuid4().hex[:8]}:"
     shared = open_state(args.redis_url, "wxbench000000000", prefix)  # as init_app opens it
     client = shared.redis
-    store = shared.replay.primary  # the RedisReplayStore behind the memory-first failover
+    store = shared.replay.primary  # the RedisReplayStore behind the memory-first failover (reads conversations)
     dedupe = Deduplicator(shared.replay, ttl=60, wait=4, keep_for=300, window=shared.window)  # init_app's
     now = time.time()
     grant = Grant("message", 5, now + 172800)
     run_id = uuid.uuid4().hex[:12]
 
-    def claim(name: str, i: int, answer: Optional[str] = None) -> PushClaim:
-        return PushClaim(f"{name}{run_id}{i}", 300, 3.0, (f"o{name}{i:026d}", grant), now,
-                         (f"{i}&{run_id}&{name}", "0123456789abcdef0123456789abcdef"), 600, answer)
+    def claim(name: str, i: int, answer: Optional[str] = None, conversation: bool = False,
+              handoff: bool = False) -> PushClaim:
+        openid = f"o{name}{run_id}{i:014d}"
+        return PushClaim(f"{name}{run_id}{i}", 300, 3.0, (openid, grant), now,
+                         (f"{i}&{run_id}&{name}", "0123456789abcdef0123456789abcdef"), 600, answer,
+                         openid if conversation else None, request(openid) if handoff else None)
 
     ways: Dict[str, Callable[[int], object]] = {
         "redis-py SET NX PX (one round trip, the floor)":
@@ -71,6 +83,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "reply SET (RedisReplayStore.complete)": lambda i: store.complete(f"c{run_id}{i}", REPLY, 300),
         "claim script storing a known reply (RedisReplayStore.acquire with an answer)":
             lambda i: store.acquire(claim("k", i, REPLY)),
+        "claim script reading the sender's conversation (every push of the webhook)":
+            lambda i: store.acquire(claim("v", i, conversation=True)),
+        "claim script storing a transfer and the hand-off it opens (a kf rule's transfer)":
+            lambda i: store.acquire(claim("h", i, REPLY, conversation=True, handoff=True)),
         "a whole push: Deduplicator.run over open_state (memory, then claim + SET)":
             lambda i: dedupe.run(f"d{run_id}{i}", lambda _: REPLY, grant=(f"od{i:026d}", grant),
                                  binding=(f"{i}&{run_id}&d", "0123456789abcdef0123456789abcdef"), now=now),

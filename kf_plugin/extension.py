@@ -156,14 +156,16 @@ class KfPlugin:
 
     def _use_rules(self, services: Services) -> None:
         services.use_rules(self._rules)
+        job = f"kf_plugin:{services.settings.appid or 'default'}"
+        if services.reconciler is not None:   # queue timeouts, and session events WeChat's pushes missed
+            self.jobs.add(f"{job}:handoff-sweep", services.reconciler.sweep, services.settings.handoff_sweep)
         if services.admin is None:
             return
-        appid = services.admin.client.appid
-        self.jobs.add(f"kf_plugin:{appid}:access-token", services.admin.client.tokens.tick,
-                      services.settings.token_interval)
+        self.jobs.add(f"{job}:access-token", services.admin.client.tokens.tick, services.settings.token_interval)
         if self._rules.needs_agents and services.agents is not None:
-            self.jobs.add(f"kf_plugin:{appid}:online-agents", services.agents.refresh,
-                          services.settings.agents_refresh)
+            self.jobs.add(f"{job}:online-agents", services.agents.refresh, services.settings.agents_refresh)
+        if services.queue is not None and self._rules.queue.notice:
+            self.jobs.add(f"{job}:wait-queue", services.queue.refresh, services.settings.queue_refresh)
 
     # -- which app's services -------------------------------------------------
 
@@ -333,7 +335,8 @@ class KfPlugin:
         ``KF_URL`` [/wechat], ``KF_MAX_CLOCK_SKEW`` [300], ``KF_MAX_BODY``
         [65536], ``KF_DEDUPE_TTL`` [60], ``KF_DEDUPE_WAIT`` [4],
         ``KF_API_BASE_URL`` [https://api.weixin.qq.com], ``KF_API_TIMEOUT`` [5],
-        ``KF_REPLY_BUDGET`` [4.5], ``KF_HANDOFF_BUDGET`` [0.3],
+        ``KF_REPLY_BUDGET`` [4.5], ``KF_HANDOFF_BUDGET`` [0.3], ``KF_ESCALATE_BUDGET`` [1],
+        ``KF_HANDOFF_RECORDS_FOR`` [2592000], ``KF_HANDOFF_SWEEP`` [30], ``KF_QUEUE_REFRESH`` [10],
         ``KF_AGENTS_REFRESH`` [20], ``KF_WORKER_THREADS`` [8], ``KF_REDIS_URL``
         (set → state shared through Redis), ``KF_REDIS_PREFIX`` [kf:], ``KF_TOKEN_MODE``
         [stable], ``KF_TOKEN_MARGIN`` [600], ``KF_TOKEN_INTERVAL`` [60],

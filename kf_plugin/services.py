@@ -23,6 +23,7 @@ from .errors import ConfigError
 from .handoff import Handoff
 from .hooks import HandoffHooks
 from .lifecycle import Conversation, Stage
+from .reconcile import QueueWatch, Reconciler
 from .rules import Rule, RuleSet, Transfer
 from .security import PushCipher
 from .state import ReplayStore, WindowStore
@@ -87,8 +88,12 @@ class Services:
         if settings.has_api:
             self._connect_api()
         self.handoff = Handoff(RuleSet())
+        self.queue: Optional[QueueWatch] = None   # WeChat's wait queue, for queue notices
+        if self.admin is not None and settings.queue_refresh > 0:
+            self.queue = QueueWatch(self.admin, max_age=settings.queue_refresh, clock=clock)
         self.conversations = Conversations(self.shared.handoffs, hooks or HandoffHooks(), executor=self.executor,
-                                           clock=clock)
+                                           place=self.queue.place if self.queue is not None else None, clock=clock)
+        self.reconciler: Optional[Reconciler] = None
 
     def _connect_api(self) -> None:
         settings = self.settings
@@ -136,6 +141,10 @@ class Services:
         self.handoff = Handoff(rules, admin=self.admin, agents=self.agents, executor=self.executor,
                                budget=self.settings.handoff_budget, clock=self.clock)
         self.conversations.use_rules(rules)
+        self.reconciler = None
+        if self.settings.handoff_sweep > 0 and (self.admin is not None or rules.queue.timeout is not None):
+            self.reconciler = Reconciler(self.shared.handoffs, self.admin, rules.queue, queue=self.queue,
+                                         on_transition=self.conversations.notify, clock=self.clock)
 
     def answer_rule(self, rule: Rule, message: Any, conversation: Optional[Conversation] = None) -> BaseReply:
         """``rule``'s answer to ``message``, with the hand-off it makes stored and its notice on its way.

@@ -479,3 +479,41 @@ def test_an_older_refresh_finishing_last_does_not_win(api, admin):
 def test_a_bad_max_age_is_refused(admin, max_age):
     with pytest.raises(ValueError, match="max_age must be a positive number of seconds"):
         QueueWatch(admin, max_age=max_age)
+
+
+# -- through the plugin ---------------------------------------------------------------------------------------
+
+PLUGIN_RULES = """\
+version: 1
+queue:
+  notice: "您前面还有 {ahead} 位"
+  timeout: 10m
+  timeout_text: "客服暂时繁忙，请留言，我们会尽快回复您"
+rules:
+  - name: ask-for-human
+    keywords: 转人工
+"""
+
+
+@pytest.mark.parametrize("state", ["memory", "redis"])
+def test_the_plugin_schedules_the_sweep_that_times_a_queued_user_out(api, make_app, tmp_path, request, state):
+    from kf_plugin.testing import WeChatTestClient
+    path = tmp_path / "rules.yaml"
+    path.write_text(PLUGIN_RULES, encoding="utf-8")
+    config = {"KF_REDIS_URL": request.getfixturevalue("redis_url")} if state == "redis" else {}
+    app = make_app(plugin_options={"clock": api.clock}, KF_RULES=str(path), KF_SECRET=api.sandbox.secret,
+                   KF_APPID=api.sandbox.appid, KF_API_BASE_URL=api.url, KF_MAX_CLOCK_SKEW=0, **config)
+    plugin = app.extensions["kf_plugin"].plugin
+    request.addfinalizer(plugin.shutdown)
+    api.sandbox.interact(U, "message")
+    assert WeChatTestClient(app).send_text("转人工", sender=U).message_type == "transfer_customer_service"
+    jobs = {job.id for job in plugin.jobs.scheduler.get_jobs()}   # started by the first push
+    assert {f"kf_plugin:{api.sandbox.appid}:handoff-sweep", f"kf_plugin:{api.sandbox.appid}:wait-queue"} <= jobs
+    with app.app_context():
+        assert plugin.conversation(U).stage is Stage.QUEUED
+        api.clock.advance(601)
+        app.extensions["kf_plugin"].services.reconciler.sweep()
+        assert plugin.conversation(U).stage is Stage.BOT
+        [record] = plugin.handoffs(0)
+    assert record.outcome is Ending.TIMED_OUT
+    assert [m["text"]["content"] for m in api.sandbox.sent if m["touser"] == U] == [TIMEOUT_TEXT]

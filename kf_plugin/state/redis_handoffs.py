@@ -69,23 +69,30 @@ def _ms(seconds: float) -> int:
 
 
 # The writes of a request that takes a user from the bot to the queue, for a script that has found the user's
-# conversation absent (the push claim: see state/redis.py), as _write makes them in a transaction.
+# conversation absent (the push claim: see state/redis.py), as _write makes them in a transaction — except
+# that the two indexes are trimmed and their expiry renewed only when asked (once a minute: see open_args),
+# as this runs for every hand-off on the push's path.
 # keys: the conversation, the record, the records' index, the active users' index. args (from ARGV[first]
 # on, see RedisHandoffStore.open_args): openid, record id, requested at, the record as JSON, the record's ms,
-# the user's ms, the records' trim bound, the records' ms, then the conversation's fields and values.
+# the user's ms, the records' trim bound ("" = leave the indexes be), the records' ms, then the
+# conversation's fields and values.
 OPEN_HANDOFF_LUA = """
 local function open_handoff(keys, first)
   local a = function(i) return ARGV[first + i] end
   redis.call('HSET', keys[1], unpack(ARGV, first + 8, #ARGV))
   redis.call('PEXPIRE', keys[1], a(5))
   redis.call('ZADD', keys[4], a(2), a(0))
-  redis.call('PEXPIRE', keys[4], a(5))
   redis.call('SET', keys[2], a(3), 'PX', a(4))
   redis.call('ZADD', keys[3], a(2), a(1))
-  redis.call('ZREMRANGEBYSCORE', keys[3], '-inf', a(6))
-  redis.call('PEXPIRE', keys[3], a(7))
+  if a(6) ~= '' then
+    redis.call('PEXPIRE', keys[4], a(5))
+    redis.call('ZREMRANGEBYSCORE', keys[3], '-inf', a(6))
+    redis.call('PEXPIRE', keys[3], a(7))
+  end
 end
 """
+#: Seconds between two trims of the indexes by hand-offs made on the push's path.
+_MAINTAIN_EVERY = 60.0
 
 
 class RedisHandoffStore(HandoffStore):
@@ -107,6 +114,7 @@ class RedisHandoffStore(HandoffStore):
         self.attempts = attempts
         self.records_key = f"{prefix}handoffs"
         self.active_key = f"{prefix}active"
+        self._maintained_at = float("-inf")   # when a push's hand-off last trimmed the indexes (open_args)
 
     def conv_key(self, openid: str) -> str:
         return f"{self.prefix}conv:{openid}"
@@ -128,10 +136,13 @@ class RedisHandoffStore(HandoffStore):
         now = self.clock()
         keys = [self.conv_key(conv.openid), self.record_key(record.id), self.records_key, self.active_key]
         fields = [item for pair in encode_conversation(conv).items() for item in pair]
+        trim = ""
+        if now - self._maintained_at >= _MAINTAIN_EVERY:
+            self._maintained_at, trim = now, f"({now - self.keep_records!r}"
         return keys, [conv.openid, record.id, repr(record.requested_at),
                       json.dumps(record.to_dict(), ensure_ascii=False),
-                      _ms(record.requested_at + self.keep_records - now), _ms(KEEP_USER),
-                      f"({now - self.keep_records!r}", _ms(self.keep_records), *fields]
+                      _ms(record.requested_at + self.keep_records - now), _ms(KEEP_USER), trim,
+                      _ms(self.keep_records), *fields]
 
     def conversation(self, openid: str) -> Conversation:
         """:raises ValueError: the stored conversation is not one this store wrote."""
