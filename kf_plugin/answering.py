@@ -54,7 +54,10 @@ class Escalation:
         except concurrent.futures.TimeoutError:
             log.warning("escalate_when %s took more than %.1f s; the bot's handlers answer instead",
                         self.rule.name, budget)
-            return False
+        except Exception as exc:   # the background queue is full: the predicate was never asked
+            log.warning("escalate_when %s could not be asked (%s); the bot's handlers answer instead",
+                        self.rule.name, exc)
+        return False
 
     def _ask(self, message: Any) -> bool:
         try:
