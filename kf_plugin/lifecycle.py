@@ -184,12 +184,14 @@ def advance(conv: Conversation, record: Optional[HandoffRecord], change: Change)
     """Where ``change`` takes the user, and the record it creates or updates (``None``: none).
 
     ``record``: the open hand-off's record (``conv.handoff_id``), if it is still kept; when it is not, one is
-    rebuilt from what ``conv`` knows. A change older than ``conv.since`` is stale (it arrived out of order) and
-    changes nothing; so does a change that does not apply to the user's stage (a second request while queued,
-    a close while with the bot). Events that were missed are made up for: an accept (or switch) while with
-    the bot opens a record with the reason :data:`AGENT_REASON`; a close while queued ends it as accepted.
+    rebuilt from what ``conv`` knows. A change from a second before ``conv.since``'s is stale (it arrived out
+    of order) and changes nothing; WeChat dates its events in whole seconds, so an event of the very second a
+    hand-off was made in (an agent accepting at once) is taken in the order it arrives. A change that does not
+    apply to the user's stage (a second request while queued, a close while with the bot) changes nothing
+    either. Events that were missed are made up for: an accept (or switch) while with the bot opens a record
+    with the reason :data:`AGENT_REASON`; a close while queued ends it as accepted.
     """
-    if change.at < conv.since:
+    if math.floor(change.at) < math.floor(conv.since):
         return conv, None
     return _STEPS[change.kind](conv, record, change)
 

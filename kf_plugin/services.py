@@ -22,7 +22,7 @@ from .dedupe import Deduplicator
 from .errors import ConfigError
 from .handoff import Handoff
 from .hooks import HandoffHooks
-from .lifecycle import Conversation, Stage
+from .lifecycle import Change, Conversation, Stage
 from .reconcile import QueueWatch, Reconciler
 from .rules import Rule, RuleSet, Transfer
 from .security import PushCipher
@@ -91,7 +91,8 @@ class Services:
         self.queue: Optional[QueueWatch] = None   # WeChat's wait queue, for queue notices
         if self.admin is not None and settings.queue_refresh > 0:
             self.queue = QueueWatch(self.admin, max_age=settings.queue_refresh, clock=clock)
-        self.conversations = Conversations(self.shared.handoffs, hooks or HandoffHooks(), executor=self.executor,
+        hooks = hooks if hooks is not None else HandoffHooks()   # an empty set is falsy: test for None
+        self.conversations = Conversations(self.shared.handoffs, hooks, executor=self.executor,
                                            place=self.queue.place if self.queue is not None else None, clock=clock)
         self.reconciler: Optional[Reconciler] = None
 
@@ -159,9 +160,15 @@ class Services:
             if current.stage is Stage.QUEUED:
                 notice = conversations.notice(message, current)
                 return notice if notice is not None else rule.action.respond(message)
+        session = isinstance(rule.action, Transfer) and rule.action.session
+        queued = False
+        if session:   # queued before the session opens: its kf_create_session may come before the answer
+            queued = conversations.apply(message.source, conversations.request(message, rule.name).change).moved
         answer = self.handoff.answer(rule, message, conversations.context_text(rule.name, message))
-        if answer.handed_off:
+        if answer.handed_off and not session:
             conversations.apply(message.source, conversations.request(message, rule.name).change)
+        elif queued and not answer.handed_off:   # no agent to open it with: this request is refused
+            conversations.apply(message.source, Change("refuse", at=self.clock()))
         if answer.then is not None:
             answer.then()
         return answer.reply

@@ -375,3 +375,38 @@ def test_admin_requires_credentials(make_app):
     with pytest.raises(Exception, match="set KF_APPID and KF_SECRET"):
         plugin.admin
     assert plugin.agents is None
+
+
+# -- the lifecycle of these hand-offs ---------------------------------------------------------------------------
+
+def test_hand_off_hooks_registered_after_init_app_run(api, make_kf_app):
+    _, client, plugin = make_kf_app()
+    seen = []
+    plugin.on_handoff("request")(seen.append)     # after init_app, as most bots write it
+    assert user_says(api, client, "通知").message_type == "transfer_customer_service"
+    eventually(lambda: seen)
+    assert [(t.change.kind, t.after.openid, t.after.reason) for t in seen] == [("request", "oUser", "with-notice")]
+
+
+def test_an_agent_accepting_a_session_in_the_second_it_was_opened_is_not_taken_as_stale(api, make_kf_app):
+    api.sandbox.add_agent("wang@gh_test", "小王", wx="wang_wechat", online=True)
+    app, client, plugin = make_kf_app()
+    assert user_clicks(api, client, "TALK").content == "正在为您接入客服"
+    # WeChat's kf_create_session, dated in whole seconds: the same second as the hand-off, or even the one before
+    # it by the bot's fractional clock.
+    assert client.send_event("kf_create_session", sender="oUser", create_time=int(time.time()),
+                             extra={"KfAccount": "wang@gh_test"}).status == 200
+    with app.app_context():
+        conversation = plugin.conversation("oUser")
+        [record] = plugin.handoffs(0)
+    assert (conversation.stage.value, conversation.agent) == ("with_agent", "wang@gh_test")
+    assert (record.reason, record.agent) == ("menu-session", "wang@gh_test")   # the rule's, not "agent"
+
+
+def test_a_session_rule_with_nobody_online_leaves_a_refused_record(api, make_kf_app):
+    app, client, plugin = make_kf_app()
+    assert user_clicks(api, client, "TALK").content == "客服暂时不在线，请留言"
+    with app.app_context():
+        assert plugin.conversation("oUser").stage.value == "bot"
+        [record] = plugin.handoffs(0)
+    assert (record.reason, record.outcome.value) == ("menu-session", "refused")
