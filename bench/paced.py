@@ -59,7 +59,7 @@ def paced_run(server: Server, factory: PushFactory, signer: PushSigner, rate: fl
     return {"sent": len(result.outcomes), "rate": len(result.outcomes) / wall, "worker_us": worker / sent * 1e6,
             "redis_us": redis_cpu / sent * 1e6, "p50": latencies[len(latencies) // 2] * 1e3,
             "p99": latencies[int(len(latencies) * 0.99)] * 1e3,
-            "bad": check.non_200 + check.not_transfer + check.errors}
+            "bad": check.non_200 + check.wrong_reply + check.errors}
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:

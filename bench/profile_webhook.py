@@ -1,7 +1,7 @@
 """Where kf_plugin's webhook spends its time per request, in process (no HTTP server), next to the peers.
 
     python bench/profile_webhook.py [--mode plain|aes|both] [--requests N] [--repeat N] [--redis] [--cprofile]
-                                    [--api]
+                                    [--api] [--push transfer|common]
 
 1. Every system of bench/throughput.py (a, c, d, e, f, and b and g when Redis answers) called as a WSGI app on the same
    signed pushes as in the throughput benchmark: µs per request, best of ``--repeat`` runs, no profiler.
@@ -12,6 +12,8 @@
 
 ``--api``: (a) and (b) with KF_SECRET and KF_API_BASE_URL at a kf_plugin.sandbox.Sandbox on loopback, as
 bench/throughput.py --api runs them (the token service and the handler thread pool under the reply deadline).
+``--push common``: the common push of bench/throughput.py --push common (texts no kf rule takes, answered by
+the bot's own handler, and by every other system, with the same text reply) instead of the transfer push.
 """
 from __future__ import annotations
 
@@ -39,10 +41,10 @@ MODULES = {"a": "kf_app", "b": "kf_app", "c": "wechatpy_app", "d": "werobot_app"
            "f": "floor_app", "g": "wechatpy_app"}
 
 
-def make_app(system: str, mode: str, rules: Path, redis_url: str, api_url: str = "") -> Any:
+def make_app(system: str, mode: str, rules: Path, redis_url: str, api_url: str = "", push: str = "transfer") -> Any:
     for name in [n for n in os.environ if n.startswith(("KF_", "BENCH_"))]:
         del os.environ[name]
-    os.environ["BENCH_MODE"] = mode
+    os.environ.update(BENCH_MODE=mode, BENCH_PUSH=push)
     if system in ("a", "b"):
         os.environ["KF_RULES"] = str(rules)
         if api_url:
@@ -80,6 +82,20 @@ def call(app: Any, environ: Dict[str, Any]) -> bytes:
         return b"".join(answer)
     finally:
         getattr(answer, "close", lambda: None)()
+
+
+def check_answer(system: str, app: Any, factory: T.PushFactory) -> None:
+    """One push through ``app``, its answer checked as bench/throughput.py checks them.
+
+    :raises AssertionError: the answer is not the reply the push expects.
+    """
+    pushes = factory.make(1)
+    path, query = pushes.targets[0].split("?", 1)
+    environ = EnvironBuilder(path=path, query_string=query, method="POST", data=pushes.bodies[0],
+                             content_type="text/xml").get_environ()
+    problem = T.answer_problem(call(app, environ), pushes.senders[0], pushes.push, factory.signer)
+    if problem:
+        raise AssertionError(f"({system}) answered the {pushes.push} push wrongly: {problem}")
 
 
 def per_request(app: Any, factory: T.PushFactory, count: int, repeat: int) -> float:
@@ -158,7 +174,7 @@ TREE = [
 
 def instrument(app: Any, steps: Steps) -> Callable[..., Any]:
     """Wrap every step of the request path; returns the original view (to put back)."""
-    import kf_plugin.extension as extension
+    import kf_plugin.answering as answering
     import kf_plugin.webhook as webhook
     from kf_plugin.router import MessageRouter
     from kf_plugin.scheduling import Jobs
@@ -193,7 +209,7 @@ def instrument(app: Any, steps: Steps) -> Callable[..., Any]:
     steps.wrap(state.webhook, "respond", "KfPlugin._answer_push (the webhook's respond)")
     steps.wrap(WindowTracker, "record", "WindowTracker.record (48-hour window)")
     steps.wrap(MessageRouter, "dispatch", "MessageRouter.dispatch (50 rules)")
-    steps.wrap(extension, "to_reply", "to_reply")
+    steps.wrap(answering, "to_reply", "to_reply")
     return view
 
 
@@ -272,6 +288,8 @@ def main() -> int:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/8")
     parser.add_argument("--cprofile", action="store_true")
     parser.add_argument("--api", action="store_true", help="(a) and (b) with API credentials against a sandbox")
+    parser.add_argument("--push", choices=T.PUSH_KINDS, default="transfer",
+                        help="transfer (default) or common: the kind of push, as bench/throughput.py --push")
     args = parser.parse_args()
     api = T.Sandbox(appid=T.APPID, secret=T.API_SECRET).serve() if args.api else None
     try:
@@ -289,17 +307,19 @@ def profile(args: argparse.Namespace, api_url: str) -> int:
     with tempfile.TemporaryDirectory(prefix="kf-profile-") as scratch:
         rules = Path(scratch) / "rules.yaml"
         T.write_rules(rules)
+        T.check_rule_file(rules, args.push)
         for mode in (["plain", "aes"] if args.mode == "both" else [args.mode]):
             signer = PushSigner(T.TOKEN, T.AES_KEY if mode == "aes" else None, T.APPID)
-            factory = T.PushFactory(signer)
+            factory = T.PushFactory(signer, push=args.push)
             if any(s in T.REDIS_SYSTEMS for s in systems):
                 T.flush_redis(args.redis_url)   # before the apps start: a flush under them would be a restart
-            apps = {s: make_app(s, mode, rules, args.redis_url, api_url) for s in systems}
-            for app in apps.values():  # warm up
+            apps = {s: make_app(s, mode, rules, args.redis_url, api_url, args.push) for s in systems}
+            for system, app in apps.items():  # warm up
+                check_answer(system, app, factory)
                 for environ in environs(factory, 300):
                     call(app, environ)
-            print(f"\n### {mode}: µs per request in process (WSGI call, no HTTP server), best of {args.repeat} "
-                  f"× {args.requests}\n")
+            print(f"\n### {mode}, {args.push} push: µs per request in process (WSGI call, no HTTP server), best "
+                  f"of {args.repeat} × {args.requests}\n")
             print("| system | µs/request |\n|---|---:|")
             for system, app in apps.items():
                 cost = per_request(app, factory, args.requests, args.repeat)

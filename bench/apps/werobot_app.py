@@ -3,6 +3,9 @@
 (d) as WeRoBot comes: its default session storage, SQLite (a read and a committed write per push), in a file
 of a fresh temporary directory instead of ./werobot_session. (e) ``BENCH_WEROBOT_SESSION=off``: sessions off
 (SESSION_STORAGE=False), which this job does not need.
+
+``BENCH_PUSH=common``: after the filter, a text handler answers every other text with
+:data:`apps.common.REPLY_TEXT` (WeRoBot makes the returned string a TextReply).
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from werobot import WeRoBot
 from werobot.contrib.flask import make_view
 from werobot.replies import TransferCustomerServiceReply
 
-from .common import AES_KEY, APPID, TOKEN, TRIGGER, URL, safe_mode
+from .common import AES_KEY, APPID, REPLY_TEXT, TOKEN, TRIGGER, URL, common_push, safe_mode
 
 
 def create_app() -> Flask:
@@ -30,6 +33,11 @@ def create_app() -> Flask:
     @robot.filter(re.compile(".*?" + re.escape(TRIGGER), re.S))
     def transfer(message):
         return TransferCustomerServiceReply(message=message)
+
+    if common_push():
+        @robot.text
+        def acknowledge(message):
+            return REPLY_TEXT
 
     app = Flask(__name__)
     app.add_url_rule(URL, endpoint="werobot", view_func=make_view(robot), methods=["GET", "POST"])
