@@ -117,13 +117,13 @@ def _own_rules(config: Mapping[str, Any]) -> Optional[RuleSet]:
 
 def _tell_queue_places(app: Flask, kf: KfPlugin) -> None:
     """Queue notices that know the user's place: WeChat's wait queue read by a job every ``QUEUE_REFRESH``
-    seconds (``app.extensions["example_bot_queue"]``)."""
+    seconds. ``app.extensions["example_bot_queue"]`` is the copy in force (its ``refresh()`` reads it now)."""
     conversations = app.extensions["kf_plugin"].services.conversations
-    places = QueuePlaces(kf.admin)
-    app.extensions["example_bot_queue"] = places
     if conversations.place is None:   # nothing else tells the plugin a user's place
+        places = QueuePlaces(kf.admin)
         conversations.place = places
         kf.jobs.add("example_app:wait-queue", places.refresh, QUEUE_REFRESH)
+    app.extensions["example_bot_queue"] = conversations.place
 
 
 def survey(kf: KfPlugin, transition: Transition) -> None:

@@ -29,10 +29,16 @@ class QueuePlaces:
         self._lock = threading.Lock()
         self._places: Dict[str, int] = {}
         self._count: Optional[int] = None
+        self._asked = 0   # reads asked for so far
+        self._kept = 0    # the number of the read the copy comes from
 
     def refresh(self) -> None:
         """Read the wait queue now. Never raises a :class:`~kf_plugin.KfError`: it is logged, and the copy is
-        dropped (an old queue would tell users a place they left long ago)."""
+        dropped (an old queue would tell users a place they left long ago). Two reads at once (the job's and
+        a caller's): the one asked for last is kept."""
+        with self._lock:
+            self._asked += 1
+            number = self._asked
         try:
             queue = self.admin.waiting()
         except KfError as exc:
@@ -41,11 +47,12 @@ class QueuePlaces:
             count: Optional[int] = None
         else:
             places = {}
-            for number, user in enumerate(queue.users, 1):
-                places.setdefault(user.openid, number)
+            for place, user in enumerate(queue.users, 1):
+                places.setdefault(user.openid, place)
             count = queue.count
         with self._lock:
-            self._places, self._count = places, count
+            if number > self._kept:
+                self._places, self._count, self._kept = places, count, number
 
     def __call__(self, openid: str) -> Tuple[Optional[int], Optional[int]]:
         """``openid``'s place in the queue counting from 1, and how many wait; either ``None`` when unknown."""

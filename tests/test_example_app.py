@@ -129,6 +129,19 @@ def test_queue_places(answers, openid, place, caplog):
     assert ("could not read WeChat's wait queue" in caplog.text) == any(isinstance(a, Exception) for a in answers)
 
 
+def test_queue_places_keeps_the_read_asked_for_last():
+    admin = FakeAdmin()
+    places = QueuePlaces(admin)
+
+    def slow_read():   # the job's read is still under way when a read asked for later comes back
+        admin.waiting = lambda: WaitQueue(1, (WaitingUser("oB", 2),))
+        places.refresh()
+        return QUEUE
+    admin.waiting = slow_read
+    places.refresh()
+    assert places("oB") == (1, 1) and places("oA") == (None, 1)
+
+
 def _closed(openid):
     before = Conversation(openid, Stage.WITH_AGENT, 10.0, agent="wang@gh")
     return Transition(Change("close", at=20.0, agent="wang@gh"), before, Conversation(openid, Stage.BOT, 20.0), None)
