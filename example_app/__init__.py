@@ -2,20 +2,27 @@
 
 ``create_app()`` reads ``KF_*`` from the environment; with no ``KF_TOKEN`` set
 it runs on built-in demo credentials (safe mode), which need no WeChat account.
+With the WeChat API (``KF_APPID`` and ``KF_SECRET``) it also tells queued users
+their place and sends a satisfaction survey when an agent closes a session.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
+import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from flask import Flask
 
-from kf_plugin import EVENT, Event, KfPlugin, Keyword, MessageRouter, RuleSet, load_rules
+from kf_plugin import EVENT, Event, Keyword, KfError, KfPlugin, MessageRouter, RuleSet, load_rules
 from kf_plugin.config import settings_from_env
+from kf_plugin.lifecycle import Transition
+
+from .waitqueue import QueuePlaces
 
 RULES = Path(__file__).with_name("rules.yaml")
 DEMO_SETTINGS = {
@@ -27,6 +34,10 @@ DEMO_SETTINGS = {
 GREETING = "你好！我是示例机器人。回复“帮助”查看我能做什么，回复“转人工”联系客服。"
 HELP = "可以试试：\n· 转人工 —— 联系客服\n· 营业时间 —— 客服工作时间\n· 菜单“联系 VIP 客服” —— 专属客服"
 WELCOME = "感谢关注！回复“帮助”查看功能。"
+SURVEY = "本次人工服务您满意吗？请点选："
+SURVEY_CHOICES = (("satisfied", "满意"), ("unsatisfied", "不满意"))
+THANKS = "感谢您的评价！"
+QUEUE_REFRESH = 10  # seconds between two reads of WeChat's wait queue
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +56,11 @@ def build_router(stats: Counter) -> MessageRouter:
         stats["help"] += 1
         return HELP
 
+    @router.on(Keyword(*(choice for _, choice in SURVEY_CHOICES), match="exact"))
+    def rated(message: Any) -> str:   # a click in the survey comes back as a text message
+        stats["rated"] += 1
+        return THANKS
+
     @router.on(Event("subscribe"))
     def welcome(message: Any) -> str:
         stats["welcome"] += 1
@@ -58,8 +74,8 @@ def build_router(stats: Counter) -> MessageRouter:
     return router
 
 
-def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
-    """The example bot; ``config`` overrides the environment."""
+def create_app(config: Optional[Mapping[str, Any]] = None, *, clock: Callable[[], float] = time.time) -> Flask:
+    """The example bot; ``config`` overrides the environment; ``clock``: the time source (the demo's)."""
     app = Flask(__name__)
     settings = settings_from_env()
     if "KF_TOKEN" not in settings and not (config and "KF_TOKEN" in config):
@@ -70,7 +86,14 @@ def create_app(config: Optional[Mapping[str, Any]] = None) -> Flask:
     app.config.update(config or {})
     stats: Counter = Counter()
     app.extensions["example_bot_stats"] = stats
-    KfPlugin(app, router=build_router(stats), rules=_own_rules(app.config))
+    kf = KfPlugin(router=build_router(stats), rules=_own_rules(app.config), clock=clock)
+    with_api = bool(app.config.get("KF_APPID") and app.config.get("KF_SECRET"))
+    if with_api:
+        kf.on_handoff("close")(functools.partial(survey, kf))
+    # Hooks go on before init_app: the app's services take the plugin's hooks when it is initialised.
+    kf.init_app(app)
+    if with_api:
+        _tell_queue_places(app, kf)
 
     @app.get("/")
     def index() -> str:
@@ -90,3 +113,23 @@ def _own_rules(config: Mapping[str, Any]) -> Optional[RuleSet]:
     needing = {rule.name for rule, _ in rules.needing_api()}
     return dataclasses.replace(rules, rules=tuple(dataclasses.replace(rule, enabled=False) if rule.name in needing
                                                   else rule for rule in rules.rules))
+
+
+def _tell_queue_places(app: Flask, kf: KfPlugin) -> None:
+    """Queue notices that know the user's place: WeChat's wait queue read by a job every ``QUEUE_REFRESH``
+    seconds. ``app.extensions["example_bot_queue"]`` is the copy in force (its ``refresh()`` reads it now)."""
+    conversations = app.extensions["kf_plugin"].services.conversations
+    if conversations.place is None:   # nothing else tells the plugin a user's place
+        places = QueuePlaces(kf.admin)
+        conversations.place = places
+        kf.jobs.add("example_app:wait-queue", places.refresh, QUEUE_REFRESH)
+    app.extensions["example_bot_queue"] = conversations.place
+
+
+def survey(kf: KfPlugin, transition: Transition) -> None:
+    """The hook run when an agent closes a session: ask how it went (a menu message; a click on a choice
+    comes back as a text message with the choice's text)."""
+    try:
+        kf.admin.send_msgmenu(transition.after.openid, SURVEY, SURVEY_CHOICES)
+    except KfError as exc:   # outside the 48-hour window, say: a missed survey is not worth an alarm
+        log.warning("could not send the survey to %s: %s", transition.after.openid, exc)

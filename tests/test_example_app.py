@@ -5,12 +5,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import requests
 
-from example_app import DEMO_SETTINGS, GREETING, HELP, WELCOME, create_app
+import example_app
+from example_app import DEMO_SETTINGS, GREETING, HELP, SURVEY, THANKS, WELCOME, create_app
 from example_app.demo import run as run_demo
+from example_app.waitqueue import QueuePlaces
+from kf_plugin import WeChatAPIError
+from kf_plugin.admin import WaitingUser, WaitQueue
+from kf_plugin.lifecycle import Change, Conversation, Stage, Transition
 from kf_plugin.testing import PushSigner, WeChatTestClient
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +38,7 @@ def bot(monkeypatch):
     ("我要投诉", "transfer_customer_service", None),
     ("营业时间", "text", "客服工作时间：工作日 9:00–18:00。"),
     ("随便说说", "text", "收到。回复“帮助”查看我能做什么。"),
+    ("不满意", "text", THANKS),
 ])
 def test_messages(bot, said, kind, expected):
     answer = bot[1].send_text(said)
@@ -76,16 +83,118 @@ def test_environment_configures_the_app(monkeypatch, tmp_path):
     assert answer.content == "from env rules" and "<Encrypt>" not in answer.body
 
 
+def test_without_the_api_there_is_no_queue_copy_nor_survey(bot):
+    app, client = bot
+    assert "example_bot_queue" not in app.extensions
+    assert app.extensions["kf_plugin"].services.conversations.place is None
+    client.send_text("转人工")
+    assert client.send_text("还要多久").content == "正在为您转接人工客服，请耐心等待"   # queue.notice_fallback
+
+
+class FakeAdmin:
+    """``waiting()`` answers ``queue`` (or raises it); ``send_msgmenu`` records its calls (or raises ``fails``)."""
+
+    def __init__(self, queue=None, fails=None):
+        self.queue, self.fails, self.menus = queue, fails, []
+
+    def waiting(self):
+        if isinstance(self.queue, Exception):
+            raise self.queue
+        return self.queue
+
+    def send_msgmenu(self, openid, head, choices):
+        if self.fails is not None:
+            raise self.fails
+        self.menus.append((openid, head, tuple(choices)))
+
+
+QUEUE = WaitQueue(3, (WaitingUser("oA", 1), WaitingUser("oB", 2), WaitingUser("oA", 3)))
+
+
+@pytest.mark.parametrize("answers, openid, place", [
+    ([QUEUE], "oB", (2, 3)),
+    ([QUEUE], "oA", (1, 3)),                     # listed twice: the first place counts
+    ([QUEUE], "oZ", (None, 3)),                  # not listed (WeChat lists 100 at most)
+    ([], "oA", (None, None)),                    # never read
+    ([QUEUE, WeChatAPIError(45009, "api freq out of limit")], "oA", (None, None)),   # a failed read forgets
+    ([WaitQueue(0, ())], "oA", (None, 0)),
+])
+def test_queue_places(answers, openid, place, caplog):
+    admin = FakeAdmin()
+    places = QueuePlaces(admin)
+    for answer in answers:
+        admin.queue = answer
+        places.refresh()
+    assert places(openid) == place
+    assert ("could not read WeChat's wait queue" in caplog.text) == any(isinstance(a, Exception) for a in answers)
+
+
+def test_queue_places_keeps_the_read_asked_for_last():
+    admin = FakeAdmin()
+    places = QueuePlaces(admin)
+
+    def slow_read():   # the job's read is still under way when a read asked for later comes back
+        admin.waiting = lambda: WaitQueue(1, (WaitingUser("oB", 2),))
+        places.refresh()
+        return QUEUE
+    admin.waiting = slow_read
+    places.refresh()
+    assert places("oB") == (1, 1) and places("oA") == (None, 1)
+
+
+def _closed(openid):
+    before = Conversation(openid, Stage.WITH_AGENT, 10.0, agent="wang@gh")
+    return Transition(Change("close", at=20.0, agent="wang@gh"), before, Conversation(openid, Stage.BOT, 20.0), None)
+
+
+@pytest.mark.parametrize("fails", [None, WeChatAPIError(45015, "response out of time limit")])
+def test_survey(fails, caplog):
+    admin = FakeAdmin(fails=fails)
+    example_app.survey(SimpleNamespace(admin=admin), _closed("oUser"))
+    assert admin.menus == ([] if fails else [("oUser", SURVEY, example_app.SURVEY_CHOICES)])
+    assert ("could not send the survey to oUser" in caplog.text) == (fails is not None)
+
+
 def test_demo_runs_end_to_end():
     lines = []
     assert run_demo(echo=lines.append) == 0
     output = "\n".join(lines)
     assert "FAILED" not in output
-    assert output.count("ok:") == 10
-    assert "agent vip1@gh_example" in output and "the greeting handler ran 1 time(s)" in output
-    assert "a session with xiaowang@gh_example is open" in output
-    assert "refused by the window tracker with 45047, and WeChat was never called" in output
-    assert "2 record(s) written" in output
+    assert output.count("ok:") == 25
+    for shown in (
+        "ok: the bot greets back",
+        "WeChat's wait queue: oDemoUser000000011, oDemoUser000000012, oDemoUser000000001",
+        "kf.conversation(oDemoUser000000001): queued, reason ask-for-human",
+        "bot ← text: 您前面还有 2 位，请稍候",
+        "ok: the bot's own handlers did not run",
+        "bot ← text: 已为您取消转接，有问题随时找我",
+        "WeChat → bot: kf_create_session, KfAccount xiaowang@gh_example",
+        "kf.conversation(oDemoUser000000001): with_agent, agent xiaowang@gh_example",
+        "bot ← (not pushed to the bot)",
+        "chat record 2003: oDemoUser000000001 → xiaowang@gh_example: 我的订单号是 20240101，还没发货",
+        "WeChat → bot: kf_close_session, KfAccount xiaowang@gh_example",
+        "WeChat delivered to oDemoUser000000001: 本次人工服务您满意吗？请点选： [满意 / 不满意]",
+        "ok: the bot noticed the lapse from the message itself and answered it",
+        "oDemoUser000000001: ask-for-human, waited 90 s, accepted",
+        "oDemoUser000000011: ask-for-human, never accepted, cancelled",
+        "summary: 3 hand-offs, 1 accepted, 1 cancelled, 1 lapsed, 0 open; acceptance rate 67%",
+        "the greeting handler ran 1 time(s)",
+        "refused by the window tracker with 45047, and WeChat was never called",
+        "2 record(s) written",
+    ):
+        assert shown in output
+    steps = [line.split(".")[0] for line in lines if line[:1].isdigit()]
+    assert steps == [str(n) for n in range(1, 14)]
+
+
+def test_demo_fails_when_a_step_misbehaves(monkeypatch):
+    # The bot no longer knows where users stand in the queue: its notices fall back to the text without a place.
+    monkeypatch.setattr(QueuePlaces, "__call__", lambda self, openid: (None, None))
+    lines = []
+    assert run_demo(echo=lines.append) == 1
+    failed = [line for line in lines if "FAILED" in line]
+    assert failed == ['   FAILED: "您前面还有 2 位，请稍候" (queue.notice of rules.yaml, from WeChat\'s queue)',
+                      "demo FAILED: 1 check(s) misbehaved"]
 
 
 def _free_port():
