@@ -22,8 +22,6 @@ from kf_plugin import EVENT, Event, Keyword, KfError, KfPlugin, MessageRouter, R
 from kf_plugin.config import settings_from_env
 from kf_plugin.lifecycle import Transition
 
-from .waitqueue import QueuePlaces
-
 RULES = Path(__file__).with_name("rules.yaml")
 DEMO_SETTINGS = {
     "KF_TOKEN": "kf-demo-token",
@@ -37,7 +35,6 @@ WELCOME = "感谢关注！回复“帮助”查看功能。"
 SURVEY = "本次人工服务您满意吗？请点选："
 SURVEY_CHOICES = (("satisfied", "满意"), ("unsatisfied", "不满意"))
 THANKS = "感谢您的评价！"
-QUEUE_REFRESH = 10  # seconds between two reads of WeChat's wait queue
 
 log = logging.getLogger(__name__)
 
@@ -87,13 +84,9 @@ def create_app(config: Optional[Mapping[str, Any]] = None, *, clock: Callable[[]
     stats: Counter = Counter()
     app.extensions["example_bot_stats"] = stats
     kf = KfPlugin(router=build_router(stats), rules=_own_rules(app.config), clock=clock)
-    with_api = bool(app.config.get("KF_APPID") and app.config.get("KF_SECRET"))
-    if with_api:
-        kf.on_handoff("close")(functools.partial(survey, kf))
-    # Hooks go on before init_app: the app's services take the plugin's hooks when it is initialised.
     kf.init_app(app)
-    if with_api:
-        _tell_queue_places(app, kf)
+    if app.config.get("KF_APPID") and app.config.get("KF_SECRET"):
+        kf.on_handoff("close")(functools.partial(survey, kf))
 
     @app.get("/")
     def index() -> str:
@@ -113,17 +106,6 @@ def _own_rules(config: Mapping[str, Any]) -> Optional[RuleSet]:
     needing = {rule.name for rule, _ in rules.needing_api()}
     return dataclasses.replace(rules, rules=tuple(dataclasses.replace(rule, enabled=False) if rule.name in needing
                                                   else rule for rule in rules.rules))
-
-
-def _tell_queue_places(app: Flask, kf: KfPlugin) -> None:
-    """Queue notices that know the user's place: WeChat's wait queue read by a job every ``QUEUE_REFRESH``
-    seconds. ``app.extensions["example_bot_queue"]`` is the copy in force (its ``refresh()`` reads it now)."""
-    conversations = app.extensions["kf_plugin"].services.conversations
-    if conversations.place is None:   # nothing else tells the plugin a user's place
-        places = QueuePlaces(kf.admin)
-        conversations.place = places
-        kf.jobs.add("example_app:wait-queue", places.refresh, QUEUE_REFRESH)
-    app.extensions["example_bot_queue"] = conversations.place
 
 
 def survey(kf: KfPlugin, transition: Transition) -> None:

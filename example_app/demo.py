@@ -60,7 +60,7 @@ def hand_off(demo: Demo) -> None:
 
 def queue_notice(demo: Demo) -> None:
     demo.step("the queued user writes: the answer is their place in the queue; the bot's own handlers stay quiet")
-    demo.world.app.extensions["example_bot_queue"].refresh()   # the bot's job reads the queue every 10 s
+    demo.world.app.extensions["kf_plugin"].services.queue.refresh()   # the plugin reads it every KF_QUEUE_REFRESH s
     handled = dict(demo.stats)
     notice = demo.plugin.rules.queue.notice_text(position=len(AHEAD) + 1)
     answer = demo.says(USER, "还要等多久？")

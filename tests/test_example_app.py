@@ -13,9 +13,7 @@ import requests
 import example_app
 from example_app import DEMO_SETTINGS, GREETING, HELP, SURVEY, THANKS, WELCOME, create_app
 from example_app.demo import run as run_demo
-from example_app.waitqueue import QueuePlaces
 from kf_plugin import WeChatAPIError
-from kf_plugin.admin import WaitingUser, WaitQueue
 from kf_plugin.lifecycle import Change, Conversation, Stage, Transition
 from kf_plugin.testing import PushSigner, WeChatTestClient
 
@@ -85,61 +83,22 @@ def test_environment_configures_the_app(monkeypatch, tmp_path):
 
 def test_without_the_api_there_is_no_queue_copy_nor_survey(bot):
     app, client = bot
-    assert "example_bot_queue" not in app.extensions
+    assert app.extensions["kf_plugin"].services.queue is None
     assert app.extensions["kf_plugin"].services.conversations.place is None
     client.send_text("转人工")
     assert client.send_text("还要多久").content == "正在为您转接人工客服，请耐心等待"   # queue.notice_fallback
 
 
 class FakeAdmin:
-    """``waiting()`` answers ``queue`` (or raises it); ``send_msgmenu`` records its calls (or raises ``fails``)."""
+    """``send_msgmenu`` records its calls (or raises ``fails``)."""
 
-    def __init__(self, queue=None, fails=None):
-        self.queue, self.fails, self.menus = queue, fails, []
-
-    def waiting(self):
-        if isinstance(self.queue, Exception):
-            raise self.queue
-        return self.queue
+    def __init__(self, fails=None):
+        self.fails, self.menus = fails, []
 
     def send_msgmenu(self, openid, head, choices):
         if self.fails is not None:
             raise self.fails
         self.menus.append((openid, head, tuple(choices)))
-
-
-QUEUE = WaitQueue(3, (WaitingUser("oA", 1), WaitingUser("oB", 2), WaitingUser("oA", 3)))
-
-
-@pytest.mark.parametrize("answers, openid, place", [
-    ([QUEUE], "oB", (2, 3)),
-    ([QUEUE], "oA", (1, 3)),                     # listed twice: the first place counts
-    ([QUEUE], "oZ", (None, 3)),                  # not listed (WeChat lists 100 at most)
-    ([], "oA", (None, None)),                    # never read
-    ([QUEUE, WeChatAPIError(45009, "api freq out of limit")], "oA", (None, None)),   # a failed read forgets
-    ([WaitQueue(0, ())], "oA", (None, 0)),
-])
-def test_queue_places(answers, openid, place, caplog):
-    admin = FakeAdmin()
-    places = QueuePlaces(admin)
-    for answer in answers:
-        admin.queue = answer
-        places.refresh()
-    assert places(openid) == place
-    assert ("could not read WeChat's wait queue" in caplog.text) == any(isinstance(a, Exception) for a in answers)
-
-
-def test_queue_places_keeps_the_read_asked_for_last():
-    admin = FakeAdmin()
-    places = QueuePlaces(admin)
-
-    def slow_read():   # the job's read is still under way when a read asked for later comes back
-        admin.waiting = lambda: WaitQueue(1, (WaitingUser("oB", 2),))
-        places.refresh()
-        return QUEUE
-    admin.waiting = slow_read
-    places.refresh()
-    assert places("oB") == (1, 1) and places("oA") == (None, 1)
 
 
 def _closed(openid):
@@ -189,7 +148,7 @@ def test_demo_runs_end_to_end():
 
 def test_demo_fails_when_a_step_misbehaves(monkeypatch):
     # The bot no longer knows where users stand in the queue: its notices fall back to the text without a place.
-    monkeypatch.setattr(QueuePlaces, "__call__", lambda self, openid: (None, None))
+    monkeypatch.setattr("kf_plugin.reconcile.QueueWatch.place", lambda self, openid: (None, None))
     lines = []
     assert run_demo(echo=lines.append) == 1
     failed = [line for line in lines if "FAILED" in line]
