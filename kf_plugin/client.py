@@ -41,7 +41,7 @@ from .errors import (
 if TYPE_CHECKING:
     from .state import TokenStore
 
-__all__ = ["KfClient", "DEFAULT_API_BASE_URL", "redact"]
+__all__ = ["KfClient", "DEFAULT_API_BASE_URL", "redact", "never_connected"]
 
 DEFAULT_API_BASE_URL = "https://api.weixin.qq.com"
 TOKEN_MODES = ("stable", "classic")
@@ -152,7 +152,7 @@ class KfClient(WeChatClient):
                 raise api_error(exc.errcode, exc.errmsg or "", path) from exc
             except requests.RequestException as exc:
                 raise WeChatNetworkError(f"cannot reach the WeChat API on {path}: {redact(str(exc))}",
-                                         sent=not _never_connected(exc)) from None
+                                         sent=not never_connected(exc)) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def fetch_access_token(self) -> Dict[str, Any]:
@@ -191,8 +191,8 @@ class KfClient(WeChatClient):
         return result["access_token"], int(result.get("expires_in", 7200))
 
 
-def _never_connected(exc: requests.RequestException) -> bool:
-    """Whether the request failed before a connection existed (so WeChat cannot have seen it)."""
+def never_connected(exc: requests.RequestException) -> bool:
+    """Whether the request failed before a connection existed (so the API cannot have seen it)."""
     if isinstance(exc, requests.ConnectTimeout):
         return True
     reason = getattr(exc.args[0], "reason", None) if exc.args else None

@@ -25,7 +25,6 @@ import time
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import requests
-import urllib3
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -35,7 +34,7 @@ from tenacity import (
 )
 
 # kf_plugin.client also masks access_token= and (corp)secret= in urllib3's DEBUG request lines.
-from ..client import redact
+from ..client import never_connected, redact
 from ..errors import ConfigError, KfError, WeChatNetworkError, is_transient
 from ..state import MemoryTokenStore, TokenStore
 from ..tokens import TokenService
@@ -174,7 +173,7 @@ class WeComClient:
                                          headers=headers, timeout=self.timeout)
         except requests.RequestException as exc:
             raise WeChatNetworkError(f"cannot reach the WeCom API on {path}: {redact(str(exc))}",
-                                     sent=not _never_connected(exc)) from None
+                                     sent=not never_connected(exc)) from None
         status = response.status_code
         if not 200 <= status < 300:
             raise WeChatNetworkError(f"the WeCom API answered HTTP {status} on {path}", sent=status < 500)
@@ -232,11 +231,3 @@ def _worth_retrying(exc: BaseException, idempotent: bool) -> bool:
     """A passing failure — unless it may have reached WeCom and repeating the call could do something twice."""
     maybe_sent = isinstance(exc, WeChatNetworkError) and exc.sent
     return is_transient(exc) and (idempotent or not maybe_sent)
-
-
-def _never_connected(exc: requests.RequestException) -> bool:
-    """Whether the request failed before a connection existed (so WeCom cannot have seen it)."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    reason = getattr(exc.args[0], "reason", None) if exc.args else None
-    return isinstance(reason, urllib3.exceptions.NewConnectionError)
