@@ -38,10 +38,12 @@ from .requirements import ANYTHING, Requirements, all_of, any_of, requirements_o
 
 __all__ = [
     "Filter", "ALL", "NOTHING", "TEXT", "EVENT", "Keyword", "Regex", "Event", "EventKey",
-    "EventKeyRegex", "MsgType", "Users", "as_filter", "required_keyword", "Requirements",
+    "EventKeyRegex", "MsgType", "Users", "Channel", "CHANNELS", "as_filter", "required_keyword", "Requirements",
 ]
 
 MATCH_MODES = ("contains", "exact", "prefix")
+#: Where a push can come from: the Official Account's webhook, or 微信客服 (through WeCom).
+CHANNELS = ("oa", "wecom")
 
 
 class Filter:
@@ -346,6 +348,24 @@ class Users(Filter):
 
     def __repr__(self) -> str:
         return f"Users({_args_repr(self.openids)})"
+
+
+class Channel(Filter):
+    """The push came through ``channel``: ``oa`` (the Official Account's webhook) or ``wecom`` (微信客服).
+
+    A message says its channel in a ``channel`` attribute; wechatpy's messages have none and are ``oa``.
+    """
+
+    def __init__(self, channel: str):
+        if channel not in CHANNELS:
+            raise ValueError(f"unknown channel {channel!r} (one of {', '.join(CHANNELS)})")
+        self.channel = channel
+
+    def check(self, message: Any) -> bool:
+        return getattr(message, "channel", "oa") == self.channel
+
+    def __repr__(self) -> str:
+        return f"Channel({self.channel!r})"
 
 
 ALL: Filter = _All()

@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional
 
 __all__ = [
     "fold", "msg_type_of", "event_of", "event_key_of", "sender_of", "account_of", "text_of", "folded_text_of",
-    "TEXT_KINDS", "QR_SCENE_PREFIX", "SUBSCRIBE_EVENTS",
+    "TEXT_KINDS", "QR_SCENE_PREFIX", "SUBSCRIBE_EVENTS", "WECOM_EVENTS",
 ]
 
 #: The kinds of message whose text a user typed or said: Content of ``text``, Recognition of ``voice``.
@@ -23,6 +23,9 @@ QR_SCENE_PREFIX = "qrscene_"
 #: wechatpy renames a follow through a parametric QR code to ``subscribe_scan`` (and strips ``qrscene_`` from
 #: EventKey); for rules it is still a follow.
 SUBSCRIBE_EVENTS = frozenset({"subscribe", "subscribe_scan", "subscribe_scan_product"})
+#: The events of 微信客服 (their ``event_type``), which rules may name in ``event:`` too.
+WECOM_EVENTS = frozenset({"enter_session", "msg_send_fail", "servicer_status_change", "session_status_change",
+                          "user_recall_msg", "servicer_recall_msg"})
 
 
 def fold(text: str) -> str:

@@ -26,6 +26,7 @@ from wechatpy.replies import BaseReply, TextReply
 
 from .filters import (
     NOTHING,
+    Channel,
     Event,
     EventKey,
     EventKeyRegex,
@@ -135,7 +136,7 @@ def _as_tuple(value: Optional[Names]) -> Tuple[str, ...]:
 def build_filter(*, msg_type: Optional[Names] = None, keywords: Optional[Names] = None,
                  match: str = "contains", regex: Optional[str] = None, event: Optional[Names] = None,
                  event_key: Optional[str] = None, event_key_regex: Optional[str] = None,
-                 users: Optional[Names] = None) -> Filter:
+                 users: Optional[Names] = None, channel: Optional[str] = None) -> Filter:
     """Combine rule conditions into one filter; every given condition must hold.
 
     :raises ValueError: no condition given, a condition is invalid (bad regex,
@@ -168,6 +169,11 @@ def build_filter(*, msg_type: Optional[Names] = None, keywords: Optional[Names] 
         parts.append(Keyword(*_as_tuple(keywords), match=match))
     if regex is not None:
         parts.append(Regex(regex))
+    if channel is not None:   # alone it is no condition: it narrows the others to one channel
+        checked = Channel(channel)
+        if not parts:
+            raise ValueError("channel narrows a rule's conditions to one channel; give the conditions too")
+        parts.append(checked)
     if not parts:
         raise ValueError("a rule needs at least one condition "
                          "(msg_type, keywords, regex, event, event_key, event_key_regex or users)")

@@ -23,6 +23,7 @@ from wechatpy.events import EVENT_TYPES
 from wechatpy.messages import MESSAGE_TYPES
 
 from .hours import BusinessHours, parse_weekdays
+from .messages import WECOM_EVENTS
 from .queueing import (
     DEPENDS_ON,
     ContextTemplate,
@@ -39,7 +40,7 @@ __all__ = ["FileModel", "RuleModel", "QueueModel", "fields_at", "SUPPORTED_VERSI
 
 SUPPORTED_VERSIONS = (1,)
 KNOWN_MSG_TYPES = frozenset(MESSAGE_TYPES) | {"event"}
-KNOWN_EVENTS = frozenset(EVENT_TYPES) | {
+KNOWN_EVENTS = frozenset(EVENT_TYPES) | WECOM_EVENTS | {
     "subscribe_msg_popup_event", "subscribe_msg_change_event", "subscribe_msg_sent_event",
 }
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*")
@@ -129,6 +130,7 @@ class RuleModel(_Model):
     event_key: Optional[Text] = None
     event_key_regex: Optional[Pattern] = None
     users: Optional[Texts] = None
+    channel: Optional[Literal["oa", "wecom"]] = None
     kf_account: Optional[Text] = None
     reply: Optional[Text] = None
     require_online: bool = False
