@@ -184,12 +184,15 @@ def advance(conv: Conversation, record: Optional[HandoffRecord], change: Change)
     """Where ``change`` takes the user, and the record it creates or updates (``None``: none).
 
     ``record``: the open hand-off's record (``conv.handoff_id``), if it is still kept; when it is not, one is
-    rebuilt from what ``conv`` knows. A change older than ``conv.since`` is stale (it arrived out of order) and
-    changes nothing; so does a change that does not apply to the user's stage (a second request while queued,
-    a close while with the bot). Events that were missed are made up for: an accept (or switch) while with
-    the bot opens a record with the reason :data:`AGENT_REASON`; a close while queued ends it as accepted.
+    rebuilt from what ``conv`` knows. A change from a second before the one ``conv.since`` falls in is stale (it
+    arrived out of order) and changes nothing; so does a change that does not apply to the user's stage (a
+    second request while queued, a close while with the bot). Events that were missed are made up for: an
+    accept (or switch) while with the bot opens a record with the reason :data:`AGENT_REASON`; a close while
+    queued ends it as accepted.
     """
-    if change.at < conv.since:
+    # WeChat stamps its events in whole seconds, our own changes to the fraction: an agent's accept stamped in
+    # the second of the request (a transfer to an online agent opens the session at once) is not older than it.
+    if change.at < math.floor(conv.since):
         return conv, None
     return _STEPS[change.kind](conv, record, change)
 
