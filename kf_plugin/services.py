@@ -87,8 +87,9 @@ class Services:
         if settings.has_api:
             self._connect_api()
         self.handoff = Handoff(RuleSet())
-        self.conversations = Conversations(self.shared.handoffs, hooks or HandoffHooks(), executor=self.executor,
-                                           clock=clock)
+        # Not `hooks or ...`: hooks with nothing registered yet are falsy, and the bot registers its own later.
+        self.conversations = Conversations(self.shared.handoffs, hooks if hooks is not None else HandoffHooks(),
+                                           executor=self.executor, clock=clock)
 
     def _connect_api(self) -> None:
         settings = self.settings
@@ -153,6 +154,7 @@ class Services:
         answer = self.handoff.answer(rule, message, conversations.context_text(rule.name, message))
         if answer.handed_off:
             conversations.apply(message.source, conversations.request(message, rule.name).change)
+            conversations.answered(message)
         if answer.then is not None:
             answer.then()
         return answer.reply
@@ -172,6 +174,7 @@ class Services:
             if transition is not None:
                 conversations.notify(transition)
             conversations.remember(message)
+            conversations.answered(message)
         return Planned(answer.reply, then, transition)
 
     def deliver_late(self, message: Any, reply: Optional[Any]) -> None:
