@@ -109,6 +109,7 @@ class Answering:
         if quiet or self.router.asks_first(self.rules_router):
             reply = self.route(services, self.rules_router, message, conversation=current)
             if reply is not None:
+                conversations.answered(message)
                 return reply
             if quiet:
                 return conversations.notice(message, current)

@@ -140,6 +140,11 @@ class Conversations:
         if self.context is not None and self.context.uses_recent and text:
             self.store.remember(message.source, text, self.clock())
 
+    def answered(self, message: Any) -> None:
+        """A rule answered ``message``, or its sender was handed off: their unanswered messages count from 0."""
+        if self.triggers:
+            self.store.count_unanswered(message.source, True, self.clock())
+
     def trigger(self, message: Any, answered: bool) -> Optional[Rule]:
         """Count the user's unanswered messages; the ``after_unanswered`` trigger this one sets off, if any."""
         if not self.triggers or msg_type_of(message) == "event":

@@ -169,6 +169,8 @@ class Services:
             conversations.apply(message.source, conversations.request(message, rule.name).change)
         elif queued and not answer.handed_off:   # no agent to open it with: this request is refused
             conversations.apply(message.source, Change("refuse", at=self.clock()))
+        if answer.handed_off:
+            conversations.answered(message)
         if answer.then is not None:
             answer.then()
         return answer.reply
@@ -188,6 +190,7 @@ class Services:
             if transition is not None:
                 conversations.notify(transition)
             conversations.remember(message)
+            conversations.answered(message)
         return Planned(answer.reply, then, transition)
 
     def deliver_late(self, message: Any, reply: Optional[Any]) -> None:

@@ -18,6 +18,9 @@ from kf_plugin.testing import PushSigner, WeChatTestClient
 
 from .redis_servers import TlsFiles, free_port
 
+# The fixtures of the hand-off lifecycle's push-path tests (workers on the sandbox, memory or Redis).
+pytest_plugins = ["tests.lifecycle_apps"]
+
 DATA = Path(__file__).parent / "data"
 TOKEN = "test-token"
 APPID = "wx0123456789abcdef"

@@ -60,7 +60,7 @@ def make_kf_app(api, tmp_path, make_app):
         path = tmp_path / "handoff.yaml"
         path.write_text(rules, encoding="utf-8")
         options = config.pop("plugin_options", {})
-        config = {"KF_HANDOFF_BUDGET": 2.0, **config}
+        config = {"KF_HANDOFF_BUDGET": 2.0, "KF_HANDOFF_SWEEP": 0, **config}   # the push path alone
         app = make_app(router=router, plugin_options=options, KF_RULES=str(path), KF_SECRET=api.sandbox.secret,
                        KF_APPID=api.sandbox.appid, KF_API_BASE_URL=api.url, **config)
         plugins.append(app.extensions["kf_plugin"].plugin)

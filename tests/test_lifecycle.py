@@ -136,6 +136,14 @@ def test_a_change_in_the_same_second_as_the_stage_is_not_stale():
     assert after == Conversation(U, Stage.BOT, conv.since) and record is not None
 
 
+def test_an_event_stamped_in_the_second_of_a_request_made_at_a_fraction_is_not_stale():
+    """The request's time is our clock's (fractional), the accept's WeChat's CreateTime (whole seconds)."""
+    conv, record = advance(Conversation(U), None, Change("request", T + 0.7, reason="ask", handoff_id="h1"))
+    after, record = advance(conv, record, Change("accept", T, agent=A))
+    assert (after.stage, after.agent, record.accepted_at) == (Stage.WITH_AGENT, A, T)
+    assert advance(conv, None, Change("accept", T - 1, agent=A)) == (conv, None)
+
+
 def test_a_whole_hand_off_request_accept_switch_close():
     conv, record = Conversation(U), None
     steps = [Change("request", T, reason="ask", handoff_id="h1"), Change("accept", T + 40, agent=A),
