@@ -124,8 +124,9 @@ class Puller:
     lasts unless renewed (it is renewed every third of that). ``limit``: messages a page (at most 1000).
     ``handlers``: threads handling different customers' messages at once. A failing page is retried
     ``retries`` times, after ``backoff`` seconds doubling up to ``max_backoff`` (and to half the lease, renewed
-    after each wait), the cursor untouched; then the pull gives up until the next callback. ``poll``: seconds between tries for a lease another worker holds.
-    ``clock``: unix time (for ``recent``); ``sleep(seconds)`` waits (by default until :meth:`shutdown`).
+    after each wait), the cursor untouched; then the pull gives up until the next callback. ``poll``: seconds
+    between tries for a lease another worker holds. ``clock``: unix time (for ``recent``); ``sleep(seconds)``
+    waits (by default until :meth:`shutdown`).
     """
 
     def __init__(self, sync: Sync, cursors: CursorStore, leases: TokenStore, handle: Handler, *,
