@@ -31,7 +31,7 @@ from .replies import render_reply
 from .security import PushCipher, sign, signature_matches
 from .state.base import Grant
 
-__all__ = ["Webhook", "WebhookResponse", "LateReplies", "Slow", "Planned", "parse_push"]
+__all__ = ["Webhook", "WebhookResponse", "LateReplies", "Slow", "Planned", "parse_push", "read_limited"]
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,31 @@ class Planned:
     reply: Optional[BaseReply]
     then: Optional[Callable[[], object]] = None
     handoff: Optional[Transition] = None
+
+
+def read_limited(read_body: Callable[[int], bytes], max_body: int) -> bytes:
+    """The body, cut at one byte past ``max_body`` whatever Content-Length claims.
+
+    Read until the stream ends: a short read may only mean that more is on its way, and a body that stops
+    before its Content-Length is then reported as such, not as broken XML.
+
+    :raises BadPush: (400) reading failed (a client that went away, a malformed chunked body).
+    """
+    limit = max_body + 1
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while size < limit:
+            chunk = read_body(limit - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except Exception as exc:  # each server has its own: ClientDisconnected, NoMoreData, InvalidChunkSize, OSError…
+        log.info("could not read a request's body: %r", exc)
+        raise BadPush(400, "the body could not be read: the client closed the connection early "
+                           "or sent a malformed chunked body") from None
+    return b"".join(chunks)
 
 
 def parse_push(xml: str, account_id: Optional[str] = None) -> Any:
@@ -215,26 +240,8 @@ class Webhook:
             return WebhookResponse(exc.status, exc.reason)
 
     def read(self, read_body: Callable[[int], bytes]) -> bytes:
-        """The body, cut at one byte past ``max_body`` whatever Content-Length claims.
-
-        Read until the stream ends: a short read may only mean that more is on its way, and a body that
-        stops before its Content-Length is then reported as such, not as broken XML.
-        """
-        limit = self.max_body + 1
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            while size < limit:
-                chunk = read_body(limit - size)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
-        except Exception as exc:  # each server has its own: ClientDisconnected, NoMoreData, InvalidChunkSize, OSError…
-            log.info("could not read a push's body: %r", exc)
-            raise BadPush(400, "the body could not be read: the client closed the connection early "
-                               "or sent a malformed chunked body") from None
-        return b"".join(chunks)
+        """The body, cut at one byte past ``max_body`` (see :func:`read_limited`)."""
+        return read_limited(read_body, self.max_body)
 
     def verify_signature(self, args: Mapping[str, str]) -> None:
         timestamp, nonce = args.get("timestamp", ""), args.get("nonce", "")

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Mapping, Optional
 
 from ..errors import BadPush
-from ..webhook import TEXT, WebhookResponse, read_xml
+from ..webhook import TEXT, WebhookResponse, read_limited, read_xml
 from .crypto import WeComCipher
 
-__all__ = ["WeComCallback", "KfEvent", "parse_event", "read_limited", "KF_EVENT"]
+__all__ = ["WeComCallback", "KfEvent", "parse_event", "KF_EVENT"]
 
 log = logging.getLogger(__name__)
 
@@ -84,30 +84,6 @@ def parse_event(xml: str, corpid: str) -> Optional[KfEvent]:
 def _text(fields: Dict[str, Any], name: str) -> str:
     value = fields.get(name)
     return value if isinstance(value, str) else ""
-
-
-def read_limited(read_body: Callable[[int], bytes], max_body: int) -> bytes:
-    """The body, cut at one byte past ``max_body`` whatever Content-Length claims.
-
-    Read until the stream ends: a short read may only mean that more is on its way.
-
-    :raises BadPush: (400) reading failed (a client that went away, a malformed chunked body).
-    """
-    limit = max_body + 1
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        while size < limit:
-            chunk = read_body(limit - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    except Exception as exc:  # each server has its own: ClientDisconnected, NoMoreData, InvalidChunkSize, OSError…
-        log.info("could not read a WeCom callback's body: %r", exc)
-        raise BadPush(400, "the body could not be read: the client closed the connection early "
-                           "or sent a malformed chunked body") from None
-    return b"".join(chunks)
 
 
 class WeComCallback:
