@@ -67,6 +67,17 @@ SETTINGS: Dict[str, Setting] = {s.name: s for s in (
             "Original ID of the official account (gh_…, the ToUserName of its pushes); set → a push addressed "
             "to another account is refused with 403."),
     Setting("KF_RULES", None, _text, "Path of the YAML rule file."),
+    Setting("KF_WECOM_CORPID", None, _text,
+            "WeCom corp ID (企业ID); set with the other KF_WECOM_* keys → 微信客服 is served too, "
+            "from the same rules."),
+    Setting("KF_WECOM_SECRET", None, _text,
+            "Secret of the self-built WeCom app with 微信客服 API permission (new corps cannot use the 微信客服 "
+            "system secret)."),
+    Setting("KF_WECOM_TOKEN", None, _text, "Token of the 微信客服 callback URL (signs WeCom's callbacks)."),
+    Setting("KF_WECOM_AES_KEY", None, _text, "EncodingAESKey of the 微信客服 callback URL (43 characters)."),
+    Setting("KF_WECOM_URL", "/wecom/kf", _text, "URL path of the 微信客服 callback that init_app registers."),
+    Setting("KF_WECOM_API_BASE_URL", "https://qyapi.weixin.qq.com", _text,
+            "Base URL of the WeCom API, for every call including the token (an API proxy, or the sandbox)."),
     Setting("KF_URL", "/wechat", _text, "URL path of the webhook that init_app registers."),
     Setting("KF_MAX_CLOCK_SKEW", 300, _count,
             "Seconds a push's timestamp may differ from the server clock; 0 turns the check off."),
@@ -172,6 +183,12 @@ class Settings:
     encoding_aes_key_previous: Optional[str]
     account_id: Optional[str]
     rules: Optional[str]
+    wecom_corpid: Optional[str]
+    wecom_secret: Optional[str]
+    wecom_token: Optional[str]
+    wecom_aes_key: Optional[str]
+    wecom_url: str
+    wecom_api_base_url: str
     url: str
     max_clock_skew: int
     max_body: int
@@ -205,6 +222,11 @@ class Settings:
         merged = {**(defaults or {}), **{name: value for name, value in config.items()
                                           if name in SETTINGS and value is not None and value != ""}}
         return cls(**{field_of(name): read_setting(merged, name) for name in SETTINGS})
+
+    @property
+    def has_wecom(self) -> bool:
+        """Whether 微信客服 is configured (its corp ID, secret, callback token and AES key are all set)."""
+        return bool(self.wecom_corpid and self.wecom_secret and self.wecom_token and self.wecom_aes_key)
 
     @property
     def has_api(self) -> bool:

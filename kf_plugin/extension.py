@@ -28,7 +28,8 @@ from .rules import Rule, RuleSet
 from .scheduling import Jobs
 from .services import Services, check_api_rules
 from .state import ReplayStore, WindowStore
-from .view import EXTENSION, AppState, refuse_taken_url, webhook_view
+from .view import EXTENSION, AppState, register_views
+from .wecom.channel import open_wecom
 from .window import WindowTracker
 
 __all__ = ["KfPlugin"]
@@ -354,23 +355,28 @@ class KfPlugin:
         for name, setting in SETTINGS.items():
             app.config.setdefault(name, self._settings.get(name, setting.default))
         settings = Settings.read(app.config)
-        refuse_taken_url(app, settings.url)
         # The app's rule file, unless the plugin was given rules already.
         path = settings.rules if self._rules_path is None and not self._rules.rules else None
         ruleset = load_rules(path) if path else self._rules
         for checked, where in [(settings, IN_APP_CONFIG)] + [(s.settings, w) for s, w in self._all_services()]:
             check_api_rules(ruleset, checked, where)   # the other apps matter when the file's rules are new
         services = self._new_services(settings)
-        webhook = services.webhook(functools.partial(self._answering.answer, services), self._replay_store,
-                                   plan=functools.partial(self._answering.plan, services))
+        webhook = None
+        if settings.token or not settings.has_wecom:   # 微信客服 alone needs no Official Account
+            webhook = services.webhook(functools.partial(self._answering.answer, services), self._replay_store,
+                                       plan=functools.partial(self._answering.plan, services))
+        if settings.has_wecom:
+            services.wecom = open_wecom(settings, services.shared,
+                                        functools.partial(self._answering.route, services, self.router),
+                                        services.conversations)
+        state = AppState(self, webhook, services, services.wecom)
+        register_views(app, state)
         self._apps.append(services)
         if path:
             self._put_in_force(ruleset, path)
         else:
             self._use_rules(services)
-        app.extensions[EXTENSION] = AppState(self, webhook, services)
-        app.add_url_rule(settings.url, endpoint="kf_plugin_webhook", view_func=webhook_view,
-                         methods=["GET", "POST"])
+        app.extensions[EXTENSION] = state
         from .cli import cli
         app.cli.add_command(cli, "kf")
         warn_if_workers_do_not_share(settings.redis_url)

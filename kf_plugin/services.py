@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
-from typing import Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from wechatpy.replies import BaseReply
 
@@ -30,6 +30,9 @@ from .state import ReplayStore, WindowStore
 from .state.shared import SharedState, open_state
 from .webhook import LateReplies, Planned, Slow, Webhook
 from .window import WindowTracker
+
+if TYPE_CHECKING:
+    from .wecom.channel import WeComChannel
 
 __all__ = ["Services", "open_shared", "check_api_rules"]
 
@@ -95,6 +98,7 @@ class Services:
         self.conversations = Conversations(self.shared.handoffs, hooks, executor=self.executor,
                                            place=self.queue.place if self.queue is not None else None, clock=clock)
         self.reconciler: Optional[Reconciler] = None
+        self.wecom: Optional[WeComChannel] = None   # 微信客服, when the app configures it (set by init_app)
 
     def _connect_api(self) -> None:
         settings = self.settings
@@ -198,7 +202,9 @@ class Services:
         self.handoff.deliver_late(message, reply)
 
     def shutdown(self) -> None:
-        """Stop the pools."""
+        """Stop the pools (and the 微信客服 pulls)."""
+        if self.wecom is not None:
+            self.wecom.shutdown()
         for pool in (self.executor, self.handler_pool):
             if pool is not None:
                 pool.shutdown(wait=False)

@@ -1,19 +1,21 @@
-"""The Flask side of the webhook: the view WeChat's requests reach, and what each app keeps for it."""
+"""The Flask side: the views WeChat's requests reach (the Official Account's pushes, 微信客服's callbacks), and what
+each app keeps for them."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Optional
 
 from flask import Flask, Request, Response, current_app, request
 
 from .errors import ConfigError
 from .services import Services
-from .webhook import Webhook
+from .webhook import Webhook, WebhookResponse
 
 if TYPE_CHECKING:
     from .extension import KfPlugin
+    from .wecom.channel import WeComChannel
 
-__all__ = ["EXTENSION", "AppState", "refuse_taken_url", "webhook_view"]
+__all__ = ["EXTENSION", "AppState", "refuse_taken_url", "register_views", "webhook_view", "wecom_view"]
 
 #: The key of a plugin's state in ``app.extensions``.
 EXTENSION = "kf_plugin"
@@ -24,21 +26,52 @@ class AppState:
     """What ``app.extensions["kf_plugin"]`` holds: the plugin, the app's webhook and services."""
 
     plugin: "KfPlugin"
-    webhook: Webhook
+    webhook: Optional[Webhook]
     services: Services
+    wecom: Optional["WeComChannel"] = None
 
 
-def refuse_taken_url(app: Flask, url: str) -> None:
+def refuse_taken_url(app: Flask, url: str, setting: str = "KF_URL") -> None:
     """Flask sends a request to the first view registered for a path: one already on ``url`` would take
     WeChat's pushes (or its URL check) and the plugin's webhook would never run."""
     for rule in app.url_map.iter_rules():
         if rule.rule == url and rule.methods and rule.methods & {"GET", "POST"}:
-            raise ConfigError(f"KF_URL {url!r} is already served by the view {rule.endpoint!r}, which would "
-                              "answer WeChat instead of kf_plugin's webhook: set KF_URL to a free path, or remove "
-                              "that view (to keep your own view, call kf.handle(message) from it instead)")
+            raise ConfigError(f"{setting} {url!r} is already served by the view {rule.endpoint!r}, which would "
+                              f"answer WeChat instead of kf_plugin's webhook: set {setting} to a free path, or "
+                              "remove that view (to keep your own view, call kf.handle(message) from it instead)")
+
+
+def register_views(app: Flask, state: AppState) -> None:
+    """Register the webhook of the Official Account (``KF_URL``) and the 微信客服 callback (``KF_WECOM_URL``)
+    that ``state`` has.
+
+    :raises ConfigError: another view already serves one of their paths.
+    """
+    settings = state.services.settings
+    if state.webhook is not None:
+        refuse_taken_url(app, settings.url, "KF_URL")
+        app.add_url_rule(settings.url, endpoint="kf_plugin_webhook", view_func=webhook_view, methods=["GET", "POST"])
+    if state.wecom is not None:
+        refuse_taken_url(app, settings.wecom_url, "KF_WECOM_URL")
+        app.add_url_rule(settings.wecom_url, endpoint="kf_plugin_wecom", view_func=wecom_view,
+                         methods=["GET", "POST"])
 
 
 def webhook_view() -> Response:
+    """WeChat's pushes to the Official Account."""
+    state: AppState = current_app.extensions[EXTENSION]
+    return _answer(lambda incoming: state.webhook.handle(incoming.method, incoming.args, incoming.stream.read)
+                   if state.webhook is not None else None, state)
+
+
+def wecom_view() -> Response:
+    """WeCom's 微信客服 callbacks."""
+    state: AppState = current_app.extensions[EXTENSION]
+    return _answer(lambda incoming: state.wecom.callback.handle(incoming.method, incoming.args, incoming.stream.read)
+                   if state.wecom is not None else None, state)
+
+
+def _answer(handle: Callable[[Request], Optional[WebhookResponse]], state: AppState) -> Response:
     # Once, not through the proxy at every use. Flask types ``request`` as the Request it stands for, so the
     # proxy's own method is unknown to a type checker.
     incoming: Request = request._get_current_object()  # type: ignore[attr-defined]
@@ -47,7 +80,7 @@ def webhook_view() -> Response:
         # nor carry a push, so it is answered as a route without HEAD would be.
         return Response("method not allowed: use GET (URL verification) or POST (a push)", status=405,
                         headers={"Allow": "GET, POST"}, content_type="text/plain; charset=utf-8")
-    state: AppState = current_app.extensions[EXTENSION]
     state.plugin.jobs.ensure_started()
-    answer = state.webhook.handle(incoming.method, incoming.args, incoming.stream.read)
+    answer = handle(incoming)
+    assert answer is not None   # registered only for the channels the app has
     return Response(answer.body, status=answer.status, content_type=answer.content_type)

@@ -1,0 +1,154 @@
+"""微信客服 for one app: the callback WeCom calls, the pull it starts, and the answers the rules give.
+
+WeCom's callback only says "there is something new" (``kf_msg_or_event``): it is answered at once and the
+:class:`~kf_plugin.wecom.puller.Puller` fetches the messages in the background, one puller per kf account
+across every worker. Each customer message goes through the same router and rules as the Official Account's
+pushes (:func:`~kf_plugin.wecom.messages.wecom_message`), and what they answer is sent through the API:
+
+- a text reply → ``kf/send_msg`` (or, answering ``enter_session``, ``send_msg_on_event`` with its welcome code);
+- a transfer → ``service_state/trans`` to the pool (state 2), or to the rule's ``kf_account`` as a servicer
+  (state 3); a servicer who cannot take the customer (95014) → the pool;
+- nothing → nothing.
+
+The hand-off lifecycle is the Official Account's (:class:`~kf_plugin.conversations.Conversations`), keyed
+by ``external_userid``: a hand-off queues the customer, ``session_status_change`` moves them (taken from the
+pool or transferred: with a servicer; ended: back with the bot), and while they wait or a servicer has them
+the bot sends nothing (WeCom would refuse it with 95018).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Optional
+
+from wechatpy.replies import BaseReply
+
+from ..config import Settings
+from ..errors import KfError
+from ..lifecycle import Change, Stage
+from ..replies import TransferReply
+from ..state import MemoryTokenStore, TokenStore
+from ..state.failover import FailoverTokenStore
+from ..state.shared import SharedState
+from .api import State, WeComKf
+from .callback import WeComCallback
+from .client import WeComClient, token_store_name
+from .crypto import WeComCipher
+from .errors import ServicerUnavailableError
+from .messages import CUSTOMER, SERVICER, WeComMessage, wecom_message
+from .puller import Puller
+from .state import open_pull_state
+
+__all__ = ["WeComAnswers", "WeComChannel", "open_wecom", "SESSION_CHANGES"]
+
+log = logging.getLogger(__name__)
+
+#: ``session_status_change``'s ``change_type`` → the lifecycle's change (4, reopened, moves nothing here).
+SESSION_CHANGES = {"1": "accept", "2": "switch", "3": "close"}
+Route = Callable[[WeComMessage], Optional[BaseReply]]
+
+
+class WeComAnswers:
+    """Handles the messages the puller fetched: ``route(message)`` is the plugin's router (rules, then the bot's
+    handlers); ``conversations`` the app's hand-off lifecycle."""
+
+    def __init__(self, api: WeComKf, route: Route, conversations: Any):
+        self.api = api
+        self.route = route
+        self.conversations = conversations
+
+    def handle(self, item: Mapping[str, Any]) -> None:
+        """One ``msg_list`` item of ``sync_msg`` (the puller's handler)."""
+        message = wecom_message(item)
+        if message.origin == SERVICER or not message.source or not message.target:
+            return   # a servicer's own words, or an item naming no customer: nothing for the bot
+        if message._data.get("Event") == "session_status_change":
+            self._session_changed(message)
+            return
+        if message.origin != CUSTOMER and message._data.get("Event") != "enter_session":
+            return   # other system events (a failed send, a recall) are logged by WeCom's own console
+        conversation = self.conversations.of(message.source)
+        if conversation.stage is Stage.WITH_AGENT or self.conversations.quiet(conversation):
+            return   # a servicer has them, or they wait for one: WeCom refuses the bot's sends (95018)
+        self._send(message, self.route(message))
+
+    def _session_changed(self, message: WeComMessage) -> None:
+        kind = SESSION_CHANGES.get(message._data.get("ChangeType") or "")
+        if kind is None:
+            return
+        servicer = message._data.get("NewServicer") or None
+        at = float(message._data.get("CreateTime") or 0)
+        self.conversations.apply(message.source, Change(kind, at=at, agent=servicer if kind != "close" else None))
+
+    def _send(self, message: WeComMessage, reply: Optional[BaseReply]) -> None:
+        if reply is None:
+            return
+        kfid, customer = message.target, message.source
+        try:
+            if isinstance(reply, TransferReply):
+                self._hand_off(kfid, customer, getattr(reply, "kf_account", None))
+            elif reply.type == "text":
+                code = message._data.get("WelcomeCode")
+                if code:
+                    self.api.send_on_event(code, "text", {"content": reply.content})
+                else:
+                    self.api.send_text(kfid, customer, reply.content)
+            else:
+                log.warning("a %s reply has no 微信客服 equivalent; %s was sent nothing", reply.type, customer)
+        except KfError as exc:
+            log.warning("could not answer 微信客服 customer %s: %s", customer, exc)
+
+    def _hand_off(self, kfid: str, customer: str, servicer: Optional[str]) -> None:
+        """To the named servicer (state 3), or to the pool (state 2) when none is named or they cannot take it;
+        when WeCom takes neither, the customer's request is refused (they are back with the bot)."""
+        try:
+            if servicer:
+                try:
+                    self.api.trans(kfid, customer, State.HUMAN, servicer)
+                    return
+                except ServicerUnavailableError as exc:
+                    log.info("servicer %s cannot take %s (%s): the pool takes them", servicer, customer, exc.errcode)
+            self.api.trans(kfid, customer, State.POOL)
+        except KfError:
+            self.conversations.apply(customer, Change("refuse", at=self.conversations.clock()))
+            raise
+
+
+@dataclass(frozen=True)
+class WeComChannel:
+    """What an app runs for 微信客服: the API, the callback (its view calls ``callback.handle``) and the puller."""
+
+    api: WeComKf
+    callback: WeComCallback
+    puller: Puller
+
+    def shutdown(self) -> None:
+        self.puller.shutdown()
+
+
+def open_wecom(settings: Settings, shared: SharedState, route: Route, conversations: Any) -> WeComChannel:
+    """The 微信客服 channel of an app whose settings configure it (:attr:`Settings.has_wecom`), sharing the app's
+    state: its Redis (the token, the pull leases, cursors and seen messages) and its hand-off lifecycle."""
+    corpid = settings.wecom_corpid or ""
+    tokens = _token_store(shared, corpid, settings)
+    client = WeComClient(corpid, settings.wecom_secret or "", api_base_url=settings.wecom_api_base_url,
+                         timeout=settings.api_timeout, token_store=tokens)
+    api = WeComKf(client)
+    failover = getattr(shared.replay, "failover", None)
+    pull = open_pull_state(shared.redis, corpid, settings.redis_prefix, failover=failover)
+    answers = WeComAnswers(api, route, conversations)
+    puller = Puller(api.sync_msg, pull.cursors, tokens, answers.handle, seen=pull.seen)
+    cipher = WeComCipher(settings.wecom_token or "", settings.wecom_aes_key or "", corpid)
+    callback = WeComCallback(cipher, puller.notify, max_clock_skew=settings.max_clock_skew,
+                             max_body=settings.max_body)
+    return WeComChannel(api, callback, puller)
+
+
+def _token_store(shared: SharedState, corpid: str, settings: Settings) -> TokenStore:
+    """The corp's token and leases: in Redis next to the Official Account's (never under its key), else here."""
+    if shared.redis is None:
+        return MemoryTokenStore()
+    from ..state.redis_tokens import RedisTokenStore
+    failover = getattr(shared.replay, "failover", None)
+    return FailoverTokenStore(RedisTokenStore(shared.redis, token_store_name(corpid), settings.redis_prefix,
+                                              settings.token_session_prefix), MemoryTokenStore(), failover)
