@@ -23,14 +23,16 @@ def item(msgtype, body, **top):
                     "scene_param": "vip", "welcome_code": "aaa"}, open_kfid=None, external_userid=None),
      "event", None, "enter_session", "menu"),
     (item("event", {"event_type": "session_status_change", "open_kfid": KFID, "external_userid": USER,
-                    "change_type": 3, "old_servicer_userid": "zhangsan"}), "event", None, "session_status_change", None),
+                    "change_type": 3, "old_servicer_userid": "zhangsan"}),
+     "event", None, "session_status_change", None),
     (item("channels", {"title": "a video"}), "channels", None, None, None),
     ({"msgid": "x"}, "unknown", None, None, None),
 ], ids=["text", "menu-click", "image", "enter-session-without-top-level-ids", "session-status", "other-kind",
         "unreadable"])
 def test_wecom_message(raw, kind, text, event, key):
     message = wecom_message(raw)
-    assert (msg_type_of(message), text_of(message), event_of(message), event_key_of(message)) == (kind, text, event, key)
+    read = (msg_type_of(message), text_of(message), event_of(message), event_key_of(message))
+    assert read == (kind, text, event, key)
     assert message.channel == "wecom"
     if raw.get("msgtype"):
         assert sender_of(message) == USER and message.source == USER and message.target == KFID
@@ -67,8 +69,8 @@ rules:
 
 
 @pytest.mark.parametrize("conditions, error", [
-    (dict(channel="wecom"), "give the conditions too"),
-    (dict(keywords="x", channel="sms"), "unknown channel 'sms'"),
+    ({"channel": "wecom"}, "give the conditions too"),
+    ({"keywords": "x", "channel": "sms"}, "unknown channel 'sms'"),
 ])
 def test_channel_refusals(conditions, error):
     with pytest.raises(ValueError, match=error):
