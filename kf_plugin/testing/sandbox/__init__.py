@@ -14,7 +14,8 @@ rules without HTTP; :mod:`.endpoints` maps API paths onto them; :mod:`.server`
 is the HTTP side; :mod:`.faults` injects failures; :mod:`.calls` logs requests;
 :mod:`.redirect` points a ``requests`` session (wechatpy's) at a server;
 :mod:`.conversation` plays WeChat between users, a bot and agents, pushing
-through :mod:`.pushes`; :mod:`.sandbox` is the facade.
+through :mod:`.pushes`; :mod:`.sandbox` is the facade. :mod:`.wecom` plays WeCom's
+微信客服 on the same server (``sandbox.wecom``).
 """
 from .calls import Call
 from .errors import ApiError
@@ -22,6 +23,8 @@ from .faults import Faults
 from .pushes import BotUnreachableError, Push
 from .sandbox import Sandbox
 from .server import SandboxServer
+from .wecom import WeComError, WeComSandbox
 from .window import DEFAULT_QUOTAS
 
-__all__ = ["Sandbox", "SandboxServer", "ApiError", "Call", "Faults", "DEFAULT_QUOTAS", "Push", "BotUnreachableError"]
+__all__ = ["Sandbox", "SandboxServer", "ApiError", "Call", "Faults", "DEFAULT_QUOTAS", "Push", "BotUnreachableError",
+           "WeComSandbox", "WeComError"]

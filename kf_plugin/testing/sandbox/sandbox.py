@@ -17,6 +17,7 @@ from .pushes import DEFAULT_TIMEOUT, Bot, Push
 from .records import RECEIVED
 from .server import SandboxServer, create_app, run_forever
 from .state import SandboxState
+from .wecom import DEFAULT_CORP_SECRET, DEFAULT_CORPID, WeComSandbox
 from .window import Quota
 
 __all__ = ["Sandbox"]
@@ -49,6 +50,10 @@ class Sandbox:
     customer-service API answer 65400. ``token_daily_limit`` is 2000 as for a real
     account (200 for WeChat's test accounts).
 
+    :attr:`wecom` plays WeCom's 微信客服 (``/cgi-bin/gettoken`` and ``/cgi-bin/kf/...``) on the same
+    server and clock, for the corp ``corpid`` with the app secret ``corp_secret`` (its token has the
+    same daily limit): see :class:`~kf_plugin.testing.sandbox.wecom.WeComSandbox`.
+
     Every method is thread-safe. Control methods apply WeChat's rules and raise
     :class:`~kf_plugin.testing.sandbox.errors.ApiError` (a ``ValueError`` carrying the errcode
     the API would answer) when one refuses, or ``ValueError`` for a call the real
@@ -59,7 +64,8 @@ class Sandbox:
 
     def __init__(self, appid: str = "wxsandbox0000000", secret: str = "sandbox-secret",
                  clock: Callable[[], float] = time.time, quotas: Optional[Mapping[str, Quota]] = None, *,
-                 kf_enabled: bool = True, token_daily_limit: int = 2000):
+                 kf_enabled: bool = True, token_daily_limit: int = 2000, corpid: str = DEFAULT_CORPID,
+                 corp_secret: str = DEFAULT_CORP_SECRET):
         self.appid = appid
         self.secret = secret
         self.clock = clock
@@ -67,7 +73,9 @@ class Sandbox:
         self.faults = Faults()
         self._calls = CallLog()
         self._conversations = Conversations(self.state)
-        self.app: Flask = create_app(self.state, self.faults, self._calls, self._conversations.announced)
+        self.wecom = WeComSandbox(clock, corpid, corp_secret, token_daily_limit)
+        self.app: Flask = create_app(self.state, self.faults, self._calls, self._conversations.announced,
+                                     siblings=[self.wecom.api])
 
     def __repr__(self) -> str:
         return f"<Sandbox appid={self.appid!r}>"

@@ -1,6 +1,7 @@
 """The HTTP side: a Flask app that logs each call, applies faults, checks the token and
-dispatches to :mod:`~kf_plugin.testing.sandbox.endpoints`; and a werkzeug server for it on a
-loopback port, in a daemon thread (:class:`SandboxServer`) or blocking (:func:`run_forever`).
+dispatches to :mod:`~kf_plugin.testing.sandbox.endpoints` (or to a :class:`SiblingApi`, such as
+WeCom's, for the paths it knows); and a werkzeug server for it on a loopback port, in a daemon
+thread (:class:`SandboxServer`) or blocking (:func:`run_forever`).
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import socket
 import threading
 import time
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from flask import Flask, Response, request
 from werkzeug.serving import BaseWSGIServer, ThreadedWSGIServer, WSGIRequestHandler
@@ -25,7 +26,7 @@ from .state import SandboxState
 if TYPE_CHECKING:
     import requests
 
-__all__ = ["create_app", "SandboxServer", "run_forever", "Announcer"]
+__all__ = ["create_app", "SandboxServer", "run_forever", "Announcer", "SiblingApi"]
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +37,33 @@ _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 Announcer = Callable[[List[SessionEvent]], Optional[Callable[[], None]]]
 
 
-def create_app(state: SandboxState, faults: Faults, calls: CallLog, announcer: Optional[Announcer] = None) -> Flask:
-    """The WSGI app answering every path as the WeChat API would."""
+class SiblingApi(Protocol):
+    """Another API served by the same app (WeCom's beside the Official Account's), for the paths it knows.
+
+    The server logs its calls and applies the faults as for any other path; the sibling
+    checks its own tokens, applies its own rules and never raises.
+    """
+
+    def knows(self, path: str) -> bool:
+        """Whether ``path`` is one of this API's."""
+
+    def answer(self, path: str, request: ApiRequest) -> Dict[str, Any]:
+        """The answer's JSON fields (``errcode`` and ``errmsg`` included)."""
+
+    def fault_errmsg(self, errcode: int) -> str:
+        """The errmsg this API gives ``errcode``, for an injected failure."""
+
+
+def create_app(state: SandboxState, faults: Faults, calls: CallLog, announcer: Optional[Announcer] = None,
+               siblings: Sequence[SiblingApi] = ()) -> Flask:
+    """The WSGI app answering every path as the WeChat API would (and the siblings' paths as they do)."""
     app = Flask(__name__)
 
     @app.route("/", defaults={"path": ""}, methods=_METHODS)
     @app.route("/<path:path>", methods=_METHODS)
     def answer(path: str) -> Response:
         try:
-            return _answer(state, faults, calls, announcer)
+            return _answer(state, faults, calls, announcer, siblings)
         except Exception:  # last resort (an unreadable request body, say): still answer like WeChat
             log.exception("sandbox failed to answer %s %s", request.method, request.path)
             return Response(json.dumps(_error(-1, state)), 200, content_type="application/json; charset=utf-8")
@@ -52,14 +71,18 @@ def create_app(state: SandboxState, faults: Faults, calls: CallLog, announcer: O
     return app
 
 
-def _answer(state: SandboxState, faults: Faults, calls: CallLog, announcer: Optional[Announcer]) -> Response:
+def _answer(state: SandboxState, faults: Faults, calls: CallLog, announcer: Optional[Announcer],
+            siblings: Sequence[SiblingApi]) -> Response:
     api_request, logged_body = _read_request()
     call = calls.received(Call(request.method, request.path, dict(api_request.query), logged_body, state.clock()))
+    sibling = next((api for api in siblings if api.knows(request.path)), None)
     plan = faults.plan(request.path)
     if plan.latency:
         time.sleep(plan.latency)  # real time on purpose: the client's timeout is what is being tested
     if plan.fault is not None:
-        return _injected(plan.fault, call, calls, state)
+        return _injected(plan.fault, call, calls, state, sibling)
+    if sibling is not None:
+        return _json(sibling.answer(request.path, api_request), call, calls)
     endpoint = ENDPOINTS.get(request.path)
     if endpoint is None:
         payload = _error(-1, state, f"system error hint: [no such api: {request.path}]")
@@ -110,7 +133,8 @@ def _read_request() -> Tuple[ApiRequest, Any]:
     return ApiRequest(request.method, query, raw), logged
 
 
-def _injected(fault: Fault, call: Call, calls: CallLog, state: SandboxState) -> Response:
+def _injected(fault: Fault, call: Call, calls: CallLog, state: SandboxState,
+              sibling: Optional[SiblingApi]) -> Response:
     if fault.kind == "drop":
         calls.answered(call, None, None, "drop")
         _drop_connection()
@@ -118,7 +142,12 @@ def _injected(fault: Fault, call: Call, calls: CallLog, state: SandboxState) -> 
     if fault.kind == "http_error":
         calls.answered(call, None, fault.status, "http_error")
         return Response(f"{fault.status} {HTTPStatus(fault.status).phrase}", fault.status, mimetype="text/plain")
-    errmsg = fault.errmsg if fault.errmsg is not None else with_rid(errmsg_for(fault.errcode), state.clock())
+    if fault.errmsg is not None:
+        errmsg = fault.errmsg
+    elif sibling is not None:
+        errmsg = sibling.fault_errmsg(fault.errcode)
+    else:
+        errmsg = with_rid(errmsg_for(fault.errcode), state.clock())
     return _json({"errcode": fault.errcode, "errmsg": errmsg}, call, calls, fault="fail")
 
 
