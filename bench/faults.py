@@ -210,6 +210,7 @@ class Tally:
     lost: int = 0
     unanswered_pushes: int = 0
     duplicate_times: List[float] = field(default_factory=list)  # unix times of the duplicate runs' returns
+    duplicate_starts: List[float] = field(default_factory=list)  # and of their starts
     first_lost: str = ""
 
 
@@ -270,7 +271,10 @@ def tally(schedule: Schedule, outcomes, runs: Dict[int, List[Tuple[str, int, flo
             result.duplicate_runs += len(ends) - 1
             first_pid = min(ends, key=lambda e: e[1])[0]
             result.duplicates_other_worker += sum(1 for pid, _ in ends if pid != first_pid)
-            result.duplicate_times.extend(when - started_at for _, when in sorted(ends, key=lambda e: e[1])[1:])
+            for pid, when in sorted(ends, key=lambda e: e[1])[1:]:
+                began = max((at for p, at in starts if p == pid and at <= when), default=when)
+                result.duplicate_times.append(when - started_at)
+                result.duplicate_starts.append(began - started_at)
     return result
 
 
@@ -312,15 +316,16 @@ def run_scenario(name: str, args: argparse.Namespace, scratch: Path) -> Tuple[Ta
 
 def render(results: Dict[str, Tuple[Tally, List[str], float]]) -> str:
     lines = ["| fault | workers | requests sent | 5xx | no answer | answers > 5 s | slowest answer s | handler runs "
-             "| runs killed | duplicate runs (on another worker) | of them after Redis was back "
+             "| runs killed | duplicate runs (on another worker) | of them after Redis was back: returned · begun "
              "| when (s after the fault) | lost replies | pushes never answered |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
     for name, (t, _, fault_at) in results.items():
         kind = name.split("-")[0]
         when, late = "—", "—"
         if kind != "kill":
-            away_for = STALL_SECONDS if kind == "stall" else RESTART_GAP
-            late = str(sum(1 for x in t.duplicate_times if x > fault_at + away_for))
+            back = fault_at + (STALL_SECONDS if kind == "stall" else RESTART_GAP)
+            late = (f"{sum(1 for x in t.duplicate_times if x > back)} · "
+                    f"{sum(1 for x in t.duplicate_starts if x > back)}")
         if t.duplicate_times:
             since = fault_at if kind != "kill" else 0.0
             when = f"{min(t.duplicate_times) - since:+.1f} … {max(t.duplicate_times) - since:+.1f}"
@@ -390,7 +395,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "later. Handler runs counted from the bot's side; a duplicate run is a push's handler returning more than "
         "once; a lost reply is a delivery answered `success` or otherwise after an earlier delivery of its push "
         "got a reply. \"when\": when the duplicate runs returned, from the fault's start; \"after Redis was back\": "
-        "returned after SIGCONT, or after the restart (kill: times from the run's start)."
+        "returned (began) after SIGCONT, or after the restart (kill: times from the run's start)."
         + (" Pinned: gunicorn and Redis on one CPU, the sender on the other." if args.pin else ""), "",
         render(results)])
     print()
