@@ -75,7 +75,8 @@ class Conversations:
 
     def request(self, message: Any, reason: str) -> Transition:
         """The move a hand-off of ``message``'s sender makes from the bot (worked out, not stored)."""
-        change = Change("request", at=self.clock(), reason=reason, handoff_id=new_handoff_id())
+        at = self.clock()
+        change = Change("request", at=at, reason=reason, handoff_id=new_handoff_id(at))
         before = Conversation(message.source)
         after, record = advance(before, None, change)
         return Transition(change, before, after, record)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import difflib
 import enum
 import math
-import secrets
+import os
 import statistics
 import time
 from dataclasses import asdict, dataclass, replace
@@ -172,7 +172,7 @@ class Transition:
 def new_handoff_id(now: Optional[float] = None) -> str:
     """A record id that sorts by time: milliseconds since the epoch (of ``now``, else the clock) and a random part."""
     moment = time.time() if now is None else now
-    return f"{int(moment * 1000):013d}-{secrets.token_hex(4)}"
+    return f"{int(moment * 1000):013d}-{os.urandom(4).hex()}"
 
 
 # -- advance ----------------------------------------------------------------------------------------------

@@ -45,6 +45,12 @@ class HandoffStore(ABC):
         """Advance the user's conversation by ``change`` (see :func:`~kf_plugin.lifecycle.advance`) and store
         the conversation and the record it touched, in one step no other worker's change interleaves with."""
 
+    def open(self, transition: Transition) -> bool:
+        """Store ``transition`` — a request worked out for a user with the bot — if the user is still with the
+        bot (in one step no other change interleaves with); whether it was stored. The push claim calls it
+        with the request it planned; the default applies the request's change again."""
+        return self.apply(transition.after.openid, transition.change).moved
+
     @abstractmethod
     def mark_noticed(self, openid: str, now: float, interval: float) -> bool:
         """Note a queue notice at ``now``: ``True`` only if the user is queued and had none in the last
@@ -151,6 +157,16 @@ class MemoryHandoffStore(HandoffStore):
             if record is not None:
                 self._records.put(record.id, record, record.requested_at + self.keep_records)
             return Transition(change, before, after, record)
+
+    def open(self, transition: Transition) -> bool:
+        after, record = transition.after, transition.record
+        with self._lock:
+            now = self._clock()
+            if record is None or self._conversations.get(after.openid, now) is not None:
+                return False   # not with the bot any more: another change came first
+            self._keep(after, now)
+            self._records.put(record.id, record, record.requested_at + self.keep_records)
+            return True
 
     def _keep(self, conv: Conversation, now: float) -> None:
         if conv.stage is Stage.BOT:

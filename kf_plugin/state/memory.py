@@ -87,8 +87,8 @@ class MemoryReplayStore(ReplayStore):
             _put(self._entries, push.key, _PENDING if answer is None else answer, now, push.ttl, self._max_entries)
             if answer is not None:
                 self._changed.notify_all()
-        if answer is not None and push.handoff is not None and push.openid is not None and self.handoffs is not None:
-            self.handoffs.apply(push.openid, push.handoff.change)
+        if answer is not None and push.handoff is not None and self.handoffs is not None:
+            self.handoffs.open(push.handoff)
         granted = push.grant is not None and self.window is not None
         if push.grant is not None and self.window is not None:
             self.window.add_grant(push.grant[0], push.grant[1], push.now)
