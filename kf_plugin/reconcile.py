@@ -34,8 +34,10 @@ log = logging.getLogger(__name__)
 
 #: The most ``getsession`` calls one sweep makes (a bigger backlog is checked over several sweeps).
 MAX_CHECKS = 50
-#: The most users in the queue or with an agent one sweep looks at.
-MAX_ACTIVE = 10_000
+#: The most users in the queue or with an agent one sweep looks at: those longest in their stage (the first
+#: to time out). Every worker sweeps, and reading each of them is a Redis read: a bigger backlog is worked
+#: through as its oldest leave.
+MAX_ACTIVE = 1_000
 #: Errcodes about one user (an openid WeChat does not know, a user who unfollowed): the sweep goes on with the
 #: next user. Any other error (rate limit, token, network) would strike every call alike: the sweep stops asking.
 USER_ERRCODES = frozenset({40003, 43004})
