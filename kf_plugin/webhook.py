@@ -31,7 +31,8 @@ from .replies import render_reply
 from .security import PushCipher, sign, signature_matches
 from .state.base import Grant
 
-__all__ = ["Webhook", "WebhookResponse", "LateReplies", "Slow", "Planned", "parse_push", "read_limited"]
+__all__ = ["Webhook", "WebhookResponse", "LateReplies", "Slow", "Planned", "parse_push", "read_limited",
+           "check_timestamp"]
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,19 @@ def read_limited(read_body: Callable[[int], bytes], max_body: int) -> bytes:
         raise BadPush(400, "the body could not be read: the client closed the connection early "
                            "or sent a malformed chunked body") from None
     return b"".join(chunks)
+
+
+def check_timestamp(args: Mapping[str, str], max_clock_skew: int, clock: Callable[[], float]) -> None:
+    """:raises BadPush: (403) the query's timestamp is not a unix time, or further than ``max_clock_skew``
+    seconds from ``clock()`` (0: no limit)."""
+    if not max_clock_skew:
+        return
+    raw = args.get("timestamp", "")
+    if not _UNIX_TIME.fullmatch(raw):
+        raise BadPush(403, "timestamp is not a unix time")
+    skew = abs(clock() - int(raw))
+    if skew > max_clock_skew:
+        raise BadPush(403, f"timestamp is {int(skew)} s away from now (allowed: {max_clock_skew} s)")
 
 
 def parse_push(xml: str, account_id: Optional[str] = None) -> Any:
@@ -253,14 +267,7 @@ class Webhook:
             raise BadPush(400, "nonce must be 1–128 printable ASCII characters")
 
     def check_timestamp(self, args: Mapping[str, str]) -> None:
-        if not self.max_clock_skew:
-            return
-        raw = args.get("timestamp", "")
-        if not _UNIX_TIME.fullmatch(raw):
-            raise BadPush(403, "timestamp is not a unix time")
-        skew = abs(self.clock() - int(raw))
-        if skew > self.max_clock_skew:
-            raise BadPush(403, f"timestamp is {int(skew)} s away from now (allowed: {self.max_clock_skew} s)")
+        check_timestamp(args, self.max_clock_skew, self.clock)
 
     def answer_verification(self, args: Mapping[str, str]) -> WebhookResponse:
         echo = args.get("echostr")

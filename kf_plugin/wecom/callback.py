@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Mapping, Optional
 
 from ..errors import BadPush
-from ..webhook import TEXT, WebhookResponse, read_limited, read_xml
+from ..webhook import TEXT, WebhookResponse, check_timestamp, read_limited, read_xml
 from .crypto import WeComCipher
 
 __all__ = ["WeComCallback", "KfEvent", "parse_event", "KF_EVENT"]
@@ -35,7 +35,6 @@ __all__ = ["WeComCallback", "KfEvent", "parse_event", "KF_EVENT"]
 log = logging.getLogger(__name__)
 
 KF_EVENT = "kf_msg_or_event"
-_UNIX_TIME = re.compile(r"[0-9]{1,12}")  # ASCII digits only: str.isdigit() also takes "¹²³"
 _NONCE = re.compile(r"[\x21-\x7e]{1,128}")
 _SIGNATURE = re.compile(r"[0-9a-fA-F]{40}")
 # The sync token is an opaque printable string (WeCom's example is 47 characters); the bound only keeps a
@@ -134,14 +133,7 @@ class WeComCallback:
 
     def check_timestamp(self, args: Mapping[str, str]) -> None:
         """:raises BadPush: (403) the timestamp is not a unix time, or too far from now."""
-        if not self.max_clock_skew:
-            return
-        raw = args.get("timestamp", "")
-        if not _UNIX_TIME.fullmatch(raw):
-            raise BadPush(403, "timestamp is not a unix time")
-        skew = abs(self.clock() - int(raw))
-        if skew > self.max_clock_skew:
-            raise BadPush(403, f"timestamp is {int(skew)} s away from now (allowed: {self.max_clock_skew} s)")
+        check_timestamp(args, self.max_clock_skew, self.clock)
 
     def answer_verification(self, args: Mapping[str, str]) -> WebhookResponse:
         """The URL check: ``msg_signature`` signs ``echostr``, whose plaintext is the answer."""
