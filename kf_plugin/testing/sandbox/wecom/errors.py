@@ -8,8 +8,9 @@ The table holds only codes whose meaning WeCom's global error-code table (or, fo
 95xxx range, public SDKs' error tables) establishes. Where no WeCom code is established
 for a refusal the sandbox answers 40058 (invalid parameter) and names the reason: a
 ``service_state`` change the rules do not allow, an event ``code`` that is unknown, used,
-expired or of another kind, a ``cursor`` or callback ``token`` sync_msg does not know, a
-``msgid`` already used, a field missing or malformed.
+expired or of another kind, a ``cursor`` sync_msg does not know, a ``msgid`` already used, a
+field missing or malformed. A callback ``token`` that is unknown, expired or another account's
+answers 95007 (invalid msg token, as other projects' clients and tests see it).
 """
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ from typing import Dict, Optional
 
 from ..errors import ApiError
 
-__all__ = ["WECOM_ERRMSG", "WeComError", "wecom_errmsg", "INVALID_PARAMETER", "MORE_INFO"]
+__all__ = ["WECOM_ERRMSG", "WeComError", "wecom_errmsg", "INVALID_PARAMETER", "INVALID_SYNC_TOKEN", "MORE_INFO"]
 
 INVALID_PARAMETER = 40058
+INVALID_SYNC_TOKEN = 95007
 MORE_INFO = "https://open.work.weixin.qq.com/devtool/query?e="
 
 WECOM_ERRMSG: Dict[int, str] = {
@@ -31,6 +33,7 @@ WECOM_ERRMSG: Dict[int, str] = {
     40013: "invalid corpid",
     40014: "invalid access_token",
     INVALID_PARAMETER: "invalid parameter",
+    INVALID_SYNC_TOKEN: "invalid msg token",
     40096: "invalid external_userid",
     41001: "access_token missing",
     41002: "corpid missing",

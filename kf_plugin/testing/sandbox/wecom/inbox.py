@@ -8,7 +8,7 @@
   the same scope is always the same string. One of another scope, or one never given
   out, answers 40058.
 - Callback tokens are given with each ``kf_msg_or_event`` callback, live 10 minutes and
-  belong to its ``open_kfid``; an unknown, expired or other account's token answers 40058.
+  belong to its ``open_kfid``; an unknown, expired or other account's token answers 95007.
 - Without a token, reads are limited: at most :data:`UNTOKENED_READS_PER_MINUTE` in any 60 s
   for the corp, the next ones answer 45009 until the oldest of them is 60 s old.
 - Messages sent through the API are never items (WeCom does not return them).
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Deque, Dict, List, Optional, Tuple
 
 from .directory import check_text
-from .errors import INVALID_PARAMETER, WeComError
+from .errors import INVALID_PARAMETER, INVALID_SYNC_TOKEN, WeComError
 
 __all__ = ["Inbox", "Item", "HISTORY", "MAX_LIMIT", "TOKEN_LIFETIME", "UNTOKENED_READS_PER_MINUTE"]
 
@@ -102,7 +102,7 @@ class Inbox:
     def sync(self, body: Dict[str, Any], open_kfid: Optional[str], now: float) -> Dict[str, Any]:
         """The answer to a ``sync_msg`` body whose ``open_kfid`` (None: every account) has been checked.
 
-        :raises WeComError: 40058 a bad limit, cursor or token, 45009 too many reads without a token.
+        :raises WeComError: 40058 a bad limit or cursor, 95007 a bad token, 45009 too many reads without a token.
         """
         limit = body.get("limit", MAX_LIMIT)
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIMIT:
@@ -139,11 +139,11 @@ class Inbox:
         check_text(token, "token", MAX_TOKEN_BYTES)
         found = self._tokens.get(str(token))
         if found is None:
-            raise WeComError(INVALID_PARAMETER, "token is unknown")
+            raise WeComError(INVALID_SYNC_TOKEN, "token is unknown")
         if now >= found.expires_at:
-            raise WeComError(INVALID_PARAMETER, "token has expired (callback tokens live 10 minutes)")
+            raise WeComError(INVALID_SYNC_TOKEN, "token has expired (callback tokens live 10 minutes)")
         if open_kfid is not None and found.open_kfid != open_kfid:
-            raise WeComError(INVALID_PARAMETER, "token was given for another open_kfid")
+            raise WeComError(INVALID_SYNC_TOKEN, "token was given for another open_kfid")
 
     def _cursor(self, scope: str, position: int) -> str:
         key = (scope, position)

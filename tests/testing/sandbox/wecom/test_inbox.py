@@ -150,18 +150,18 @@ def test_a_callback_token_lives_10_minutes(kf: Kf, kfid, token, clock: Clock):
     assert errcode(kf.sync(open_kfid=kfid, token=token)) == 0
     clock.advance(1)
     answer = kf.sync(open_kfid=kfid, token=token)
-    assert errcode(answer) == 40058 and "token has expired" in answer["errmsg"]
+    assert errcode(answer) == 95007 and "token has expired" in answer["errmsg"]
 
 
 def test_a_token_belongs_to_its_account(kf: Kf, wecom, kfid, token):
     other = wecom.add_account("其他")
     answer = kf.sync(open_kfid=other, token=token)
-    assert errcode(answer) == 40058 and "another open_kfid" in answer["errmsg"]
+    assert errcode(answer) == 95007 and "another open_kfid" in answer["errmsg"]
     assert errcode(kf.sync(token=token)) == 0
 
 
 def test_unknown_tokens(kf: Kf, kfid):
-    assert errcode(kf.sync(open_kfid=kfid, token="ENCnot-a-token")) == 40058
+    assert errcode(kf.sync(open_kfid=kfid, token="ENCnot-a-token")) == 95007
     assert errcode(kf.sync(open_kfid=kfid, token="x" * 129)) == 40058
 
 
