@@ -19,6 +19,7 @@ from wechatpy.replies import BaseReply
 
 from .filters import ALL
 from .lifecycle import Conversation
+from .messages import msg_type_of
 from .replies import to_reply
 from .router import Match, MessageRouter
 from .rules import Rule, Transfer, rule_of
@@ -135,6 +136,10 @@ class Answering:
         return reply
 
     def _escalated(self, services: Services, message: Any) -> Optional[Rule]:
+        """The rule of the first predicate that holds; asked about what users say, not about events (a menu
+        click, a session event: a classifier of texts has nothing to read there)."""
+        if msg_type_of(message) == "event":
+            return None
         budget = services.settings.escalate_budget
         for escalation in self.escalations:
             if escalation.holds(message, services.executor, budget):

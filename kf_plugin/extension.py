@@ -267,7 +267,7 @@ class KfPlugin:
                       rule: Optional[str] = None) -> Any:
         """Decorator: hand a user off when ``predicate(message)`` is true (a classifier, a model call).
 
-        Asked for pushes no kf rule took, before the bot's handlers, within ``KF_ESCALATE_BUDGET`` seconds
+        Asked for messages (not events) no kf rule took, before the bot's handlers, within ``KF_ESCALATE_BUDGET`` s
         (too slow or raising: the handlers answer). ``rule``: the name of a rule of the file whose action
         hands off (default: a plain transfer). Use as ``@kf.escalate_when`` or ``@kf.escalate_when(rule=...)``.
 

@@ -8,6 +8,7 @@ import pytest
 
 from kf_plugin import ALL, Keyword, KfError, MessageRouter
 from kf_plugin.lifecycle import Stage
+from kf_plugin.testing import message_xml
 
 from .lifecycle_apps import (
     OPENID,
@@ -255,3 +256,11 @@ def test_without_context_the_session_is_opened_without_text(api, make_worker, st
     worker.clicks("TALK")
     assert created(api) == [{"kf_account": WANG, "openid": OPENID}]
     assert worker.app.extensions["kf_plugin"].services.shared.handoffs.recent(OPENID) == []
+
+
+def test_escalate_when_is_not_asked_about_events(make_worker):
+    asked = []
+    worker = make_worker(router=EchoBot().router)
+    worker.plugin.escalate_when(lambda message: asked.append(message) or True)
+    worker.push(message_xml(event="CLICK", key="NOTHING_HERE", sender=OPENID))
+    assert asked == [] and worker.conversation().stage is Stage.BOT
