@@ -368,7 +368,7 @@ class KfPlugin:
         if settings.has_wecom:
             services.wecom = open_wecom(settings, services.shared,
                                         functools.partial(self._answering.route, services, self.router),
-                                        services.conversations)
+                                        services.conversations, services.window)
         state = AppState(self, webhook, services, services.wecom)
         register_views(app, state)
         self._apps.append(services)

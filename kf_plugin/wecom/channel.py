@@ -30,11 +30,12 @@ from ..replies import TransferReply
 from ..state import MemoryTokenStore, TokenStore
 from ..state.failover import FailoverTokenStore
 from ..state.shared import SharedState
+from ..window import WindowTracker
 from .api import State, WeComKf
 from .callback import WeComCallback
 from .client import WeComClient, token_store_name
 from .crypto import WeComCipher
-from .errors import ServicerUnavailableError
+from .errors import SendWindowError, ServicerUnavailableError
 from .messages import CUSTOMER, SERVICER, WeComMessage, wecom_message
 from .puller import Puller
 from .state import open_pull_state
@@ -50,12 +51,14 @@ Route = Callable[[WeComMessage], Optional[BaseReply]]
 
 class WeComAnswers:
     """Handles the messages the puller fetched: ``route(message)`` is the plugin's router (rules, then the bot's
-    handlers); ``conversations`` the app's hand-off lifecycle."""
+    handlers); ``conversations`` the app's hand-off lifecycle; ``window`` tracks each customer's sends (5 within
+    48 hours of their last message), so a send WeCom would refuse (95001) is not tried."""
 
-    def __init__(self, api: WeComKf, route: Route, conversations: Any):
+    def __init__(self, api: WeComKf, route: Route, conversations: Any, window: Optional[WindowTracker] = None):
         self.api = api
         self.route = route
         self.conversations = conversations
+        self.window = window
 
     def handle(self, item: Mapping[str, Any]) -> None:
         """One ``msg_list`` item of ``sync_msg`` (the puller's handler)."""
@@ -67,6 +70,8 @@ class WeComAnswers:
             return
         if message.origin != CUSTOMER and message._data.get("Event") != "enter_session":
             return   # other system events (a failed send, a recall) are logged by WeCom's own console
+        if self.window is not None and message.origin == CUSTOMER:
+            self.window.record(message)   # a customer's message: 5 sends within 48 hours
         conversation = self.conversations.of(message.source)
         if conversation.stage is Stage.WITH_AGENT or self.conversations.quiet(conversation):
             return   # a servicer has them, or they wait for one: WeCom refuses the bot's sends (95018)
@@ -89,14 +94,27 @@ class WeComAnswers:
                 self._hand_off(kfid, customer, getattr(reply, "kf_account", None))
             elif reply.type == "text":
                 code = message._data.get("WelcomeCode")
-                if code:
+                if code:   # the answer to the event itself: outside the 5-message quota
                     self.api.send_on_event(code, "text", {"content": reply.content})
                 else:
-                    self.api.send_text(kfid, customer, reply.content)
+                    self._send_text(kfid, customer, reply.content)
             else:
                 log.warning("a %s reply has no 微信客服 equivalent; %s was sent nothing", reply.type, customer)
         except KfError as exc:
             log.warning("could not answer 微信客服 customer %s: %s", customer, exc)
+
+    def _send_text(self, kfid: str, customer: str, content: str) -> None:
+        """:raises KfError: the window says WeCom would refuse it (before any call), or WeCom refused it."""
+        if self.window is not None:
+            self.window.check(customer)
+        try:
+            self.api.send_text(kfid, customer, content)
+        except SendWindowError:
+            if self.window is not None:   # WeCom knows better: the customer's sends are used up
+                self.window.store.revoke(customer, self.window.clock(), exhausted=True)
+            raise
+        if self.window is not None:
+            self.window.sent(customer)
 
     def _hand_off(self, kfid: str, customer: str, servicer: Optional[str]) -> None:
         """To the named servicer (state 3), or to the pool (state 2) when none is named or they cannot take it;
@@ -126,9 +144,11 @@ class WeComChannel:
         self.puller.shutdown()
 
 
-def open_wecom(settings: Settings, shared: SharedState, route: Route, conversations: Any) -> WeComChannel:
+def open_wecom(settings: Settings, shared: SharedState, route: Route, conversations: Any,
+               window: Optional[WindowTracker] = None) -> WeComChannel:
     """The 微信客服 channel of an app whose settings configure it (:attr:`Settings.has_wecom`), sharing the app's
-    state: its Redis (the token, the pull leases, cursors and seen messages) and its hand-off lifecycle."""
+    state: its Redis (the token, the pull leases, cursors and seen messages), its hand-off lifecycle and its
+    window tracker (customers and users are told apart by their ids)."""
     corpid = settings.wecom_corpid or ""
     tokens = _token_store(shared, corpid, settings)
     client = WeComClient(corpid, settings.wecom_secret or "", api_base_url=settings.wecom_api_base_url,
@@ -136,7 +156,7 @@ def open_wecom(settings: Settings, shared: SharedState, route: Route, conversati
     api = WeComKf(client)
     failover = getattr(shared.replay, "failover", None)
     pull = open_pull_state(shared.redis, corpid, settings.redis_prefix, failover=failover)
-    answers = WeComAnswers(api, route, conversations)
+    answers = WeComAnswers(api, route, conversations, window)
     puller = Puller(api.sync_msg, pull.cursors, tokens, answers.handle, seen=pull.seen)
     cipher = WeComCipher(settings.wecom_token or "", settings.wecom_aes_key or "", corpid)
     callback = WeComCallback(cipher, puller.notify, max_clock_skew=settings.max_clock_skew,

@@ -133,3 +133,31 @@ def test_nothing_is_sent_while_the_customer_waits_or_a_servicer_has_them(stage_c
         conversations.apply(USER, Change("accept", at=NOW + 1, agent="zhangsan"))
     channel.handle(item("text", {"content": "还在吗"}))
     assert (routed, api.calls) == ([], [])
+
+
+# -- the 5 messages within 48 hours -----------------------------------------------------------------------------
+
+def test_a_customers_message_allows_five_answers_and_the_sixth_is_not_tried():
+    from kf_plugin.errors import QuotaExceededError
+    from kf_plugin.state import MemoryWindowStore
+    from kf_plugin.window import WindowTracker
+    channel, api, _ = answers(lambda message: TextReply(content="收到", message=message))
+    channel.window = WindowTracker(MemoryWindowStore())
+    channel.handle(item("text", {"content": "在吗"}))            # the message grants 5, the answer uses 1
+    for _ in range(4):
+        channel._send_text(KFID, USER, "还有")
+    with pytest.raises(QuotaExceededError):
+        channel._send_text(KFID, USER, "第六条")
+    assert len(api.calls) == 5
+
+
+def test_wecoms_95001_uses_the_customers_sends_up():
+    from kf_plugin.errors import QuotaExceededError
+    from kf_plugin.state import MemoryWindowStore
+    from kf_plugin.window import WindowTracker
+    channel, api, _ = answers(lambda message: TextReply(content="收到", message=message), send_text=[95001])
+    channel.window = WindowTracker(MemoryWindowStore())
+    channel.handle(item("text", {"content": "在吗"}))            # WeCom says the sends are used up
+    with pytest.raises(QuotaExceededError):
+        channel._send_text(KFID, USER, "再试")                   # refused before any call
+    assert len(api.calls) == 1
