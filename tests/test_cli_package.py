@@ -13,7 +13,8 @@ import kf_plugin.cli
 from kf_plugin.cli import cli
 
 PACKAGE = Path(kf_plugin.cli.__file__).parent
-FAMILIES = ["rule_commands", "service_commands", "handoff_commands", "token_commands", "sandbox_command"]
+FAMILIES = ["rule_commands", "service_commands", "handoff_commands", "token_commands", "sandbox_command",
+            "wecom_commands"]
 
 
 def _tree(module: str) -> ast.Module:
@@ -39,7 +40,7 @@ def test_cli_is_a_package_of_the_group_and_its_families():
     assert Path(kf_plugin.cli.__file__).name == "__init__.py"
     assert sorted(p.stem for p in PACKAGE.glob("*.py")) == sorted(["__init__", "common", *FAMILIES])
     assert set(cli.commands) == {"check", "route", "push", "accounts", "sessions", "send", "typing", "records",
-                                 "window", "handoffs", "token", "sandbox"}
+                                 "window", "handoffs", "token", "sandbox", "wecom"}
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -16,6 +16,7 @@ from .rule_commands import check, push, route
 from .sandbox_command import sandbox
 from .service_commands import accounts, records, send, sessions, typing, window
 from .token_commands import token
+from .wecom_commands import wecom
 
 __all__ = ["cli", "main"]
 
@@ -29,7 +30,8 @@ def cli() -> None:
         logging.getLogger("kf_plugin").addHandler(logging.NullHandler())
 
 
-for _command in (check, route, push, accounts, sessions, send, typing, records, window, handoffs, token, sandbox):
+for _command in (check, route, push, accounts, sessions, send, typing, records, window, handoffs, token, sandbox,
+                 wecom):
     cli.add_command(_command)
 
 
