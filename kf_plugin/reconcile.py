@@ -37,7 +37,7 @@ MAX_CHECKS = 50
 #: The most users in the queue or with an agent one sweep looks at: those longest in their stage (the first
 #: to time out). Every worker sweeps, and reading each of them is a Redis read: a bigger backlog is worked
 #: through as its oldest leave.
-MAX_ACTIVE = 1_000
+MAX_ACTIVE = 4 * MAX_CHECKS
 #: Errcodes about one user (an openid WeChat does not know, a user who unfollowed): the sweep goes on with the
 #: next user. Any other error (rate limit, token, network) would strike every call alike: the sweep stops asking.
 USER_ERRCODES = frozenset({40003, 43004})
