@@ -3,16 +3,16 @@ each app keeps for them."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional, Protocol
 
 from flask import Flask, Request, Response, current_app, request
 
 from .errors import ConfigError
+from .scheduling import Jobs
 from .services import Services
 from .webhook import Webhook, WebhookResponse
 
 if TYPE_CHECKING:
-    from .extension import KfPlugin
     from .wecom.channel import WeComChannel
 
 __all__ = ["EXTENSION", "AppState", "refuse_taken_url", "register_views", "webhook_view", "wecom_view"]
@@ -21,11 +21,17 @@ __all__ = ["EXTENSION", "AppState", "refuse_taken_url", "register_views", "webho
 EXTENSION = "kf_plugin"
 
 
+class Plugin(Protocol):
+    """What the views need of the :class:`~kf_plugin.extension.KfPlugin` that registered them."""
+
+    jobs: Jobs
+
+
 @dataclass(frozen=True)
 class AppState:
     """What ``app.extensions["kf_plugin"]`` holds: the plugin, the app's webhook and services."""
 
-    plugin: "KfPlugin"
+    plugin: "Plugin"
     webhook: Optional[Webhook]
     services: Services
     wecom: Optional["WeComChannel"] = None
