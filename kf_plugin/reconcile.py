@@ -200,8 +200,10 @@ class Reconciler:
     ``admin``, users queued or with an agent are checked against ``getsession``: at most ``max_checks`` calls
     a sweep, the overdue first, then those this process asked about least recently (the longest in their stage
     first), so a backlog is covered over several sweeps. Users a fresh ``queue`` lists as waiting need no
-    check. ``on_transition`` sees every transition that moved someone. Each worker may sweep: changes are
-    atomic, so a user is moved (and told) once. ``max_active``: the most users one sweep looks at.
+    check. ``on_transition`` sees every transition that moved someone. ``turn()``, when given, says whether
+    this worker sweeps now (a lease shared by the workers: one of them sweeps an interval, the others skip
+    it; changes are atomic anyway, so a user is moved and told once). ``max_active``: the most users one sweep
+    looks at.
 
     :raises ValueError: ``max_checks`` or ``max_active`` below 1.
     """
@@ -209,7 +211,7 @@ class Reconciler:
     def __init__(self, store: HandoffStore, admin: Optional[KfAdmin], policy: QueuePolicy, *,
                  on_transition: Callable[[Transition], None], queue: Optional[QueueWatch] = None,
                  clock: Callable[[], float] = time.time, max_checks: int = MAX_CHECKS,
-                 max_active: int = MAX_ACTIVE):
+                 max_active: int = MAX_ACTIVE, turn: Optional[Callable[[], bool]] = None):
         if max_checks < 1 or max_active < 1:
             raise ValueError(f"max_checks and max_active must be at least 1, not {max_checks} and {max_active}")
         self.store = store
@@ -220,6 +222,7 @@ class Reconciler:
         self.clock = clock
         self.max_checks = max_checks
         self.max_active = max_active
+        self.turn = turn
         self._asked: Dict[str, float] = {}   # openid → when this process last asked WeChat about them
         self._lock = threading.Lock()
 
@@ -231,12 +234,23 @@ class Reconciler:
         """
         with self._lock:
             run = _Sweep(self.clock())
+            if not self._my_turn():
+                return run.report()
             try:
                 self._sweep(run)
             except _StoreFailed:
                 run.complete = False
             run.log_problems()
             return run.report()
+
+    def _my_turn(self) -> bool:
+        if self.turn is None:
+            return True
+        try:
+            return self.turn()
+        except Exception:   # the lease's store failing: sweeping twice is harmless, not sweeping is not
+            log.warning("hand-off sweep: could not take the sweep's lease; sweeping anyway", exc_info=True)
+            return True
 
     def _sweep(self, run: _Sweep) -> None:
         """:raises _StoreFailed: logged already."""

@@ -7,6 +7,8 @@ apps served by one plugin never share an API client; a plugin used without Flask
 from __future__ import annotations
 
 import concurrent.futures
+import os
+import socket
 import time
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
@@ -36,6 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Services", "open_shared", "check_api_rules"]
 
+#: The lease the workers of one account share, so that one of them sweeps the hand-offs each interval.
+SWEEP_LEASE = "handoff-sweep"
 Respond = Callable[[Any, Optional[Conversation]], Union[Optional[BaseReply], Slow]]
 
 
@@ -149,7 +153,14 @@ class Services:
         self.reconciler = None
         if self.settings.handoff_sweep > 0 and (self.admin is not None or rules.queue.timeout is not None):
             self.reconciler = Reconciler(self.shared.handoffs, self.admin, rules.queue, queue=self.queue,
-                                         on_transition=self.conversations.notify, clock=self.clock)
+                                         on_transition=self.conversations.notify, clock=self.clock,
+                                         turn=self._sweep_turn)
+
+    def _sweep_turn(self) -> bool:
+        """Whether this worker sweeps the hand-offs now: one worker an interval, under a lease in the shared
+        state that its holder renews each sweep (a dead holder's lapses after two intervals)."""
+        owner = f"{socket.gethostname()}:{os.getpid()}"
+        return self.shared.tokens.acquire(SWEEP_LEASE, owner, 2 * self.settings.handoff_sweep)
 
     def answer_rule(self, rule: Rule, message: Any, conversation: Optional[Conversation] = None) -> BaseReply:
         """``rule``'s answer to ``message``, with the hand-off it makes stored and its notice on its way.

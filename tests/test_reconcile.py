@@ -517,3 +517,35 @@ def test_the_plugin_schedules_the_sweep_that_times_a_queued_user_out(api, make_a
         [record] = plugin.handoffs(0)
     assert record.outcome is Ending.TIMED_OUT
     assert [m["text"]["content"] for m in api.sandbox.sent if m["touser"] == U] == [TIMEOUT_TEXT]
+
+
+def test_a_worker_whose_turn_it_is_not_sweeps_nothing(api, store, admin, agents):
+    store.apply(U, Change("request", at=api.clock() - 3600, reason="ask-for-human", handoff_id="h-turn"))
+    hook = Hook()
+    skipped = reconciler(api, store, admin, on_transition=hook, turn=lambda: False).sweep()
+    assert (skipped.transitions, skipped.checked) == ((), 0)
+    assert api.sandbox.calls_to(GETSESSION) == []
+    assert store.conversation(U).stage is Stage.QUEUED
+
+
+def test_a_turn_that_cannot_be_asked_sweeps_anyway(api, store, admin, agents, caplog):
+    store.apply(U, Change("request", at=api.clock() - 3600, reason="ask-for-human", handoff_id="h-turn"))
+
+    def broken() -> bool:
+        raise ConnectionError("the lease's store is down")
+    report = reconciler(api, store, admin, turn=broken).sweep()
+    assert report.transitions and "sweeping anyway" in caplog.text
+
+
+def test_one_worker_of_an_account_sweeps_an_interval(api, make_app, tmp_path, request, redis_url, monkeypatch):
+    path = tmp_path / "rules.yaml"
+    path.write_text(PLUGIN_RULES, encoding="utf-8")
+    app = make_app(KF_RULES=str(path), KF_SECRET=api.sandbox.secret, KF_APPID=api.sandbox.appid,
+                   KF_API_BASE_URL=api.url, KF_REDIS_URL=redis_url)
+    request.addfinalizer(app.extensions["kf_plugin"].plugin.shutdown)
+    services = app.extensions["kf_plugin"].services
+    turns = []
+    for pid in (1001, 1002, 1001, 1001):   # two worker processes sharing Redis, as the lease sees them
+        monkeypatch.setattr("kf_plugin.services.os.getpid", lambda pid=pid: pid)
+        turns.append(services._sweep_turn())
+    assert turns == [True, False, True, True]   # the holder renews its turn each interval; the other skips
