@@ -225,13 +225,25 @@ class Settings:
 
     @property
     def has_wecom(self) -> bool:
-        """Whether 微信客服 is configured (its corp ID, secret, callback token and AES key are all set)."""
-        return bool(self.wecom_corpid and self.wecom_secret and self.wecom_token and self.wecom_aes_key)
+        """Whether 微信客服 is configured (its corp ID, secret, callback token and AES key are all set).
+
+        :raises ConfigError: some of them are set and others not (微信客服 would silently not be served).
+        """
+        given = {name: bool(getattr(self, field_of(name))) for name in WECOM_KEYS}
+        if any(given.values()) and not all(given.values()):
+            missing = [name for name, present in given.items() if not present]
+            raise ConfigError(f"微信客服 needs {', '.join(WECOM_KEYS)}; {', '.join(missing)} "
+                              f"{'is' if len(missing) == 1 else 'are'} not set")
+        return all(given.values())
 
     @property
     def has_api(self) -> bool:
         """Whether the WeChat API can be called (``KF_APPID`` and ``KF_SECRET`` are set)."""
         return bool(self.appid and self.secret)
+
+
+#: The settings 微信客服 needs, all of them.
+WECOM_KEYS = ("KF_WECOM_CORPID", "KF_WECOM_SECRET", "KF_WECOM_TOKEN", "KF_WECOM_AES_KEY")
 
 
 def field_of(name: str) -> str:

@@ -88,3 +88,9 @@ def test_a_forged_callback_is_refused(wecom_bot):
     app, _, _ = wecom_bot
     answer = app.test_client().post("/wecom/kf?msg_signature=0&timestamp=1&nonce=2", data=b"<xml/>")
     assert answer.status_code in (400, 403)
+
+
+def test_wecom_half_configured_is_refused_naming_what_is_missing(make_app):
+    from kf_plugin.errors import ConfigError
+    with pytest.raises(ConfigError, match="KF_WECOM_TOKEN, KF_WECOM_AES_KEY are not set"):
+        make_app(KF_WECOM_CORPID="ww0123456789", KF_WECOM_SECRET="secret")
