@@ -165,30 +165,34 @@ class Services:
     def answer_rule(self, rule: Rule, message: Any, conversation: Optional[Conversation] = None) -> BaseReply:
         """``rule``'s answer to ``message``, with the hand-off it makes stored and its notice on its way.
 
-        A queued user's new request for a transfer is not a second hand-off: the queue notice answers it
-        when due (a session rule still opens its session: that takes them out of the queue to an agent).
-        ``conversation``: where the sender is, if already read (else it is read when it matters).
+        A queued user's new request for a transfer is not a second hand-off: the queue notice answers it when
+        due. A session rule queues the user before it opens the session (WeChat's kf_create_session may come
+        before the answer) and, when nobody can take them, refuses that request. ``conversation``: where the
+        sender is, if already read (else it is read when it matters).
         """
-        conversations = self.conversations
-        if isinstance(rule.action, Transfer) and not rule.action.session:
+        conversations, action = self.conversations, rule.action
+        session = isinstance(action, Transfer) and action.session
+        if isinstance(action, Transfer) and not session:
             current = conversation if conversation is not None else conversations.of(message.source)
             if current.stage is Stage.QUEUED:
                 notice = conversations.notice(message, current)
-                return notice if notice is not None else rule.action.respond(message)
-        session = isinstance(rule.action, Transfer) and rule.action.session
-        queued = False
-        if session:   # queued before the session opens: its kf_create_session may come before the answer
-            queued = conversations.apply(message.source, conversations.request(message, rule.name).change).moved
+                return notice if notice is not None else action.respond(message)
+        requested = session and self._request(rule, message)
         answer = self.handoff.answer(rule, message, conversations.context_text(rule.name, message))
-        if answer.handed_off and not session:
-            conversations.apply(message.source, conversations.request(message, rule.name).change)
-        elif queued and not answer.handed_off:   # no agent to open it with: this request is refused
-            conversations.apply(message.source, Change("refuse", at=self.clock()))
         if answer.handed_off:
+            if not session:
+                self._request(rule, message)
             conversations.answered(message)
+        elif requested:
+            conversations.apply(message.source, Change("refuse", at=self.clock()))
         if answer.then is not None:
             answer.then()
         return answer.reply
+
+    def _request(self, rule: Rule, message: Any) -> bool:
+        """Queue ``message``'s sender for ``rule``; whether that moved them (they were with the bot)."""
+        conversations = self.conversations
+        return conversations.apply(message.source, conversations.request(message, rule.name).change).moved
 
     def plan_rule(self, rule: Rule, message: Any) -> Optional[Planned]:
         """``rule``'s answer to ``message`` worked out before the push's claim, for a sender with the bot (see

@@ -3,7 +3,7 @@ each app keeps for them."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Optional, Protocol
+from typing import TYPE_CHECKING, Callable, Mapping, Optional, Protocol
 
 from flask import Flask, Request, Response, current_app, request
 
@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 __all__ = ["EXTENSION", "AppState", "refuse_taken_url", "register_views", "webhook_view", "wecom_view"]
 
+#: What answers one request: ``handle(method, query, read_body)`` (a webhook's or a callback's).
+Handle = Callable[[str, Mapping[str, str], Callable[[int], bytes]], WebhookResponse]
 #: The key of a plugin's state in ``app.extensions``.
 EXTENSION = "kf_plugin"
 
@@ -64,20 +66,20 @@ def register_views(app: Flask, state: AppState) -> None:
 
 
 def webhook_view() -> Response:
-    """WeChat's pushes to the Official Account."""
+    """WeChat's pushes to the Official Account (registered only when the app has its webhook)."""
     state: AppState = current_app.extensions[EXTENSION]
-    return _answer(lambda incoming: state.webhook.handle(incoming.method, incoming.args, incoming.stream.read)
-                   if state.webhook is not None else None, state)
+    assert state.webhook is not None
+    return _answer(state.webhook.handle, state)
 
 
 def wecom_view() -> Response:
-    """WeCom's 微信客服 callbacks."""
+    """WeCom's 微信客服 callbacks (registered only when the app serves 微信客服)."""
     state: AppState = current_app.extensions[EXTENSION]
-    return _answer(lambda incoming: state.wecom.callback.handle(incoming.method, incoming.args, incoming.stream.read)
-                   if state.wecom is not None else None, state)
+    assert state.wecom is not None
+    return _answer(state.wecom.callback.handle, state)
 
 
-def _answer(handle: Callable[[Request], Optional[WebhookResponse]], state: AppState) -> Response:
+def _answer(handle: Handle, state: AppState) -> Response:
     # Once, not through the proxy at every use. Flask types ``request`` as the Request it stands for, so the
     # proxy's own method is unknown to a type checker.
     incoming: Request = request._get_current_object()  # type: ignore[attr-defined]
@@ -87,6 +89,5 @@ def _answer(handle: Callable[[Request], Optional[WebhookResponse]], state: AppSt
         return Response("method not allowed: use GET (URL verification) or POST (a push)", status=405,
                         headers={"Allow": "GET, POST"}, content_type="text/plain; charset=utf-8")
     state.plugin.jobs.ensure_started()
-    answer = handle(incoming)
-    assert answer is not None   # registered only for the channels the app has
+    answer = handle(incoming.method, incoming.args, incoming.stream.read)
     return Response(answer.body, status=answer.status, content_type=answer.content_type)

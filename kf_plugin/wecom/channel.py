@@ -24,6 +24,7 @@ from typing import Any, Callable, Mapping, Optional
 from wechatpy.replies import BaseReply
 
 from ..config import Settings
+from ..conversations import Conversations
 from ..errors import KfError
 from ..lifecycle import Change, Stage
 from ..replies import TransferReply
@@ -54,7 +55,8 @@ class WeComAnswers:
     handlers); ``conversations`` the app's hand-off lifecycle; ``window`` tracks each customer's sends (5 within
     48 hours of their last message), so a send WeCom would refuse (95001) is not tried."""
 
-    def __init__(self, api: WeComKf, route: Route, conversations: Any, window: Optional[WindowTracker] = None):
+    def __init__(self, api: WeComKf, route: Route, conversations: Conversations,
+                 window: Optional[WindowTracker] = None):
         self.api = api
         self.route = route
         self.conversations = conversations
@@ -65,10 +67,10 @@ class WeComAnswers:
         message = wecom_message(item)
         if message.origin == SERVICER or not message.source or not message.target:
             return   # a servicer's own words, or an item naming no customer: nothing for the bot
-        if message._data.get("Event") == "session_status_change":
+        if message.field("Event") == "session_status_change":
             self._session_changed(message)
             return
-        if message.origin != CUSTOMER and message._data.get("Event") != "enter_session":
+        if message.origin != CUSTOMER and message.field("Event") != "enter_session":
             return   # other system events (a failed send, a recall) are logged by WeCom's own console
         if self.window is not None and message.origin == CUSTOMER:
             self.window.record(message)   # a customer's message: 5 sends within 48 hours
@@ -78,11 +80,11 @@ class WeComAnswers:
         self._send(message, self.route(message))
 
     def _session_changed(self, message: WeComMessage) -> None:
-        kind = SESSION_CHANGES.get(message._data.get("ChangeType") or "")
+        kind = SESSION_CHANGES.get(message.field("ChangeType") or "")
         if kind is None:
             return
-        servicer = message._data.get("NewServicer") or None
-        at = float(message._data.get("CreateTime") or 0)
+        servicer = message.field("NewServicer") or None
+        at = float(message.field("CreateTime") or 0)
         self.conversations.apply(message.source, Change(kind, at=at, agent=servicer if kind != "close" else None))
 
     def _send(self, message: WeComMessage, reply: Optional[BaseReply]) -> None:
@@ -93,7 +95,7 @@ class WeComAnswers:
             if isinstance(reply, TransferReply):
                 self._hand_off(kfid, customer, getattr(reply, "kf_account", None))
             elif reply.type == "text":
-                code = message._data.get("WelcomeCode")
+                code = message.field("WelcomeCode")
                 if code:   # the answer to the event itself: outside the 5-message quota
                     self.api.send_on_event(code, "text", {"content": reply.content})
                 else:
@@ -144,7 +146,7 @@ class WeComChannel:
         self.puller.shutdown()
 
 
-def open_wecom(settings: Settings, shared: SharedState, route: Route, conversations: Any,
+def open_wecom(settings: Settings, shared: SharedState, route: Route, conversations: Conversations,
                window: Optional[WindowTracker] = None) -> WeComChannel:
     """The 微信客服 channel of an app whose settings configure it (:attr:`Settings.has_wecom`), sharing the app's
     state: its Redis (the token, the pull leases, cursors and seen messages), its hand-off lifecycle and its

@@ -48,7 +48,12 @@ class WeComMessage(BaseMessage):
 
     @property
     def content(self) -> Optional[str]:
-        return self._data.get("Content")
+        return self.field("Content")
+
+    def field(self, name: str) -> Optional[str]:
+        """One of the fields the module lists (``Event``, ``ChangeType``, ``WelcomeCode``…), or ``None``."""
+        value = self._data.get(name)
+        return value if isinstance(value, str) else None
 
 
 def wecom_message(item: Mapping[str, Any]) -> WeComMessage:
