@@ -4,7 +4,8 @@ The kf rules answer on the request thread (their API calls are bounded by ``KF_H
 own handlers, which may be slow, run as :class:`~kf_plugin.webhook.Slow` work under the reply deadline, with
 the ``@kf.escalate_when`` predicates before them and the ``after_unanswered`` triggers after them. A rule
 that opens no session is answered before the push's claim (:meth:`Answering.plan`), so its reply is stored
-with the claim in one step.
+with the claim in one step. A 微信客服 message, pulled in the background with no reply deadline, goes the same
+way on the puller's thread (:meth:`Answering.answer_pulled`).
 """
 from __future__ import annotations
 
@@ -120,6 +121,20 @@ class Answering:
         # Run in a copy of this context: the handlers see the app context there too.
         return Slow(functools.partial(contextvars.copy_context().run, self._handlers, services, message, skip,
                                       current))
+
+    def answer_pulled(self, services: Services, message: Any, conversation: Conversation) -> Optional[BaseReply]:
+        """The answer to a 微信客服 message of a customer the bot serves (``conversation``: where they are): the
+        kf rules, then the escalation predicates, the bot's handlers and the triggers — all on this thread, since
+        nothing waits on the answer."""
+        services.conversations.remember(message)
+        skip = None
+        if self.router.asks_first(self.rules_router):
+            reply = self.route(services, self.rules_router, message, conversation=conversation)
+            if reply is not None:
+                services.conversations.answered(message)
+                return reply
+            skip = self.rules_router
+        return self._handlers(services, message, skip, conversation)
 
     def _handlers(self, services: Services, message: Any, skip: Optional[MessageRouter],
                   conversation: Conversation) -> Optional[BaseReply]:

@@ -15,12 +15,13 @@ from wechatpy.replies import BaseReply
 
 from .admin import KfAdmin
 from .agents import AgentDirectory
-from .answering import CONVERSATION, SERVING, Answering, Escalation
+from .answering import CONVERSATION, SERVING, Answering
 from .config import SETTINGS, Settings, checked_settings
+from .decorators import HookDecorators
 from .deployment import warn_if_workers_do_not_share
 from .errors import KfError
 from .filters import Event
-from .hooks import SESSION_EVENTS, HandoffHook, HandoffHooks, SessionHook, SessionHooks
+from .hooks import SESSION_EVENTS, HandoffHooks, SessionHooks, WeComEventHooks
 from .lifecycle import Conversation, HandoffRecord, HandoffSummary, summarize
 from .loader import load_rules
 from .router import Handler, MessageRouter
@@ -40,7 +41,7 @@ IN_PLUGIN_ARGUMENTS = "with KfPlugin(appid=..., secret=...) or kf.configure({...
 
 log = logging.getLogger(__name__)
 
-class KfPlugin:
+class KfPlugin(HookDecorators):
     """Customer-service hand-off for a wechatpy + Flask bot (one official account per app).
 
     ``rules``: a :class:`RuleSet`, rules, or the path of a YAML rule file
@@ -80,6 +81,7 @@ class KfPlugin:
         self._clock = clock
         self._session_hooks = SessionHooks()
         self._handoff_hooks = HandoffHooks()
+        self._wecom_hooks = WeComEventHooks()
         self._settings: Dict[str, Any] = {}
         self._apps: List[Services] = []               # one per app init_app registered
         self._own: Optional[Services] = None          # used without Flask
@@ -232,57 +234,6 @@ class KfPlugin:
         """The current app's 48-hour window tracker."""
         return self._services().window
 
-    def on_session(self, *events: str) -> Callable[[SessionHook], SessionHook]:
-        """Decorator: call ``hook(event)`` on customer-service session events.
-
-        ``events``: ``create``, ``close``, ``switch`` (or the full names, e.g.
-        ``kf_close_session``); none means all three. Hooks run in the
-        background, after the push is answered, so they may call the API::
-
-            @kf.on_session("close")
-            def survey(event):
-                kf.admin.send_msgmenu(event.source, "本次服务满意吗？", [("1", "满意"), ("2", "不满意")])
-
-        :raises ValueError: an event that is not a session event.
-        """
-        return self._session_hooks.on(*events)
-
-    def on_handoff(self, *kinds: str) -> Callable[[HandoffHook], HandoffHook]:
-        """Decorator: call ``hook(transition)`` each time a user moves through the hand-off lifecycle.
-
-        ``kinds``: the changes to hear (``request``, ``accept``, ``switch``, ``close``, ``cancel``,
-        ``timeout``, ``lapse``, ``refuse``); none means all. The hook gets a
-        :class:`~kf_plugin.lifecycle.Transition` (``before``, ``after``, ``record``, ``change``) and runs in
-        the background, after the push is answered::
-
-            @kf.on_handoff("close", "lapse")
-            def back_with_the_bot(transition):
-                kf.admin.send_text(transition.after.openid, "本次服务已结束，有问题随时找我")
-
-        :raises ValueError: a kind that is not one of those.
-        """
-        return self._handoff_hooks.on(*kinds)
-
-    def escalate_when(self, predicate: Optional[Callable[[Any], Any]] = None, *,
-                      rule: Optional[str] = None) -> Any:
-        """Decorator: hand a user off when ``predicate(message)`` is true (a classifier, a model call).
-
-        Asked for messages (not events) no kf rule took, before the bot's handlers, within ``KF_ESCALATE_BUDGET`` s
-        (too slow or raising: the handlers answer). ``rule``: the name of a rule of the file whose action
-        hands off (default: a plain transfer). Use as ``@kf.escalate_when`` or ``@kf.escalate_when(rule=...)``.
-
-        :raises KfError: ``rule`` names no rule in force.
-        """
-        def register(function: Callable[[Any], Any]) -> Callable[[Any], Any]:
-            chosen = None
-            if rule is not None:
-                chosen = next((r for r in self._rules.rules if r.name == rule), None)
-                if chosen is None:
-                    raise KfError(f"escalate_when: no rule named {rule!r} is in force")
-            self._answering.escalations.append(Escalation(function, chosen))
-            return function
-        return register(predicate) if predicate is not None else register
-
     def conversation(self, openid: str) -> Conversation:
         """Where ``openid`` is in the hand-off lifecycle now (the current app's)."""
         return self._services().conversations.of(openid)
@@ -367,8 +318,9 @@ class KfPlugin:
                                        plan=functools.partial(self._answering.plan, services))
         if settings.has_wecom:
             services.wecom = open_wecom(settings, services.shared,
-                                        functools.partial(self._answering.route, services, self.router),
-                                        services.conversations, services.window)
+                                        functools.partial(self._answering.answer_pulled, services),
+                                        services.conversations, services.window,
+                                        functools.partial(self._wecom_hooks.run, executor=services.executor))
         state = AppState(self, webhook, services, services.wecom)
         register_views(app, state)
         self._apps.append(services)

@@ -19,7 +19,8 @@ from pydantic_core import ErrorDetails
 from .errors import RuleFileError, RuleProblem
 from .queueing import QueuePolicy
 from .rules import Rule, RuleSet
-from .schema import FileModel, RuleModel, fields_at
+from .schema import UNION_TAGS, FileModel, RuleModel, fields_at
+from .wecom.texts import WeComTexts
 
 __all__ = ["load_rules", "load_rules_text"]
 
@@ -64,9 +65,16 @@ def _hint(word: Any, choices: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def _loc(error: ErrorDetails) -> Path_:
+    """Where in the file the error is: its location without the names of a value's forms (:data:`UNION_TAGS`)."""
+    return tuple(part for part in error["loc"] if part not in UNION_TAGS)
+
+
 def _message(error: ErrorDetails, path: Path_, in_list: bool) -> str:
     """Plain words for a pydantic error; ``in_list``: the value at the error's index is a YAML list entry."""
-    loc = error["loc"]
+    loc = _loc(error)
+    if len(loc) >= 3 and loc[-1] == "[key]":   # a mapping's key, not its value (welcome_text's scenes)
+        return _key_message(error, str(loc[-3]))
     key = next((str(part) for part in reversed(loc) if isinstance(part, str)), "")
     item = f"{key} entry {loc[-1] + 1}" if loc and isinstance(loc[-1], int) and in_list else key
     kind = error["type"]
@@ -97,7 +105,15 @@ def _message(error: ErrorDetails, path: Path_, in_list: bool) -> str:
         return f"{what} must be a mapping of keys, not {_describe(value)}"
     if kind == "value_error":
         return f"{item}: {error['ctx']['error']}"
+    if kind == "welcome_form":
+        return f"{item} {error['msg']}, not {_describe(value)}"
     return f"{item}: {error['msg']}"
+
+
+def _key_message(error: ErrorDetails, mapping: str) -> str:
+    if error["type"] == "value_error":
+        return f"{mapping}: {error['ctx']['error']}"
+    return f"{mapping}: each key must be a string, not {_describe(error.get('input'))} — quote it"
 
 
 class _Locator:
@@ -180,7 +196,8 @@ def load_rules_text(text: str, source: str = "<string>") -> RuleSet:
     return RuleSet(tuple(rules), fallback_text=model.fallback_text, source=source, handoff_text=model.handoff_text,
                    quotas=model.quotas.to_quotas() if model.quotas else {}, unknown_users=model.unknown_users,
                    business_hours=model.business_hours.to_hours() if model.business_hours else None,
-                   queue=model.queue.to_policy() if model.queue else QueuePolicy(), context=model.to_context())
+                   queue=model.queue.to_policy() if model.queue else QueuePolicy(), context=model.to_context(),
+                   wecom=model.wecom.to_texts() if model.wecom else WeComTexts())
 
 
 def _read_yaml(text: str, source: str) -> Tuple[yaml.MappingNode, Dict[str, Any]]:
@@ -221,9 +238,11 @@ class _Problems:
     def report(self, exc: ValidationError, prefix: Path_) -> None:
         """pydantic's errors, each mapped back to the line of the key it is about."""
         for error in exc.errors():
-            path = prefix + tuple(error["loc"])
+            path = prefix + _loc(error)
             if error["type"] == "missing":  # at the key that should hold it
                 line = self.locate.line(path[:-1], key_line=True)
+            elif path[-1:] == ("[key]",):   # the file's keys are strings however YAML typed them
+                line = self.locate.line(path[:-2] + (str(path[-2]),), key_line=True)
             else:
                 line = self.locate.line(path, key_line=error["type"] == "extra_forbidden")
             self.add(line, _message(error, path, self.locate.in_list(path)), path)

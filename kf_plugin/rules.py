@@ -41,6 +41,7 @@ from .messages import TEXT_KINDS
 from .queueing import ContextTemplate, QueuePolicy
 from .replies import TransferReply
 from .router import Handler, MessageRouter
+from .wecom.texts import WeComTexts
 from .window import Quota
 
 __all__ = ["Transfer", "Reply", "Rule", "RuleSet", "build_filter", "rule_of"]
@@ -271,7 +272,8 @@ class RuleSet:
     ``handoff_text``: the answer to a session hand-off. ``quotas`` and
     ``unknown_users``: the 48-hour window (see :mod:`kf_plugin.window`).
     ``business_hours``: when hand-offs are taken. ``queue``: what happens while a
-    user waits for a human. ``context``: the text shown to the agent.
+    user waits for a human. ``context``: the text shown to the agent. ``wecom``: the
+    texts 微信客服 sends with an event's code (welcome, pool, taken, end).
 
     :raises ValueError: two rules share a name, or two active triggers the same count.
     """
@@ -285,6 +287,7 @@ class RuleSet:
     business_hours: Optional[BusinessHours] = None
     queue: QueuePolicy = field(default_factory=QueuePolicy)
     context: Optional[ContextTemplate] = None
+    wecom: WeComTexts = field(default_factory=WeComTexts)
 
     def __post_init__(self) -> None:
         seen = set()

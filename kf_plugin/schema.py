@@ -16,6 +16,8 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
+    Tag,
     ValidationInfo,
     field_validator,
 )
@@ -33,10 +35,11 @@ from .queueing import (
     check_notice_fallback,
     unused_without,
 )
+from .wecom.texts import WeComTexts, check_scene
 from .window import ACTIONS, Quota
 
-__all__ = ["FileModel", "RuleModel", "QueueModel", "fields_at", "SUPPORTED_VERSIONS", "KNOWN_EVENTS",
-           "KNOWN_MSG_TYPES", "parse_duration"]
+__all__ = ["FileModel", "RuleModel", "QueueModel", "WeComModel", "fields_at", "SUPPORTED_VERSIONS", "KNOWN_EVENTS",
+           "KNOWN_MSG_TYPES", "UNION_TAGS", "parse_duration"]
 
 SUPPORTED_VERSIONS = (1,)
 KNOWN_MSG_TYPES = frozenset(MESSAGE_TYPES) | {"event"}
@@ -46,6 +49,9 @@ KNOWN_EVENTS = frozenset(EVENT_TYPES) | WECOM_EVENTS | {
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _T = TypeVar("_T")
+#: The names pydantic puts in an error's location for the form a value took (a text, or a mapping by scene):
+#: no key of the file, so the loader leaves them out.
+UNION_TAGS = frozenset({"<text>", "<by scene>"})
 
 
 def parse_duration(text: str) -> float:
@@ -237,6 +243,28 @@ class QueueModel(_Model):
             timeout=parse_duration(self.timeout) if self.timeout else None, timeout_text=self.timeout_text)
 
 
+def _welcome_form(value: Any) -> Optional[str]:
+    return "<text>" if isinstance(value, str) else "<by scene>" if isinstance(value, dict) else None
+
+
+Scene = Annotated[str, AfterValidator(check_scene)]
+Welcome = Annotated[Union[Annotated[Text, Tag("<text>")], Annotated[Dict[Scene, Text], Tag("<by scene>")]],
+                    Discriminator(_welcome_form, custom_error_type="welcome_form",
+                                  custom_error_message="must be a text, or a mapping of scene to text")]
+
+
+class WeComModel(_Model):
+    """The ``wecom:`` section: what 微信客服 sends with an event's code (see :mod:`kf_plugin.wecom.texts`)."""
+
+    welcome_text: Optional[Welcome] = None
+    queue_text: Optional[Text] = None
+    taken_text: Optional[Text] = None
+    end_text: Optional[Text] = None
+
+    def to_texts(self) -> WeComTexts:
+        return WeComTexts(self.welcome_text, self.queue_text, self.taken_text, self.end_text)
+
+
 class FileModel(_Model):
     version: int
     fallback_text: Optional[Text] = None
@@ -246,6 +274,7 @@ class FileModel(_Model):
     business_hours: Optional[BusinessHoursModel] = None
     queue: Optional[QueueModel] = None
     context: Optional[Annotated[Text, AfterValidator(_check_with(check_context))]] = None
+    wecom: Optional[WeComModel] = None
     rules: List[Any]
 
     @field_validator("version")
@@ -268,6 +297,8 @@ def fields_at(path: Tuple[Union[str, int], ...]) -> frozenset:
         return frozenset(BusinessHoursModel.model_fields)
     if path[:1] == ("queue",):
         return frozenset(QueueModel.model_fields)
+    if path[:1] == ("wecom",):
+        return frozenset(WeComModel.model_fields)
     if path[:1] == ("quotas",):
         return frozenset(QuotaModel.model_fields if len(path) >= 2 else QuotasModel.model_fields)
     return frozenset(FileModel.model_fields)

@@ -94,6 +94,8 @@ class Services:
         self.handler_pool: Optional[concurrent.futures.ThreadPoolExecutor] = None   # bot handlers under the deadline
         if settings.has_api:
             self._connect_api()
+        elif settings.has_wecom:   # 微信客服 alone: its hooks still run in the background
+            self.executor = Background(max(1, settings.worker_threads))
         self.handoff = Handoff(RuleSet())
         self.queue: Optional[QueueWatch] = None   # WeChat's wait queue, for queue notices
         if self.admin is not None and settings.queue_refresh > 0:
@@ -150,6 +152,8 @@ class Services:
         self.handoff = Handoff(rules, admin=self.admin, agents=self.agents, executor=self.executor,
                                budget=self.settings.handoff_budget, clock=self.clock)
         self.conversations.use_rules(rules)
+        if self.wecom is not None:
+            self.wecom.answers.use_rules(rules)
         self.reconciler = None
         if self.settings.handoff_sweep > 0 and (self.admin is not None or rules.queue.timeout is not None):
             self.reconciler = Reconciler(self.shared.handoffs, self.admin, rules.queue, queue=self.queue,

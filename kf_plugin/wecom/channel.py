@@ -2,13 +2,19 @@
 
 WeCom's callback only says "there is something new" (``kf_msg_or_event``): it is answered at once and the
 :class:`~kf_plugin.wecom.puller.Puller` fetches the messages in the background, one puller per kf account
-across every worker. Each customer message goes through the same router and rules as the Official Account's
-pushes (:func:`~kf_plugin.wecom.messages.wecom_message`), and what they answer is sent through the API:
+across every worker. Each customer message goes through the same rules, ``@kf.escalate_when`` predicates,
+handlers and ``after_unanswered`` triggers as the Official Account's pushes
+(:func:`~kf_plugin.wecom.messages.wecom_message`), and what they answer is sent through the API:
 
 - a text reply → ``kf/send_msg`` (or, answering ``enter_session``, ``send_msg_on_event`` with its welcome code);
 - a transfer → ``service_state/trans`` to the pool (state 2), or to the rule's ``kf_account`` as a servicer
   (state 3); a servicer who cannot take the customer (95014) → the pool;
-- nothing → nothing.
+- nothing → nothing; for ``enter_session``, the rule file's ``welcome_text`` when it has one.
+
+The codes WeCom gives with a move (``trans`` into the pool or to a servicer, ``session_status_change`` 1 taken
+and 3 ended) send the rule file's ``queue_text``, ``taken_text`` and ``end_text``
+(:class:`~kf_plugin.wecom.texts.WeComTexts`). The system events no rule answers (a failed send, a recall, a
+servicer's status) go to the ``@kf.on_wecom_event`` hooks (:mod:`kf_plugin.wecom.events`).
 
 The hand-off lifecycle is the Official Account's (:class:`~kf_plugin.conversations.Conversations`), keyed
 by ``external_userid``: a hand-off queues the customer, ``session_status_change`` moves them (taken from the
@@ -19,15 +25,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Tuple
 
 from wechatpy.replies import BaseReply
 
 from ..config import Settings
 from ..conversations import Conversations
 from ..errors import KfError
-from ..lifecycle import Change, Stage
+from ..lifecycle import Change, Conversation, Stage
 from ..replies import TransferReply
+from ..rules import RuleSet
 from ..state import MemoryTokenStore, TokenStore
 from ..state.failover import FailoverTokenStore
 from ..state.shared import SharedState
@@ -37,9 +44,11 @@ from .callback import WeComCallback
 from .client import WeComClient, token_store_name
 from .crypto import WeComCipher
 from .errors import SendWindowError, ServicerUnavailableError
+from .events import WECOM_HOOK_EVENTS, WeComEvent, wecom_event
 from .messages import CUSTOMER, SERVICER, WeComMessage, wecom_message
 from .puller import Puller
 from .state import open_pull_state
+from .texts import WeComTexts
 
 __all__ = ["WeComAnswers", "WeComChannel", "open_wecom", "SESSION_CHANGES"]
 
@@ -47,45 +56,88 @@ log = logging.getLogger(__name__)
 
 #: ``session_status_change``'s ``change_type`` → the lifecycle's change (4, reopened, moves nothing here).
 SESSION_CHANGES = {"1": "accept", "2": "switch", "3": "close"}
-Route = Callable[[WeComMessage], Optional[BaseReply]]
+#: ``route(message, conversation)``: the answer of the rules, predicates, handlers and triggers to a message of
+#: a customer with the bot.
+Route = Callable[[WeComMessage, Conversation], Optional[BaseReply]]
+#: ``events(event)``: runs the ``@kf.on_wecom_event`` hooks of a system event.
+Events = Callable[[WeComEvent], None]
 
 
 class WeComAnswers:
-    """Handles the messages the puller fetched: ``route(message)`` is the plugin's router (rules, then the bot's
-    handlers); ``conversations`` the app's hand-off lifecycle; ``window`` tracks each customer's sends (5 within
-    48 hours of their last message), so a send WeCom would refuse (95001) is not tried."""
+    """Handles the messages the puller fetched: ``route(message, conversation)`` is the plugin's answering
+    (rules, predicates, the bot's handlers, triggers); ``conversations`` the app's hand-off lifecycle; ``window``
+    tracks each customer's sends (5 within 48 hours of their last message), so a send WeCom would refuse
+    (95001) is not tried; ``events`` runs the system events' hooks. :attr:`texts` are the rule file's (see
+    :meth:`use_rules`)."""
 
     def __init__(self, api: WeComKf, route: Route, conversations: Conversations,
-                 window: Optional[WindowTracker] = None):
+                 window: Optional[WindowTracker] = None, events: Optional[Events] = None):
         self.api = api
         self.route = route
         self.conversations = conversations
         self.window = window
+        self.events = events
+        self.texts = WeComTexts()
+
+    def use_rules(self, rules: RuleSet) -> None:
+        """Put ``rules``' ``wecom:`` texts in force (each time rules are loaded or reloaded)."""
+        self.texts = rules.wecom
 
     def handle(self, item: Mapping[str, Any]) -> None:
         """One ``msg_list`` item of ``sync_msg`` (the puller's handler)."""
         message = wecom_message(item)
-        if message.origin == SERVICER or not message.source or not message.target:
-            return   # a servicer's own words, or an item naming no customer: nothing for the bot
-        if message.field("Event") == "session_status_change":
+        event = message.field("Event")
+        if message.origin == SERVICER:
+            return   # a servicer's own words: nothing for the bot
+        if event in WECOM_HOOK_EVENTS:
+            self._system_event(item)
+            return
+        if not message.source or not message.target:
+            return   # an item naming no customer: nothing to answer
+        if event == "session_status_change":
             self._session_changed(message)
             return
-        if message.origin != CUSTOMER and message.field("Event") != "enter_session":
-            return   # other system events (a failed send, a recall) are logged by WeCom's own console
+        if message.origin != CUSTOMER and event != "enter_session":
+            return
         if self.window is not None and message.origin == CUSTOMER:
             self.window.record(message)   # a customer's message: 5 sends within 48 hours
         conversation = self.conversations.of(message.source)
         if conversation.stage is Stage.WITH_AGENT or self.conversations.quiet(conversation):
             return   # a servicer has them, or they wait for one: WeCom refuses the bot's sends (95018)
-        self._send(message, self.route(message))
+        reply = self.route(message, conversation)
+        if reply is None and event == "enter_session":   # a rule's or handler's answer wins over the file's
+            self._on_event(message.field("WelcomeCode"), self.texts.welcome_for(message.field("EventKey")),
+                           message.source, "welcome_text")
+        else:
+            self._send(message, reply)
+
+    def _system_event(self, item: Mapping[str, Any]) -> None:
+        event = wecom_event(item)
+        if event is not None and self.events is not None:
+            self.events(event)
 
     def _session_changed(self, message: WeComMessage) -> None:
-        kind = SESSION_CHANGES.get(message.field("ChangeType") or "")
+        change = message.field("ChangeType") or ""
+        kind = SESSION_CHANGES.get(change)
         if kind is None:
             return
         servicer = message.field("NewServicer") or None
         at = float(message.field("CreateTime") or 0)
         self.conversations.apply(message.source, Change(kind, at=at, agent=servicer if kind != "close" else None))
+        if change == "1":   # taken from the pool: one message within 48 hours
+            self._on_event(message.field("MsgCode"), self.texts.taken_text, message.source, "taken_text")
+        elif change == "3":   # ended: one message within 20 seconds
+            self._on_event(message.field("MsgCode"), self.texts.end_text, message.source, "end_text")
+
+    def _on_event(self, code: Optional[str], text: Optional[str], customer: str, what: str) -> None:
+        """Send ``text`` with an event's ``code`` (one message, outside the 5 within 48 hours); nothing without
+        either. WeCom refusing it (the code expired, the session moved on) is logged, never raised."""
+        if not code or not text:
+            return
+        try:
+            self.api.send_on_event(code, "text", {"content": text})
+        except KfError as exc:
+            log.warning("could not send the %s to 微信客服 customer %s: %s", what, customer, exc)
 
     def _send(self, message: WeComMessage, reply: Optional[BaseReply]) -> None:
         if reply is None:
@@ -119,38 +171,50 @@ class WeComAnswers:
             self.window.sent(customer)
 
     def _hand_off(self, kfid: str, customer: str, servicer: Optional[str]) -> None:
-        """To the named servicer (state 3), or to the pool (state 2) when none is named or they cannot take it;
-        when WeCom takes neither, the customer's request is refused (they are back with the bot)."""
+        """To the named servicer (state 3), or to the pool (state 2) when none is named or they cannot take it,
+        with the file's ``taken_text`` or ``queue_text`` on the code the move gives; when WeCom takes neither,
+        the customer's request is refused (they are back with the bot)."""
         try:
-            if servicer:
-                try:
-                    self.api.trans(kfid, customer, State.HUMAN, servicer)
-                    return
-                except ServicerUnavailableError as exc:
-                    log.info("servicer %s cannot take %s (%s): the pool takes them", servicer, customer, exc.errcode)
-            self.api.trans(kfid, customer, State.POOL)
+            state, code = self._trans(kfid, customer, servicer)
         except KfError:
             self.conversations.apply(customer, Change("refuse", at=self.conversations.clock()))
             raise
+        if state is State.HUMAN:
+            self._on_event(code, self.texts.taken_text, customer, "taken_text")
+        else:
+            self._on_event(code, self.texts.queue_text, customer, "queue_text")
+
+    def _trans(self, kfid: str, customer: str, servicer: Optional[str]) -> Tuple[State, Optional[str]]:
+        """The state the customer was moved to, and the ``msg_code`` WeCom gave (the first move of a session
+        into the pool or to a servicer gives one)."""
+        if servicer:
+            try:
+                return State.HUMAN, self.api.trans(kfid, customer, State.HUMAN, servicer)
+            except ServicerUnavailableError as exc:
+                log.info("servicer %s cannot take %s (%s): the pool takes them", servicer, customer, exc.errcode)
+        return State.POOL, self.api.trans(kfid, customer, State.POOL)
 
 
 @dataclass(frozen=True)
 class WeComChannel:
-    """What an app runs for 微信客服: the API, the callback (its view calls ``callback.handle``) and the puller."""
+    """What an app runs for 微信客服: the API, the callback (its view calls ``callback.handle``), the puller
+    and the answers it hands each message to."""
 
     api: WeComKf
     callback: WeComCallback
     puller: Puller
+    answers: WeComAnswers
 
     def shutdown(self) -> None:
         self.puller.shutdown()
 
 
 def open_wecom(settings: Settings, shared: SharedState, route: Route, conversations: Conversations,
-               window: Optional[WindowTracker] = None) -> WeComChannel:
+               window: Optional[WindowTracker] = None, events: Optional[Events] = None) -> WeComChannel:
     """The 微信客服 channel of an app whose settings configure it (:attr:`Settings.has_wecom`), sharing the app's
     state: its Redis (the token, the pull leases, cursors and seen messages), its hand-off lifecycle and its
-    window tracker (customers and users are told apart by their ids)."""
+    window tracker (customers and users are told apart by their ids). ``events`` runs the system events'
+    hooks."""
     corpid = settings.wecom_corpid or ""
     tokens = _token_store(shared, corpid, settings)
     client = WeComClient(corpid, settings.wecom_secret or "", api_base_url=settings.wecom_api_base_url,
@@ -158,12 +222,12 @@ def open_wecom(settings: Settings, shared: SharedState, route: Route, conversati
     api = WeComKf(client)
     failover = getattr(shared.replay, "failover", None)
     pull = open_pull_state(shared.redis, corpid, settings.redis_prefix, failover=failover)
-    answers = WeComAnswers(api, route, conversations, window)
+    answers = WeComAnswers(api, route, conversations, window, events)
     puller = Puller(api.sync_msg, pull.cursors, tokens, answers.handle, seen=pull.seen)
     cipher = WeComCipher(settings.wecom_token or "", settings.wecom_aes_key or "", corpid)
     callback = WeComCallback(cipher, puller.notify, max_clock_skew=settings.max_clock_skew,
                              max_body=settings.max_body)
-    return WeComChannel(api, callback, puller)
+    return WeComChannel(api, callback, puller, answers)
 
 
 def _token_store(shared: SharedState, corpid: str, settings: Settings) -> TokenStore:

@@ -59,7 +59,7 @@ def answers(reply: Any = None, **fails: List[int]) -> Tuple[WeComAnswers, FakeAp
     api = FakeApi(**fails)
     conversations = Conversations(MemoryHandoffStore(), HandoffHooks())
 
-    def route(message):
+    def route(message, conversation):
         return reply(message) if callable(reply) else reply
     return WeComAnswers(api, route, conversations), api, conversations
 
@@ -99,7 +99,7 @@ def test_a_transfer_is_a_service_state_trans(servicer, fails, calls):
 def test_a_transfer_wecom_refuses_takes_the_customer_back_to_the_bot(caplog):
     channel, api, conversations = answers(lambda message: TransferReply(message=message), trans=[95016])
     routed = item("text", {"content": "转人工"})
-    channel.route = lambda message: queue(conversations) or TransferReply(message=message)   # the rule queues them
+    channel.route = lambda message, _: queue(conversations) or TransferReply(message=message)   # the rule queues them
     channel.handle(routed)
     assert conversations.of(USER).stage is Stage.BOT
     assert conversations.store.records(0)[0].outcome is Ending.REFUSED
