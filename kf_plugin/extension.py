@@ -61,6 +61,8 @@ class KfPlugin(HookDecorators):
     :meth:`register` to put the rules on your router; or call :meth:`handle`
     from your own view. Each app keeps its own API client, window and pools;
     :attr:`admin`, :attr:`window` and :attr:`agents` are the current app's.
+    Hooks: :meth:`on_session`, :meth:`on_handoff`, :meth:`on_wecom_event` and
+    :meth:`escalate_when` (from :class:`~kf_plugin.decorators.HookDecorators`).
     """
 
     def __init__(self, app: Optional[Flask] = None, *, rules: Optional[RulesLike] = None,

@@ -4,7 +4,7 @@ servicer has the customer or they wait for one."""
 from __future__ import annotations
 
 import time
-from typing import Any, List, Tuple
+from typing import Any, List, Optional, Tuple
 
 import pytest
 from wechatpy.replies import TextReply
@@ -13,11 +13,14 @@ from kf_plugin.conversations import Conversations
 from kf_plugin.hooks import HandoffHooks
 from kf_plugin.lifecycle import Change, Ending, Stage
 from kf_plugin.replies import TransferReply
+from kf_plugin.rules import RuleSet
 from kf_plugin.state.handoffs import MemoryHandoffStore
 from kf_plugin.wecom.api import State
 from kf_plugin.wecom.channel import WeComAnswers
 from kf_plugin.wecom.errors import wecom_error
+from kf_plugin.wecom.events import Recalled, SendFailed, ServicerStatusChanged
 from kf_plugin.wecom.messages import CUSTOMER, SERVICER, SYSTEM
+from kf_plugin.wecom.texts import WeComTexts
 
 KFID, USER = "wkKF0000000000000000000000000001", "wmCUSTOMER00000000000000000001"
 
@@ -42,7 +45,8 @@ class FakeApi:
         return self._call("send_on_event", code, msgtype, body)
 
     def trans(self, kfid, user, state, servicer=None):
-        return self._call("trans", kfid, user, int(state), servicer)
+        self._call("trans", kfid, user, int(state), servicer)
+        return f"code-{int(state)}"   # the first move of a session into the pool or to a servicer gives a code
 
 
 def item(kind: str, body: dict, origin: int = CUSTOMER) -> dict:
@@ -55,13 +59,16 @@ def event(event_type: str, **fields: Any) -> dict:
     return {**raw, "send_time": int(NOW) + 2}
 
 
-def answers(reply: Any = None, **fails: List[int]) -> Tuple[WeComAnswers, FakeApi, Conversations]:
+def answers(reply: Any = None, texts: Optional[WeComTexts] = None, events: Any = None,
+            **fails: List[int]) -> Tuple[WeComAnswers, FakeApi, Conversations]:
     api = FakeApi(**fails)
     conversations = Conversations(MemoryHandoffStore(), HandoffHooks())
 
     def route(message, conversation):
         return reply(message) if callable(reply) else reply
-    return WeComAnswers(api, route, conversations), api, conversations
+    channel = WeComAnswers(api, route, conversations, events=events)
+    channel.use_rules(RuleSet(wecom=texts or WeComTexts()))
+    return channel, api, conversations
 
 
 NOW = time.time()
@@ -79,7 +86,8 @@ def queue(conversations: Conversations, reason: str = "ask-for-human") -> None:
     (event("msg_send_fail", fail_msgid="x", fail_type=4), []),              # a system event is no question
 ], ids=["text", "welcome", "servicer", "send-failed"])
 def test_a_text_answer_is_sent_through_the_api(raw, calls):
-    channel, api, _ = answers(lambda message: TextReply(content="收到", message=message))
+    channel, api, _ = answers(lambda message: TextReply(content="收到", message=message),
+                              WeComTexts(welcome_text="文件的欢迎语"))   # a rule's answer wins over the file's
     channel.handle(raw)
     assert api.calls == calls
 
@@ -161,3 +169,110 @@ def test_wecoms_95001_uses_the_customers_sends_up():
     with pytest.raises(QuotaExceededError):
         channel._send_text(KFID, USER, "再试")                   # refused before any call
     assert len(api.calls) == 1
+
+
+# -- the rule file's texts, sent with an event's code -------------------------------------------------------------
+
+WELCOMES = WeComTexts(welcome_text={"default": "您好", "menu": "请选择服务"})
+
+
+@pytest.mark.parametrize("texts, fields, calls", [
+    (WELCOMES, {"scene": "menu", "welcome_code": "W1"}, [("send_on_event", "W1", "text", {"content": "请选择服务"})]),
+    (WELCOMES, {"scene": "qr", "welcome_code": "W1"}, [("send_on_event", "W1", "text", {"content": "您好"})]),
+    (WELCOMES, {"welcome_code": "W1"}, [("send_on_event", "W1", "text", {"content": "您好"})]),
+    (WeComTexts(welcome_text="欢迎"), {"scene": "qr", "welcome_code": "W1"},
+     [("send_on_event", "W1", "text", {"content": "欢迎"})]),
+    (WeComTexts(welcome_text={"menu": "请选择服务"}), {"scene": "qr", "welcome_code": "W1"}, []),   # no default
+    (WELCOMES, {"scene": "menu"}, []),                        # no welcome code: WeCom allows no welcome now
+    (WeComTexts(), {"scene": "menu", "welcome_code": "W1"}, []),
+], ids=["by-scene", "other-scene", "no-scene", "one-text", "no-default", "no-code", "no-welcome"])
+def test_the_files_welcome_when_nothing_answered_enter_session(texts, fields, calls):
+    channel, api, _ = answers(None, texts)
+    channel.handle(event("enter_session", **fields))
+    assert api.calls == calls
+
+
+def test_no_welcome_while_the_customer_waits_for_a_servicer():
+    channel, api, conversations = answers(None, WELCOMES)
+    queue(conversations)
+    channel.handle(event("enter_session", scene="menu", welcome_code="W1"))
+    assert api.calls == []
+
+
+@pytest.mark.parametrize("servicer, fails, texts, sent", [
+    (None, {}, WeComTexts(queue_text="请稍候"), ("code-2", "请稍候")),
+    ("zhangsan", {}, WeComTexts(queue_text="请稍候", taken_text="客服已接入"), ("code-3", "客服已接入")),
+    ("zhangsan", {"trans": [95014]}, WeComTexts(queue_text="请稍候", taken_text="客服已接入"), ("code-2", "请稍候")),
+    (None, {}, WeComTexts(taken_text="客服已接入"), None),
+], ids=["pool", "servicer", "servicer-not-receiving", "no-queue-text"])
+def test_a_hand_off_sends_the_files_text_with_the_code_trans_gave(servicer, fails, texts, sent):
+    channel, api, _ = answers(lambda message: TransferReply(kf_account=servicer, message=message), texts, **fails)
+    channel.handle(item("text", {"content": "转人工"}))
+    on_event = [call for call in api.calls if call[0] == "send_on_event"]
+    assert on_event == ([("send_on_event", sent[0], "text", {"content": sent[1]})] if sent else [])
+
+
+@pytest.mark.parametrize("change_type, fields, calls", [
+    (1, {"new_servicer_userid": "zhangsan", "msg_code": "C1"}, [("send_on_event", "C1", "text", {"content": "接入"})]),
+    (3, {"old_servicer_userid": "zhangsan", "msg_code": "C3"}, [("send_on_event", "C3", "text", {"content": "再见"})]),
+    (2, {"new_servicer_userid": "lisi", "msg_code": "C2"}, []),          # a transfer: no text of the file's
+    (3, {"old_servicer_userid": "zhangsan"}, []),                         # no code: nothing can be sent
+], ids=["taken", "ended", "transferred", "ended-without-code"])
+def test_session_changes_send_the_files_taken_and_end_texts(change_type, fields, calls):
+    channel, api, conversations = answers(None, WeComTexts(taken_text="接入", end_text="再见"))
+    queue(conversations)
+    if change_type != 1:
+        conversations.apply(USER, Change("accept", at=NOW + 1, agent="zhangsan"))
+    channel.handle(event("session_status_change", change_type=change_type, **fields))
+    assert api.calls == calls
+
+
+def test_a_refused_code_is_logged_with_its_meaning_and_the_lifecycle_still_moves(caplog):
+    channel, api, conversations = answers(None, WeComTexts(end_text="再见"), send_on_event=[40058])
+    queue(conversations)
+    conversations.apply(USER, Change("accept", at=NOW + 1, agent="zhangsan"))
+    channel.handle(event("session_status_change", change_type=3, msg_code="C3"))
+    assert conversations.of(USER).stage is Stage.BOT
+    assert "could not send the end_text to 微信客服 customer" in caplog.text
+    assert "40058" in caplog.text and "invalid parameter" in caplog.text
+
+
+def test_loading_other_rules_changes_the_texts():
+    channel, api, conversations = answers(None, WeComTexts(end_text="再见"))
+    channel.use_rules(RuleSet(wecom=WeComTexts(end_text="欢迎再来")))
+    conversations.apply(USER, Change("accept", at=NOW, agent="zhangsan"))
+    channel.handle(event("session_status_change", change_type=3, msg_code="C3"))
+    assert api.calls == [("send_on_event", "C3", "text", {"content": "欢迎再来"})]
+
+
+# -- system events, to the hooks ----------------------------------------------------------------------------------
+
+def servicer_status(**fields: Any) -> dict:
+    """A servicer_status_change item: it names no customer."""
+    return {"msgid": "m1", "open_kfid": KFID, "send_time": int(NOW) + 2, "origin": SYSTEM, "msgtype": "event",
+            "event": {"event_type": "servicer_status_change", "open_kfid": KFID, **fields}}
+
+
+AT = int(NOW) + 2
+
+
+@pytest.mark.parametrize("raw, expected", [
+    (event("msg_send_fail", fail_msgid="m9", fail_type=4), SendFailed("msg_send_fail", KFID, AT, {}, USER, "m9", 4)),
+    (event("user_recall_msg", recall_msgid="m8"), Recalled("user_recall_msg", KFID, AT, {}, USER, "m8")),
+    (event("servicer_recall_msg", recall_msgid="m7", servicer_userid="zhangsan"),
+     Recalled("servicer_recall_msg", KFID, AT, {}, USER, "m7", "zhangsan")),
+    (servicer_status(servicer_userid="zhangsan", status=2, stop_type=1),
+     ServicerStatusChanged("servicer_status_change", KFID, AT, {}, "zhangsan", 2, 1)),
+], ids=["send-failed", "customer-recalled", "servicer-recalled", "servicer-status"])
+def test_system_events_reach_the_hooks_as_typed_events(raw, expected):
+    heard = []
+    channel, api, _ = answers(lambda message: TextReply(content="收到", message=message), events=heard.append)
+    channel.handle(raw)
+    assert heard == [expected] and api.calls == []
+    assert heard[0].raw is raw
+
+
+def test_without_hooks_a_system_event_is_dropped_quietly():
+    channel, api, conversations = answers(lambda message: TextReply(content="收到", message=message))
+    channel.handle(event("msg_send_fail", fail_msgid="m9", fail_type=4))
+    assert api.calls == [] and conversations.of(USER).stage is Stage.BOT
