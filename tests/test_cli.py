@@ -175,6 +175,21 @@ def test_check_prints_each_queue_setting(runner, tmp_path, queue_yaml, lines):
         assert f"  {line}" in printed
 
 
+@pytest.mark.parametrize("wecom_yaml, lines", [
+    ("wecom:\n  welcome_text: 欢迎\n  end_text: 再见\n", ["微信客服 welcome: '欢迎'", "微信客服 end: '再见'"]),
+    ("wecom:\n  welcome_text: {default: 您好, menu: 菜单}\n  queue_text: 请稍候\n  taken_text: 接入\n",
+     ["微信客服 welcome (default): '您好'", "微信客服 welcome (menu): '菜单'", "微信客服 queue: '请稍候'",
+      "微信客服 taken: '接入'"]),
+    ("", []),
+])
+def test_check_prints_the_wecom_texts(runner, tmp_path, wecom_yaml, lines):
+    path = tmp_path / "wecom.yaml"
+    path.write_text(f"version: 1\n{wecom_yaml}rules: []\n", encoding="utf-8")
+    result = runner.invoke(cli, ["check", str(path)])
+    assert result.exit_code == 0, result.output
+    assert [line.strip() for line in result.stdout.splitlines() if "微信客服" in line] == lines
+
+
 def test_check_reports_every_problem_of_an_invalid_file(runner, invalid_path):
     result = runner.invoke(cli, ["check", str(invalid_path)])
     assert result.exit_code == 2

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 from zoneinfo import ZoneInfo
 
 import click
@@ -23,6 +23,7 @@ from ..router import Match, MessageRouter
 from ..rules import Rule, RuleSet, Transfer
 from ..services import check_api_rules
 from ..webhook import parse_push
+from ..wecom.texts import WeComTexts
 from .common import flask_app, settings_source
 
 if TYPE_CHECKING:
@@ -94,6 +95,8 @@ def check(file: Optional[str]) -> None:
         click.echo(f"  {line}")
     if rules.context is not None:
         click.echo(f"  context for the agent: {rules.context.text!r}")
+    for line in _wecom_lines(rules.wecom):
+        click.echo(f"  微信客服 {line}")
     if rules.unanswered_triggers:
         triggers = ", ".join(f"{rule.name} at {rule.after_unanswered}" for rule in rules.unanswered_triggers)
         click.echo(f"  unanswered messages in a row, counted after the bot's handlers: {triggers}")
@@ -117,6 +120,15 @@ def _duration(seconds: float) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{seconds / size:g}{unit}"
     return f"{seconds:g}s"
+
+
+def _wecom_lines(texts: WeComTexts) -> List[str]:
+    """The ``wecom:`` texts that are set, one a line (a welcome by scene: one line a scene)."""
+    welcome = texts.welcome_text
+    scenes = welcome.items() if isinstance(welcome, Mapping) else [("", welcome)] if welcome else []
+    lines = [f"welcome{f' ({scene})' if scene else ''}: {text!r}" for scene, text in scenes]
+    named = (("queue", texts.queue_text), ("taken", texts.taken_text), ("end", texts.end_text))
+    return lines + [f"{name}: {text!r}" for name, text in named if text is not None]
 
 
 def _said(text: Optional[str]) -> str:

@@ -67,6 +67,3 @@ class WeComTexts:
         if not isinstance(welcome, Mapping):
             return welcome
         return welcome.get(scene or DEFAULT_SCENE, welcome.get(DEFAULT_SCENE))
-
-    def __bool__(self) -> bool:
-        return any((self.welcome_text, self.queue_text, self.taken_text, self.end_text))
