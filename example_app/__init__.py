@@ -1,7 +1,10 @@
 """A small but real bot: greeting and help handlers of its own, plus kf rules.
 
 ``create_app()`` reads ``KF_*`` from the environment; with no ``KF_TOKEN`` set
-it runs on built-in demo credentials (safe mode), which need no WeChat account.
+it runs on built-in demo credentials (safe mode), which need no WeChat account:
+the Official Account's webhook at ``KF_URL`` and, unless a ``KF_WECOM_*`` key is set, a
+demo corp's 微信客服 callback at ``KF_WECOM_URL`` (its API calls go to
+``KF_WECOM_API_BASE_URL``: the sandbox in the demo).
 With the WeChat API (``KF_APPID`` and ``KF_SECRET``) it also tells queued users
 their place and sends a satisfaction survey when an agent closes a session.
 """
@@ -19,7 +22,7 @@ from typing import Any, Callable, Mapping, Optional
 from flask import Flask
 
 from kf_plugin import EVENT, Event, Keyword, KfError, KfPlugin, MessageRouter, RuleSet, load_rules
-from kf_plugin.config import settings_from_env
+from kf_plugin.config import WECOM_KEYS, settings_from_env
 from kf_plugin.lifecycle import Transition
 
 RULES = Path(__file__).with_name("rules.yaml")
@@ -28,6 +31,12 @@ DEMO_SETTINGS = {
     "KF_APPID": "wx00000000demo0000",
     "KF_ENCODING_AES_KEY": "kfDemoEncodingAesKey0123456789abcdefghijklm",
 }
+DEMO_WECOM_SETTINGS = {   # 微信客服, with the demo credentials
+    "KF_WECOM_CORPID": "wwdemo0000000000",
+    "KF_WECOM_SECRET": "kf-demo-wecom-secret",
+    "KF_WECOM_TOKEN": "kf-demo-wecom-token",
+    "KF_WECOM_AES_KEY": "kfDemoWeComAesKey0123456789abcdefghijklmnop",
+}
 
 GREETING = "你好！我是示例机器人。回复“帮助”查看我能做什么，回复“转人工”联系客服。"
 HELP = "可以试试：\n· 转人工 —— 联系客服\n· 营业时间 —— 客服工作时间\n· 菜单“联系 VIP 客服” —— 专属客服"
@@ -35,6 +44,7 @@ WELCOME = "感谢关注！回复“帮助”查看功能。"
 SURVEY = "本次人工服务您满意吗？请点选："
 SURVEY_CHOICES = (("satisfied", "满意"), ("unsatisfied", "不满意"))
 THANKS = "感谢您的评价！"
+WECOM_CUSTOMER_PREFIX = "wm"   # how WeCom's external_userid of a WeChat user begins (an openid begins with "o")
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +85,12 @@ def create_app(config: Optional[Mapping[str, Any]] = None, *, clock: Callable[[]
     """The example bot; ``config`` overrides the environment; ``clock``: the time source (the demo's)."""
     app = Flask(__name__)
     settings = settings_from_env()
-    if "KF_TOKEN" not in settings and not (config and "KF_TOKEN" in config):
+    given = {**settings, **(config or {})}
+    if "KF_TOKEN" not in given:
         settings.update(DEMO_SETTINGS)
         app.config["KF_DEMO"] = True
+        if not any(key in given for key in WECOM_KEYS):   # never half demo, half someone's own corp
+            settings.update(DEMO_WECOM_SETTINGS)
     app.config.update(settings)
     app.config.setdefault("KF_RULES", os.fspath(RULES))
     app.config.update(config or {})
@@ -90,7 +103,8 @@ def create_app(config: Optional[Mapping[str, Any]] = None, *, clock: Callable[[]
 
     @app.get("/")
     def index() -> str:
-        return f"kf_plugin example bot: point WeChat at {app.config['KF_URL']}\n"
+        wecom = f" and 微信客服 at {app.config['KF_WECOM_URL']}" if app.extensions["kf_plugin"].wecom else ""
+        return f"kf_plugin example bot: point WeChat at {app.config['KF_URL']}{wecom}\n"
 
     return app
 
@@ -110,7 +124,10 @@ def _own_rules(config: Mapping[str, Any]) -> Optional[RuleSet]:
 
 def survey(kf: KfPlugin, transition: Transition) -> None:
     """The hook run when an agent closes a session: ask how it went (a menu message; a click on a choice
-    comes back as a text message with the choice's text)."""
+    comes back as a text message with the choice's text). Official Account users only: after a 微信客服 session
+    ends, WeCom takes a message only with the end event's own code (``send_msg_on_event``)."""
+    if transition.after.openid.startswith(WECOM_CUSTOMER_PREFIX):
+        return
     try:
         kf.admin.send_msgmenu(transition.after.openid, SURVEY, SURVEY_CHOICES)
     except KfError as exc:   # outside the 48-hour window, say: a missed survey is not worth an alarm

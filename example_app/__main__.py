@@ -1,17 +1,23 @@
-"""``python -m example_app`` serves the bot; ``--demo`` runs the end-to-end demo."""
+"""``python -m example_app`` serves the bot (without ``KF_TOKEN``: on the demo credentials, the Official
+Account's webhook and 微信客服's callback); ``--demo`` runs the end-to-end demo."""
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
 
-from . import create_app
+from flask import Flask
+
+from . import DEMO_WECOM_SETTINGS, create_app
+
+log = logging.getLogger("example_app")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m example_app", description=__doc__)
     parser.add_argument("--demo", action="store_true",
-                        help="start the bot on a free loopback port, send it WeChat pushes, show the answers, exit")
+                        help="start the bot on a free loopback port, send it WeChat pushes and WeCom callbacks, "
+                             "show the answers, exit")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5000)
     args = parser.parse_args(argv)
@@ -23,10 +29,20 @@ def main(argv=None) -> int:
         return run()
     app = create_app()
     if app.config.get("KF_DEMO"):
-        logging.getLogger("example_app").warning(
-            "no KF_TOKEN in the environment: using the demo credentials (token %r)", app.config["KF_TOKEN"])
+        warn_demo(app)
     app.run(host=args.host, port=args.port)
     return 0
+
+
+def warn_demo(app: Flask) -> None:
+    """Say which demo credentials the app serves with."""
+    config = app.config
+    log.warning("no KF_TOKEN in the environment: using the demo credentials (token %r) at %s",
+                config["KF_TOKEN"], config["KF_URL"])
+    if config.get("KF_WECOM_CORPID") == DEMO_WECOM_SETTINGS["KF_WECOM_CORPID"]:
+        log.warning("no KF_WECOM_* keys either: 微信客服 at %s for the demo corp %s (token %r); its API calls go to %s",
+                    config["KF_WECOM_URL"], config["KF_WECOM_CORPID"], config["KF_WECOM_TOKEN"],
+                    config["KF_WECOM_API_BASE_URL"])
 
 
 if __name__ == "__main__":

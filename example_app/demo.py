@@ -1,9 +1,11 @@
-"""The end-to-end demo: one whole hand-off, from the bot to an agent and back, through real HTTP.
+"""The end-to-end demo: one whole hand-off, from the bot to an agent and back, through real HTTP; then the
+same on 微信客服 (WeCom customer service, :mod:`.demo_wecom`).
 
 The example bot runs on a loopback port; the embedded sandbox plays the WeChat API
 and WeChat itself: it pushes the users' messages to the bot (signed and encrypted
 with the demo credentials), queues the users the bot transfers, and pushes
 ``kf_create_session`` / ``kf_close_session`` when its agent accepts or closes.
+It plays WeCom too: its callbacks, ``sync_msg``, the service states and a servicer.
 No WeChat account and no internet. Every step checks what it shows; the demo
 exits non-zero if one does not behave as shown.
 
@@ -22,7 +24,7 @@ from kf_plugin.export import export_records
 from kf_plugin.lifecycle import Ending, Stage
 from kf_plugin.testing import message_xml
 
-from . import GREETING, SURVEY, THANKS
+from . import GREETING, SURVEY, THANKS, demo_wecom
 from .demo_world import AGENT, TRANSFER, Demo, World, describe, is_text
 
 USER = "oDemoUser000000001"
@@ -204,14 +206,15 @@ def export(demo: Demo) -> None:
 
 
 STEPS = (greeting, hand_off, queue_notice, cancel, accept, with_agent, close, survey, lapse, records, retries,
-         window, export)
+         window, export, *demo_wecom.STEPS)
 
 
 def run(echo: Callable[[str], None] = print, records_to: Optional[Path] = None) -> int:
     """Run the demo; 0 when every step behaved as expected."""
     with World() as world:
         demo = Demo(world, echo, records_to)
-        echo(f"kf_plugin demo: the example bot at {world.url}, WeChat and its API (sandbox) at {world.api.url}")
+        echo(f"kf_plugin demo: the example bot at {world.url}, WeChat, WeCom and their APIs (sandbox) at "
+             f"{world.api.url}")
         echo("(safe mode with demo credentials: every push is signed and AES-encrypted, every reply decrypted)\n")
         for step in STEPS:
             step(demo)

@@ -11,19 +11,28 @@ import pytest
 import requests
 
 import example_app
-from example_app import DEMO_SETTINGS, GREETING, HELP, SURVEY, THANKS, WELCOME, create_app
+from example_app import DEMO_SETTINGS, DEMO_WECOM_SETTINGS, GREETING, HELP, SURVEY, THANKS, WELCOME, create_app
 from example_app.demo import run as run_demo
 from kf_plugin import WeChatAPIError
+from kf_plugin.config import WECOM_KEYS
+from kf_plugin.errors import ConfigError
 from kf_plugin.lifecycle import Change, Conversation, Stage, Transition
 from kf_plugin.testing import PushSigner, WeChatTestClient
+from kf_plugin.testing.sandbox import Sandbox
+from kf_plugin.wecom.channel import SESSION_CHANGES
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def bot(monkeypatch):
-    for name in ("KF_TOKEN", "KF_APPID", "KF_ENCODING_AES_KEY", "KF_RULES"):
+def no_kf_environment(monkeypatch):
+    for name in ("KF_TOKEN", "KF_APPID", "KF_ENCODING_AES_KEY", "KF_RULES", *WECOM_KEYS):
         monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+@pytest.fixture
+def bot(no_kf_environment):
     app = create_app()
     return app, WeChatTestClient(app)
 
@@ -65,6 +74,31 @@ def test_demo_defaults_are_safe_mode(bot):
     assert app.config["KF_DEMO"] is True
     assert app.config["KF_ENCODING_AES_KEY"] == DEMO_SETTINGS["KF_ENCODING_AES_KEY"]
     assert "<Encrypt>" in client.send_text("你好").body
+
+
+def test_demo_defaults_serve_a_demo_corp_on_wecom_too(bot):
+    app, _ = bot
+    assert {key: app.config[key] for key in DEMO_WECOM_SETTINGS} == DEMO_WECOM_SETTINGS
+    assert app.extensions["kf_plugin"].wecom is not None
+    assert "微信客服 at /wecom/kf" in app.test_client().get("/").text
+
+
+def test_wecom_keys_in_the_environment_are_never_mixed_with_the_demo_corp(no_kf_environment):
+    no_kf_environment.setenv("KF_WECOM_CORPID", "ww0123456789")
+    no_kf_environment.setenv("KF_WECOM_SECRET", "own-secret")
+    with pytest.raises(ConfigError, match="KF_WECOM_TOKEN, KF_WECOM_AES_KEY are not set"):
+        create_app()
+    no_kf_environment.setenv("KF_WECOM_TOKEN", "own-token")
+    no_kf_environment.setenv("KF_WECOM_AES_KEY", DEMO_SETTINGS["KF_ENCODING_AES_KEY"])
+    app = create_app()
+    assert (app.config["KF_WECOM_CORPID"], app.config["KF_WECOM_TOKEN"]) == ("ww0123456789", "own-token")
+
+
+def test_an_app_configured_in_the_environment_gets_no_demo_corp(no_kf_environment):
+    no_kf_environment.setenv("KF_TOKEN", "env-token")
+    app = create_app()
+    assert "KF_DEMO" not in app.config and app.extensions["kf_plugin"].wecom is None
+    assert "微信客服" not in app.test_client().get("/").text
 
 
 def test_environment_configures_the_app(monkeypatch, tmp_path):
@@ -114,12 +148,18 @@ def test_survey(fails, caplog):
     assert ("could not send the survey to oUser" in caplog.text) == (fails is not None)
 
 
-def test_demo_runs_end_to_end():
+def test_no_survey_for_a_wecom_customer(caplog):
+    admin = FakeAdmin()
+    example_app.survey(SimpleNamespace(admin=admin), _closed("wmCustomer0000000000000001"))
+    assert admin.menus == [] and "survey" not in caplog.text
+
+
+def test_demo_runs_end_to_end(caplog):
     lines = []
     assert run_demo(echo=lines.append) == 0
     output = "\n".join(lines)
     assert "FAILED" not in output
-    assert output.count("ok:") == 25
+    assert output.count("ok:") == 38
     for shown in (
         "ok: the bot greets back",
         "WeChat's wait queue: oDemoUser000000011, oDemoUser000000012, oDemoUser000000001",
@@ -140,10 +180,24 @@ def test_demo_runs_end_to_end():
         "the greeting handler ran 1 time(s)",
         "refused by the window tracker with 45047, and WeChat was never called",
         "2 record(s) written",
+        # 微信客服
+        "rule kf-welcome: Event('enter_session') & Channel('wecom')",
+        "联系客服。 (send_msg_on_event with the welcome code)",
+        "bot ← text: 你好！我是示例机器人。回复“帮助”查看我能做什么，回复“转人工”联系客服。 (kf/send_msg)",
+        "WeCom's service_state: 0 (new session) → 2 (in the pool)",
+        "kf.conversation(wmDemoCustomer0000000000000001): queued, reason ask-for-human",
+        "sync_msg has session_status_change, change_type 1 (from the pool), new_servicer_userid xiaoli",
+        "WeCom's service_state: 2 (in the pool) → 3 (with servicer xiaoli)",
+        "kf.conversation(wmDemoCustomer0000000000000001): with_agent, agent xiaoli",
+        "wmDemoCustomer0000000000000001 → 我想改一下收货地址\n                              bot ← (nothing sent)",
+        "WeCom would answer 95018 on /cgi-bin/kf/send_msg",
+        "WeCom's service_state: 3 (with servicer xiaoli) → 4 (ended)",
+        "kf.handoffs: wmDemoCustomer0000000000000001: ask-for-human, waited 40 s, accepted by xiaoli",
     ):
         assert shown in output
     steps = [line.split(".")[0] for line in lines if line[:1].isdigit()]
-    assert steps == [str(n) for n in range(1, 14)]
+    assert steps == [str(n) for n in range(1, 20)]
+    assert "could not send the survey" not in caplog.text   # a 微信客服 customer gets none
 
 
 def test_demo_fails_when_a_step_misbehaves(monkeypatch):
@@ -154,6 +208,18 @@ def test_demo_fails_when_a_step_misbehaves(monkeypatch):
     failed = [line for line in lines if "FAILED" in line]
     assert failed == ['   FAILED: "您前面还有 2 位，请稍候" (queue.notice of rules.yaml, from WeChat\'s queue)',
                       "demo FAILED: 1 check(s) misbehaved"]
+
+
+def test_demo_fails_when_a_wecom_step_misbehaves(monkeypatch):
+    # The bot no longer hears that a servicer ended a session: it leaves the customer to the servicer.
+    monkeypatch.delitem(SESSION_CHANGES, "3")
+    lines = []
+    assert run_demo(echo=lines.append) == 1
+    failed = [line.strip() for line in lines if "FAILED" in line]
+    assert failed == ["FAILED: the bot has the customer back",
+                      "FAILED: their next message starts a new session: the bot answers again",
+                      "FAILED: the hand-off's record: by ask-for-human, waited 40 s, accepted by xiaoli",
+                      "demo FAILED: 3 check(s) misbehaved"]
 
 
 def _free_port():
@@ -185,6 +251,10 @@ def test_python_m_example_app_serves_the_webhook():
                                   "<Content><![CDATA[转人工]]></Content><MsgId>1</MsgId></xml>" % time.time())
         reply = signer.open_reply(requests.post(url, params=query, data=body, timeout=5).text)
         assert "transfer_customer_service" in reply
+        wecom = Sandbox(corpid=DEMO_WECOM_SETTINGS["KF_WECOM_CORPID"]).wecom   # WeCom checking the callback URL
+        wecom.connect_bot(f"http://127.0.0.1:{port}/wecom/kf", DEMO_WECOM_SETTINGS["KF_WECOM_TOKEN"],
+                          DEMO_WECOM_SETTINGS["KF_WECOM_AES_KEY"])
+        assert wecom.verify_bot()
     finally:
         server.terminate()
         server.wait(timeout=10)
