@@ -91,9 +91,6 @@ class World(contextlib.ExitStack):
                                **DEMO_WECOM_SETTINGS, "KF_WECOM_API_BASE_URL": self.api.url}, clock=self.clock)
         self.plugin = self.app.extensions["kf_plugin"].plugin
         self.wecom = self.app.extensions["kf_plugin"].wecom
-        # The 微信客服 channel reads the system's clock, not the plugin's (a callback's timestamp is checked against
-        # it, a first pull keeps the messages recent by it): it gets the demo's, which runs ahead once moved on.
-        self.wecom.callback.clock = self.wecom.puller.clock = self.clock
         self.callback(self.plugin.shutdown)
         self.bot = self.enter_context(SandboxServer(self.app))
         self.url = self.bot.url + self.app.config["KF_URL"]

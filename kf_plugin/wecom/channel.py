@@ -223,10 +223,10 @@ def open_wecom(settings: Settings, shared: SharedState, route: Route, conversati
     failover = getattr(shared.replay, "failover", None)
     pull = open_pull_state(shared.redis, corpid, settings.redis_prefix, failover=failover)
     answers = WeComAnswers(api, route, conversations, window, events)
-    puller = Puller(api.sync_msg, pull.cursors, tokens, answers.handle, seen=pull.seen)
+    puller = Puller(api.sync_msg, pull.cursors, tokens, answers.handle, seen=pull.seen, clock=conversations.clock)
     cipher = WeComCipher(settings.wecom_token or "", settings.wecom_aes_key or "", corpid)
     callback = WeComCallback(cipher, puller.notify, max_clock_skew=settings.max_clock_skew,
-                             max_body=settings.max_body)
+                             max_body=settings.max_body, clock=conversations.clock)
     return WeComChannel(api, callback, puller, answers)
 
 
