@@ -216,9 +216,11 @@ def test_check_without_file_or_KF_RULES_is_a_usage_error(runner, env):
 # --------------------------------------------------------------------------
 
 def _route_output(stdout: str):
-    """(header lines, reply XML) of route's output."""
+    """(header lines, reply XML) of route's output; the line showing a text message's folded text is left out
+    (``test_route_shows_the_folded_text`` reads it)."""
     head, _, xml = stdout.partition("reply:\n")
-    return head.splitlines(), xml.strip()
+    lines = head.splitlines()
+    return (lines[1:] if lines and lines[0].startswith("text ") else lines), xml.strip()
 
 
 @pytest.fixture
@@ -302,15 +304,15 @@ def test_route_a_written_push_with_a_designated_agent(runner, rules_path, push_f
     assert (fields["ToUserName"], fields["FromUserName"]) == ("oFan", "gh_x")
 
 
-@pytest.mark.parametrize("args", [
-    ["--text", "你好"],                                  # only the disabled rule would take it
-    ["--event", "CLICK", "--key", "SOMETHING_ELSE"],
-    ["--event", "unsubscribe"],
+@pytest.mark.parametrize("args, said", [
+    (["--text", "你好"], "text '你好', folded for keywords (width, case, traditional): '你好'\n"),  # a disabled rule's
+    (["--event", "CLICK", "--key", "SOMETHING_ELSE"], ""),
+    (["--event", "unsubscribe"], ""),
 ])
-def test_route_without_a_match_exits_1(runner, rules_path, args):
+def test_route_without_a_match_exits_1(runner, rules_path, args, said):
     result = runner.invoke(cli, ["route", str(rules_path), *args])
     assert result.exit_code == 1
-    assert result.stdout == ("no rule takes this message; the webhook would pass it to the bot's own handlers "
+    assert result.stdout == (said + "no rule takes this message; the webhook would pass it to the bot's own handlers "
                              "and answer 'success' if none answers\n")
 
 
@@ -320,13 +322,14 @@ def test_route_says_the_triggers_act_after_the_bots_handlers(runner, tmp_path):
     result = runner.invoke(cli, ["route", str(path), "--text", "你好"])
     assert result.exit_code == 1
     assert result.stdout.splitlines() == [
+        "text '你好', folded for keywords (width, case, traditional): '你好'",
         "no rule takes this message; the webhook would pass it to the bot's own handlers "
         "and answer 'success' if none answers",
         f"  after the bot's handlers: rule 'hint' acts on the 1st unanswered message in a row ({path}:16)",
         f"  after the bot's handlers: rule 'stuck' acts on the 3rd unanswered message in a row ({path}:14)",
     ]
     taken = runner.invoke(cli, ["route", str(path), "--text", "人工"])
-    assert taken.exit_code == 0 and taken.stdout.startswith(f"rule 'human' takes it ({path}:12)\n")
+    assert taken.exit_code == 0 and _route_output(taken.stdout)[0][0] == f"rule 'human' takes it ({path}:12)"
     assert "after the bot's handlers" not in taken.stdout
 
 
@@ -362,7 +365,7 @@ def test_route_with_an_invalid_rule_file_exits_2(runner, invalid_path):
 def test_route_uses_KF_RULES(runner, rules_path):
     result = runner.invoke(cli, ["route", "--text", "人工"], env={"KF_RULES": str(rules_path)})
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith(f"rule 'ask-for-human' takes it ({rules_path}:4)\n")
+    assert _route_output(result.stdout)[0][0] == f"rule 'ask-for-human' takes it ({rules_path}:4)"
 
 
 # --------------------------------------------------------------------------
@@ -537,7 +540,7 @@ def test_flask_kf_route_uses_the_apps_KF_RULES(make_app, rules_file, monkeypatch
     app = make_app()
     result = app.test_cli_runner().invoke(args=["kf", "route", "--text", "我要投诉"])
     assert result.exit_code == 0, result.output
-    assert result.output.startswith(f"rule 'complaint' takes it ({rules_file}:10)\n")
+    assert _route_output(result.output)[0][0] == f"rule 'complaint' takes it ({rules_file}:10)"
 
 
 def test_flask_kf_push_signs_with_the_apps_token_and_key(make_app, serve, monkeypatch):
