@@ -323,8 +323,8 @@ def test_route_says_the_triggers_act_after_the_bots_handlers(runner, tmp_path):
     assert result.exit_code == 1
     assert result.stdout.splitlines() == [
         "text '你好', folded for keywords (width, case, traditional): '你好'",
-        "no rule takes this message; the webhook would pass it to the bot's own handlers "
-        "and answer 'success' if none answers",
+        ("no rule takes this message; the webhook would pass it to the bot's own handlers "
+         "and answer 'success' if none answers"),
         f"  after the bot's handlers: rule 'hint' acts on the 1st unanswered message in a row ({path}:16)",
         f"  after the bot's handlers: rule 'stuck' acts on the 3rd unanswered message in a row ({path}:14)",
     ]
@@ -360,6 +360,37 @@ def test_route_with_an_invalid_rule_file_exits_2(runner, invalid_path):
     assert result.stdout == ""
     for line in INVALID_LINES:
         assert line.format(path=invalid_path) in result.stderr
+
+
+@pytest.mark.parametrize("folding, said, shown, rule", [
+    ("", "轉人工", "text '轉人工', folded for keywords (width, case, traditional): '转人工'", "ask-for-human"),
+    ("", "找ＶＩＰ客服人員", "text '找ＶＩＰ客服人員', folded for keywords (width, case, traditional): '找vip客服人员'",
+     "ask-for-human"),
+    ("folding: [width, case]\n", "轉人工", "text '轉人工', folded for keywords (width, case): '轉人工'", None),
+])
+def test_route_shows_the_folded_text(runner, tmp_path, folding, said, shown, rule):
+    path = tmp_path / "rules.yaml"
+    path.write_text(f"version: 1\n{folding}rules:\n  - name: ask-for-human\n    keywords: [转人工, 客服人员]\n",
+                    encoding="utf-8")
+    result = runner.invoke(cli, ["route", str(path), "--text", said])
+    lines = result.stdout.splitlines()
+    assert lines[0] == shown
+    if rule is None:
+        assert result.exit_code == 1 and lines[1].startswith("no rule takes this message")
+    else:
+        assert result.exit_code == 0
+        assert lines[1:3] == [f"rule {rule!r} takes it ({path}:3)", "  because: Keyword('转人工', '客服人员')"]
+
+
+def test_check_names_a_files_foldings_when_not_all(runner, tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text("version: 1\nfolding: [width, case]\nrules:\n  - name: r\n    keywords: 转人工\n", encoding="utf-8")
+    result = runner.invoke(cli, ["check", str(path)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[1:3] == [
+        "  r: Keyword('转人工', folding=['width', 'case']) → transfer to customer service",
+        "  keywords folded: width, case",
+    ]
 
 
 def test_route_uses_KF_RULES(runner, rules_path):
