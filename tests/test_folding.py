@@ -1,13 +1,14 @@
 """Folding: Traditional and Simplified Chinese (and the variants people type) match alike, unless a file says not."""
 import re
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from kf_plugin import Folding, Keyword, MessageRouter, QueuePolicy, Requirements, Rule, RuleFileError, RuleSet
 from kf_plugin.folding import FOLDINGS, FULL
 from kf_plugin.loader import load_rules_text
-from kf_plugin.messages import folded_text_of
+from kf_plugin.messages import fold, folded_text_of
 from kf_plugin.router import INDEX_MIN_ENTRIES
 from kf_plugin.testing import message_xml
 from kf_plugin.webhook import parse_push
@@ -202,3 +203,17 @@ def test_an_invalid_folding_still_lets_the_rules_be_checked():
         "rules.yaml:2: folding entry 1: unknown folding 'nope'",
         "rules.yaml:5: rule 'r': keywords: must not be blank",
     ]
+
+
+def test_the_documented_foldings_hold():
+    """docs/rules.md's table of foldings: every pair it names compares equal, and regional words do not."""
+    page = (Path(__file__).resolve().parents[1] / "docs" / "rules.md").read_text(encoding="utf-8")
+    section = page.split("### Traditional and Simplified Chinese: `folding`", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    assert [re.match(r"\| `(\w+)`", row).group(1) for row in rows] == list(FOLDINGS)
+    for row in rows:
+        name = re.match(r"\| `(\w+)`", row).group(1)
+        for group in re.findall(r"`[^`]+`(?: = `[^`]+`)+", row):
+            forms = re.findall(r"`([^`]+)`", group)
+            assert len({Folding([name])(form) for form in forms}) == 1, (name, forms)
+    assert fold("軟體") != fold("软件") and fold("滑鼠") != fold("鼠标")
