@@ -32,7 +32,7 @@ def _case(text: str) -> str:
 
 
 def _traditional(text: str) -> str:
-    # Most messages a bot gets in English are plain ASCII, which no Chinese table changes.
+    # An ASCII text holds no Chinese character: skip the table lookups.
     return text if text.isascii() else text.translate(simplified_table())
 
 
