@@ -39,6 +39,7 @@ from .filters import (
     Requirements,
     Users,
 )
+from .folding import Folding
 from .hours import BusinessHours
 from .loader import load_rules, load_rules_text
 from .queueing import ContextTemplate, QueuePolicy
@@ -54,7 +55,7 @@ __all__ = [
     "load_rules", "load_rules_text", "TransferReply", "render_reply", "BusinessHours",
     "KfAdmin", "KfClient", "WindowTracker", "WindowStatus", "Quota",
     "Filter", "ALL", "NOTHING", "TEXT", "EVENT", "Keyword", "Regex", "Event", "EventKey", "EventKeyRegex", "MsgType",
-    "Users", "Channel", "Requirements",
+    "Users", "Channel", "Requirements", "Folding",
     "KfError", "ConfigError", "RuleFileError", "RuleProblem", "BadPush", "WeChatAPIError", "WeChatNetworkError",
     "InvalidTokenError", "RateLimitedError", "OutsideWindowError", "QuotaExceededError", "AgentOfflineError",
     "KfAccountError", "SessionError",

@@ -22,13 +22,13 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Iterable, List, Optional, Pattern, Tuple, Union
 
+from .folding import FULL, Folding, FoldingLike
 from .messages import (
     QR_SCENE_PREFIX,
     SUBSCRIBE_EVENTS,
     TEXT_KINDS,
     event_key_of,
     event_of,
-    fold,
     folded_text_of,
     msg_type_of,
     sender_of,
@@ -175,8 +175,8 @@ class _Nothing(Filter):
 
 def required_keyword(filter: Filter) -> Optional["Keyword"]:
     """A Keyword every message ``filter`` holds for satisfies (the words its requirements name), if any."""
-    keywords = requirements_of(filter).keywords
-    return Keyword(*keywords) if keywords else None
+    required = requirements_of(filter)
+    return Keyword(*required.keywords, folding=required.folding) if required.keywords else None
 
 
 _AN_EVENT = Requirements(kinds=("event",))
@@ -208,15 +208,20 @@ class MsgType(Filter):
 class Keyword(Filter):
     """The user's text holds one of ``words``.
 
-    ``match`` is ``contains`` (default), ``exact`` or ``prefix``. Comparison
-    folds case, full-width forms and surrounding spaces (see :func:`~kf_plugin.messages.fold`).
+    ``match`` is ``contains`` (default), ``exact`` or ``prefix``. Words and text are
+    folded before they are compared: by default width (NFKC), case, Traditional
+    Chinese and its variants, and surrounding spaces; ``folding`` names fewer
+    (``folding=["width", "case"]``, see :class:`~kf_plugin.folding.Folding`).
     Looks at text messages and at the speech recognition of voice messages.
+
+    :raises ValueError: no word, a blank word, an unknown match mode or folding.
     """
 
-    def __init__(self, *words: str, match: str = "contains"):
+    def __init__(self, *words: str, match: str = "contains", folding: FoldingLike = FULL):
         if match not in MATCH_MODES:
             raise ValueError(f"match must be one of {', '.join(MATCH_MODES)}, not {match!r}")
-        folded = tuple(fold(w) for w in words)
+        self.folding = Folding.of(folding)
+        folded = tuple(self.folding(w) for w in words)
         if not folded or not all(folded):
             raise ValueError("Keyword needs at least one non-blank word")
         self.words = tuple(words)
@@ -224,7 +229,7 @@ class Keyword(Filter):
         self.folded = folded
 
     def check(self, message: Any) -> bool:
-        text = folded_text_of(message)
+        text = folded_text_of(message, self.folding)
         if text is None:
             return False
         if self.match == "exact":
@@ -235,11 +240,12 @@ class Keyword(Filter):
 
     def requires(self) -> Requirements:
         # An exact or prefix match holds the word too: "contains one of the words" is required in every mode.
-        return Requirements(kinds=TEXT_KINDS, keywords=self.words)
+        return Requirements(kinds=TEXT_KINDS, keywords=self.words, folding=self.folding)
 
     def __repr__(self) -> str:
         mode = "" if self.match == "contains" else f", match={self.match!r}"
-        return f"Keyword({_args_repr(self.words)}{mode})"
+        folding = "" if self.folding == FULL else f", folding={list(self.folding.names)!r}"
+        return f"Keyword({_args_repr(self.words)}{mode}{folding})"
 
 
 def _compile(pattern: Union[str, Pattern[str]], flags: int = 0) -> Pattern[str]:
@@ -247,7 +253,10 @@ def _compile(pattern: Union[str, Pattern[str]], flags: int = 0) -> Pattern[str]:
 
 
 class Regex(Filter):
-    """The user's text contains a match of ``pattern`` (``re.search``)."""
+    """The user's text, as sent, contains a match of ``pattern`` (``re.search``).
+
+    Nothing is folded: a pattern says exactly what it matches (``[转轉]人工``, ``(?i)help``).
+    """
 
     def __init__(self, pattern: Union[str, Pattern[str]], flags: int = 0):
         self.pattern = _compile(pattern, flags)

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from .errors import RuleFileError, RuleProblem
+from .folding import FULL, Folding
 from .queueing import QueuePolicy
 from .rules import Rule, RuleSet
 from .schema import UNION_TAGS, FileModel, RuleModel, fields_at
@@ -189,15 +190,26 @@ def load_rules_text(text: str, source: str = "<string>") -> RuleSet:
         model = FileModel.model_validate(data)
     except ValidationError as exc:
         problems.report(exc, ())
-    rules = _build_rules(data, problems)
+    folding = _folding(data)
+    rules = _build_rules(data, problems, folding)
     _check_triggers(rules, data, problems)
     problems.raise_any()
     assert model is not None
     return RuleSet(tuple(rules), fallback_text=model.fallback_text, source=source, handoff_text=model.handoff_text,
                    quotas=model.quotas.to_quotas() if model.quotas else {}, unknown_users=model.unknown_users,
                    business_hours=model.business_hours.to_hours() if model.business_hours else None,
-                   queue=model.queue.to_policy() if model.queue else QueuePolicy(), context=model.to_context(),
+                   queue=model.queue.to_policy(folding) if model.queue else QueuePolicy(folding=folding),
+                   context=model.to_context(), folding=folding,
                    wecom=model.wecom.to_texts() if model.wecom else WeComTexts())
+
+
+def _folding(data: Dict[str, Any]) -> Folding:
+    """The file's ``folding`` setting; every folding when it is invalid (the file's validation reports that)."""
+    value = data.get("folding", FULL)
+    try:
+        return Folding.of([value] if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        return FULL
 
 
 def _read_yaml(text: str, source: str) -> Tuple[yaml.MappingNode, Dict[str, Any]]:
@@ -253,8 +265,9 @@ class _Problems:
             raise RuleFileError(sorted(self.found, key=lambda p: p.line or 0))
 
 
-def _build_rules(data: Dict[str, Any], problems: _Problems) -> List[Rule]:
-    """The file's rules that are valid; the problems of the others (and duplicate names) go to ``problems``."""
+def _build_rules(data: Dict[str, Any], problems: _Problems, folding: Folding) -> List[Rule]:
+    """The file's rules that are valid, their keywords folded by ``folding``; the problems of the others (and
+    duplicate names) go to ``problems``."""
     locate, source = problems.locate, problems.source
     rules: List[Rule] = []
     first_seen: Dict[str, int] = {}
@@ -275,7 +288,8 @@ def _build_rules(data: Dict[str, Any], problems: _Problems) -> List[Rule]:
             continue
         valid_name: str = fields.pop("name")
         try:
-            rules.append(Rule.build(valid_name, origin=f"{source}:{locate.line(('rules', index))}", **fields))
+            rules.append(Rule.build(valid_name, origin=f"{source}:{locate.line(('rules', index))}", folding=folding,
+                                    **fields))
         except ValueError as exc:
             problems.add(locate.line(("rules", index)), str(exc), (), name)
     return rules

@@ -4,9 +4,10 @@ Each handler's filter declares what it requires of a push (:meth:`~kf_plugin.fil
 :class:`~kf_plugin.requirements.Requirements`), and the index reads nothing else, so a filter of a bot's own
 joins it on the same terms as the built-in ones. A handler that requires keywords can only match a text that
 contains one of its words: one Aho-Corasick automaton over every such word finds, in a single pass over the
-text, the handlers worth asking. The others are listed by the pushes they may take: a handler requiring an
-event is only asked about events (about a click only if it may take a click), one requiring a kind of message
-only about messages (which kind of message is not told apart). A handler that requires patterns is skipped
+text, the handlers worth asking (one automaton for each way handlers fold their words, usually one). The
+others are listed by the pushes they may take: a handler requiring an event is only asked about events (about
+a click only if it may take a click), one requiring a kind of message only about messages (which kind of
+message is not told apart). A handler that requires patterns is skipped
 when one search of all such patterns together (an alternation, one per set of flags) finds nothing in the
 text. The candidates are then tried in their original order with their full filters, so results are exactly
 those of a linear scan.
@@ -18,6 +19,7 @@ from typing import Any, Dict, Iterable, List, Optional, Pattern, Sequence, Set, 
 
 import ahocorasick
 
+from .folding import Folding
 from .messages import event_of, folded_text_of, msg_type_of, text_of
 from .requirements import Requirements, requirements_of
 
@@ -99,8 +101,8 @@ class KeywordIndex:
         #: Positions not found through keywords, whose kinds, events and patterns decide instead.
         self.always: List[int] = [position for position, required in enumerate(declared) if not required.keywords]
         self.indexed = len(entries) - len(self.always)
-        self._automaton = _automaton((position, required.keywords) for position, required in enumerate(declared)
-                                     if required.keywords)
+        self._automata = _automata([(position, required) for position, required in enumerate(declared)
+                                    if required.keywords])
         self._lists, self._events = _slot_lists([(position, declared[position]) for position in self.always])
         self._regexes = _alternations([(position, pattern) for position in self.always
                                        for pattern in declared[position].patterns])
@@ -114,12 +116,12 @@ class KeywordIndex:
         slot, always = self._slot_of(message)
         if self._regexes:
             always = self._without_missed_patterns(slot, always, message)
-        text = folded_text_of(message) if self._automaton is not None else None
-        if self._automaton is None or not text:
-            return always
         hits: Set[int] = set()
-        for _, positions in self._automaton.iter(text):
-            hits.update(positions)
+        for folding, automaton in self._automata:
+            text = folded_text_of(message, folding)
+            if text:
+                for _, positions in automaton.iter(text):
+                    hits.update(positions)
         return sorted(hits.union(always)) if hits else always
 
     def _slot_of(self, message: Any) -> Tuple[Slot, List[int]]:
@@ -149,14 +151,20 @@ class KeywordIndex:
         return pruned
 
 
-def _automaton(keywords: Iterable[Tuple[int, Sequence[str]]]) -> Optional[ahocorasick.Automaton]:
+def _automata(declared: Sequence[Tuple[int, Requirements]]) -> List[Tuple[Folding, ahocorasick.Automaton]]:
+    """For each folding the requirements name, the automaton over the words folded so."""
+    by_folding: Dict[Folding, List[Tuple[int, Sequence[str]]]] = {}
+    for position, required in declared:
+        by_folding.setdefault(required.folding, []).append((position, required.keywords or ()))
+    return [(folding, _automaton(keywords)) for folding, keywords in by_folding.items()]
+
+
+def _automaton(keywords: Iterable[Tuple[int, Sequence[str]]]) -> ahocorasick.Automaton:
     """An automaton finding, in a folded text, the positions one of whose words it contains."""
     by_word: Dict[str, List[int]] = {}
     for position, words in keywords:
         for word in set(words):
             by_word.setdefault(word, []).append(position)
-    if not by_word:
-        return None
     automaton = ahocorasick.Automaton()
     for word, positions in by_word.items():
         automaton.add_word(word, tuple(positions))

@@ -9,8 +9,9 @@ answer is computed once per message and kept on it.
 """
 from __future__ import annotations
 
-import unicodedata
 from typing import Any, Callable, Optional
+
+from .folding import FULL, Folding
 
 __all__ = [
     "fold", "msg_type_of", "event_of", "event_key_of", "sender_of", "account_of", "text_of", "folded_text_of",
@@ -29,12 +30,12 @@ WECOM_EVENTS = frozenset({"enter_session", "msg_send_fail", "servicer_status_cha
 
 
 def fold(text: str) -> str:
-    """Normalise text for keyword comparison.
+    """Normalise text for keyword comparison with every folding (:data:`~kf_plugin.folding.FULL`).
 
-    Folds full-width and half-width forms (NFKC), case, and surrounding spaces,
-    so ``"  ＨＥＬＰ "`` and ``"help"`` compare equal.
+    Folds full-width and half-width forms (NFKC), case, Traditional Chinese and its variants, and surrounding
+    spaces, so ``"  ＨＥＬＰ "`` and ``"help"`` compare equal, and ``"轉人工"`` and ``"转人工"`` do.
     """
-    return unicodedata.normalize("NFKC", text).casefold().strip()
+    return FULL(text)
 
 
 def _field(message: Any, name: str) -> Optional[str]:
@@ -107,11 +108,11 @@ def _read_text(message: Any) -> Optional[str]:
     return None
 
 
-def folded_text_of(message: Any) -> Optional[str]:
-    """:func:`text_of` passed through :func:`fold`: what keywords are compared against."""
-    return _cached(message, "_kf_folded_text", _fold_text)
-
-
-def _fold_text(message: Any) -> Optional[str]:
-    text = text_of(message)
-    return fold(text) if text is not None else None
+def folded_text_of(message: Any, folding: Folding = FULL) -> Optional[str]:
+    """:func:`text_of` passed through ``folding`` (every folding by default): what keywords are compared against."""
+    cache = message.__dict__
+    key = folding.cache_key
+    if key not in cache:
+        text = text_of(message)
+        cache[key] = folding(text) if text is not None else None
+    return cache[key]

@@ -16,7 +16,7 @@ import string
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
-from .messages import fold
+from .folding import FULL, Folding
 
 __all__ = ["QueuePolicy", "ContextTemplate", "NOTICE_PLACEHOLDERS", "CONTEXT_PLACEHOLDERS", "check_template",
            "check_notice", "check_notice_fallback", "check_context", "DEPENDS_ON", "unused_without"]
@@ -107,7 +107,7 @@ def _named(name: str, check: Callable[[str], _Result], text: str) -> _Result:
         raise ValueError(f"{name}: {exc}") from None
 
 
-def _keywords(value: Union[str, Iterable[Any]]) -> Tuple[str, ...]:
+def _keywords(value: Union[str, Iterable[Any]], fold: Folding) -> Tuple[str, ...]:
     """Cancel keywords folded as they are compared, without repeats; one string is one keyword."""
     items = (value,) if isinstance(value, str) else tuple(value)
     folded = []
@@ -126,12 +126,13 @@ class QueuePolicy:
     them answer as before (``while_queued: bot``). ``notice``: a text telling the user their place, with
     ``{position}``, ``{ahead}`` and ``{count}``; ``notice_fallback``: the text when the place is unknown;
     ``notice_every``: seconds between two notices to one user. ``cancel``: texts that, typed alone, cancel
-    the wait (compared trimmed, case- and width-folded), answered with ``cancel_text``. ``timeout``: seconds
-    after which a queued user is returned to the bot, told ``timeout_text``.
+    the wait (compared trimmed and folded by ``folding``, the rule file's, every folding by default), answered
+    with ``cancel_text``. ``timeout``: seconds after which a queued user is returned to the bot, told
+    ``timeout_text``.
 
     :raises ValueError: a blank text, a bad template, a placeholder in ``notice_fallback``, a blank cancel
-        keyword, a duration that is not a positive number, or ``cancel_text``/``timeout_text`` without
-        ``cancel``/``timeout``.
+        keyword, a duration that is not a positive number, ``cancel_text``/``timeout_text`` without
+        ``cancel``/``timeout``, or an unknown folding.
     """
 
     quiet: bool = True
@@ -142,6 +143,7 @@ class QueuePolicy:
     cancel_text: Optional[str] = None
     timeout: Optional[float] = None
     timeout_text: Optional[str] = None
+    folding: Folding = FULL
     _notice_uses: Tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -150,7 +152,8 @@ class QueuePolicy:
         _positive("notice_every", self.notice_every)
         _positive("timeout", self.timeout)
         # Frozen: normalised once, here, so comparing a message is one set lookup.
-        object.__setattr__(self, "cancel", _keywords(self.cancel))
+        object.__setattr__(self, "folding", Folding.of(self.folding))
+        object.__setattr__(self, "cancel", _keywords(self.cancel, self.folding))
         if self.notice is not None:
             object.__setattr__(self, "_notice_uses", _named("notice", check_notice, self.notice))
         if self.notice_fallback is not None:
@@ -161,7 +164,7 @@ class QueuePolicy:
 
     def is_cancel(self, text: Optional[str]) -> bool:
         """Whether ``text`` (a message's text; ``None`` for a push without one) is one of the cancel keywords."""
-        return text is not None and fold(text) in self.cancel
+        return text is not None and self.folding(text) in self.cancel
 
     def notice_text(self, position: Optional[int] = None, count: Optional[int] = None) -> Optional[str]:
         """The notice for a user at ``position`` (1-based) among ``count`` waiting; either may be unknown.

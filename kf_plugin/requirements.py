@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, FrozenSet, Iterable, Optional, Pattern, Sequence, Tuple, TypeVar, Union
+from typing import Any, Callable, FrozenSet, Iterable, Optional, Pattern, Sequence, Tuple, Union
 
-from .messages import SUBSCRIBE_EVENTS, fold
+from .folding import FULL, Folding, FoldingLike
+from .messages import SUBSCRIBE_EVENTS
 
 __all__ = ["Requirements", "ANYTHING", "requirements_of", "all_of", "any_of"]
 
 PatternLike = Union[str, Pattern[str]]
-_Item = TypeVar("_Item")
 
 
 @dataclass(frozen=True, init=False)
@@ -26,14 +26,15 @@ class Requirements:
     ``kinds``: its MsgType is one of these (``text``, ``voice``, ``event``, ...).
     ``events``: it is an event push and its event is one of these (``subscribe`` also covers a follow through a
     parametric QR code, which wechatpy names ``subscribe_scan``).
-    ``keywords``: its text (Content or voice Recognition, folded as :func:`~kf_plugin.messages.fold` does)
-    contains one of these words.
+    ``keywords``: its text (Content or voice Recognition, folded by ``folding``) contains one of these words.
+    ``folding``: how the text and the words are folded before they are compared (:class:`~kf_plugin.folding.Folding`
+    or a list of its names; every folding by default, as :func:`~kf_plugin.messages.fold` does).
     ``patterns``: its text contains a match (``re.search``) of each of these patterns.
 
     Names compare case-insensitively and words are folded, as the filters compare them.
 
     :raises ValueError: ``kinds``, ``events`` or ``keywords`` given empty (no push could meet it: leave it
-        ``None`` instead), or a blank name or word.
+        ``None`` instead), a blank name or word, or an unknown folding.
     :raises TypeError: a single string where a collection of them belongs, or a pattern that is neither a string
         nor a compiled ``str`` pattern.
     """
@@ -42,9 +43,12 @@ class Requirements:
     events: Optional[FrozenSet[str]]
     keywords: Optional[Tuple[str, ...]]
     patterns: Tuple[Pattern[str], ...]
+    folding: Folding
 
     def __init__(self, *, kinds: Optional[Iterable[str]] = None, events: Optional[Iterable[str]] = None,
-                 keywords: Optional[Iterable[str]] = None, patterns: Iterable[PatternLike] = ()):
+                 keywords: Optional[Iterable[str]] = None, patterns: Iterable[PatternLike] = (),
+                 folding: FoldingLike = FULL):
+        folding = Folding.of(folding)
         kind_names = _names("kinds", kinds, str.lower)
         event_names = _names("events", events, str.lower)
         if event_names is not None and SUBSCRIBE_EVENTS.intersection(event_names):
@@ -52,8 +56,9 @@ class Requirements:
         # Frozen: the fields are set once, here; words and patterns keep their order (the first word is shown first).
         object.__setattr__(self, "kinds", frozenset(kind_names) if kind_names is not None else None)
         object.__setattr__(self, "events", frozenset(event_names) if event_names is not None else None)
-        object.__setattr__(self, "keywords", _names("keywords", keywords, fold))
+        object.__setattr__(self, "keywords", _names("keywords", keywords, folding))
         object.__setattr__(self, "patterns", _patterns(patterns))
+        object.__setattr__(self, "folding", folding)
 
 
 def _names(label: str, values: Optional[Iterable[str]], normalise: Callable[[str], str]) -> Optional[Tuple[str, ...]]:
@@ -101,10 +106,6 @@ def requirements_of(filter: Any) -> Requirements:
     return declared
 
 
-def _first(values: Iterable[Optional[_Item]]) -> Optional[_Item]:
-    return next((value for value in values if value is not None), None)
-
-
 def _common(sets: Sequence[Optional[FrozenSet[str]]]) -> Optional[FrozenSet[str]]:
     """What every one of ``sets`` allows (``None``: anything). When they share nothing the filter cannot hold
     at all, and any one of them is still true of it: the first is kept (an empty set would be refused)."""
@@ -118,13 +119,15 @@ def all_of(parts: Sequence[Requirements]) -> Requirements:
     """What a push must meet for every one of ``parts`` to hold (as ``&`` needs).
 
     Kinds and events narrow to those all parts allow; every part's patterns are required; the keywords are one
-    part's (any part's words are required, and one set is what the index can look up).
+    part's, with that part's folding (any part's words are required, and one set is what the index can look up).
     """
+    worded = next((part for part in parts if part.keywords is not None), None)
     return Requirements(
         kinds=_common([part.kinds for part in parts]),
         events=_common([part.events for part in parts]),
-        keywords=_first(part.keywords for part in parts),
+        keywords=worded.keywords if worded is not None else None,
         patterns=tuple(pattern for part in parts for pattern in part.patterns),
+        folding=worded.folding if worded is not None else FULL,
     )
 
 

@@ -2,7 +2,8 @@
 
 The YAML loader builds these; Python users build the same objects directly::
 
-    Rule.build("ask-for-human", keywords=["人工", "客服"])
+    Rule.build("ask-for-human", keywords=["人工", "客服"])          # also matches 轉人工 for 转人工
+    Rule.build("exact-script", keywords="转人工", folding=["width", "case"])   # Traditional text does not match
     Rule.build("vip-menu", event="CLICK", event_key="CONTACT_VIP", kf_account="vip1@gh_example")
     Rule.build("stuck", after_unanswered=3)   # a trigger: the 3rd message in a row nothing answered
 """
@@ -36,6 +37,7 @@ from .filters import (
     Regex,
     Users,
 )
+from .folding import FULL, Folding, FoldingLike
 from .hours import BusinessHours
 from .messages import TEXT_KINDS
 from .queueing import ContextTemplate, QueuePolicy
@@ -137,13 +139,18 @@ def _as_tuple(value: Optional[Names]) -> Tuple[str, ...]:
 def build_filter(*, msg_type: Optional[Names] = None, keywords: Optional[Names] = None,
                  match: str = "contains", regex: Optional[str] = None, event: Optional[Names] = None,
                  event_key: Optional[str] = None, event_key_regex: Optional[str] = None,
-                 users: Optional[Names] = None, channel: Optional[str] = None) -> Filter:
+                 users: Optional[Names] = None, channel: Optional[str] = None,
+                 folding: FoldingLike = FULL) -> Filter:
     """Combine rule conditions into one filter; every given condition must hold.
 
+    ``match`` and ``folding`` say how ``keywords`` compare (see :class:`~kf_plugin.filters.Keyword`); ``regex``
+    is matched against the text as sent.
+
     :raises ValueError: no condition given, a condition is invalid (bad regex,
-        blank keyword, unknown match mode), or the conditions contradict each
+        blank keyword, unknown match mode or folding), or the conditions contradict each
         other (text conditions on an event, say) so the rule could never match.
     """
+    folding = Folding.of(folding)
     types = {t.lower() for t in _as_tuple(msg_type)}
     wants_text = bool(keywords) or regex is not None
     wants_event = bool(_as_tuple(event)) or event_key is not None or event_key_regex is not None
@@ -167,7 +174,7 @@ def build_filter(*, msg_type: Optional[Names] = None, keywords: Optional[Names] 
     if users is not None:
         parts.append(Users(*_as_tuple(users)))
     if keywords:
-        parts.append(Keyword(*_as_tuple(keywords), match=match))
+        parts.append(Keyword(*_as_tuple(keywords), match=match, folding=folding))
     if regex is not None:
         parts.append(Regex(regex))
     if channel is not None:   # alone it is no condition: it narrows the others to one channel
@@ -219,20 +226,22 @@ class Rule:
     def build(cls, name: str, *, kf_account: Optional[str] = None, reply: Optional[str] = None,
               require_online: bool = False, fallback_to_pool: bool = False, handoff: str = "transfer",
               notice: Optional[str] = None, enabled: bool = True, origin: Optional[str] = None,
-              after_unanswered: Optional[int] = None, **conditions: Any) -> "Rule":
+              after_unanswered: Optional[int] = None, folding: FoldingLike = FULL, **conditions: Any) -> "Rule":
         """Build a rule from the same keys as the YAML file.
 
         ``reply`` answers with that text instead of handing off. Otherwise the
         options of :class:`Transfer` apply; ``handoff`` is ``transfer`` (the
         passive reply, default) or ``session``. Conditions are those of
         :func:`build_filter`, or instead ``after_unanswered`` (see :class:`Rule`).
+        ``folding``: how keywords compare, the file's ``folding`` setting (every folding by default).
 
         :raises ValueError: bad conditions, options that contradict each other,
-            or ``after_unanswered`` with any condition.
+            an unknown folding, or ``after_unanswered`` with any condition.
         """
         action = _action(kf_account, reply, require_online, fallback_to_pool, handoff, notice)
+        folding = Folding.of(folding)
         if after_unanswered is None:
-            return cls(name, build_filter(**conditions), action, enabled, origin)
+            return cls(name, build_filter(folding=folding, **conditions), action, enabled, origin)
         given = [key for key, value in conditions.items() if value is not None]
         if given:
             raise ValueError(f"after_unanswered cannot be combined with {', '.join(given)}: "
@@ -273,7 +282,10 @@ class RuleSet:
     ``unknown_users``: the 48-hour window (see :mod:`kf_plugin.window`).
     ``business_hours``: when hand-offs are taken. ``queue``: what happens while a
     user waits for a human. ``context``: the text shown to the agent. ``wecom``: the
-    texts 微信客服 sends with an event's code (welcome, pool, taken, end).
+    texts 微信客服 sends with an event's code (welcome, pool, taken, end). ``folding``:
+    the file's ``folding`` setting, which the loader builds its rules' keywords
+    with (rules built in Python carry their own, ``Rule.build(..., folding=…)``);
+    ``kf-plugin route`` shows a message's text folded so.
 
     :raises ValueError: two rules share a name, or two active triggers the same count.
     """
@@ -288,8 +300,10 @@ class RuleSet:
     queue: QueuePolicy = field(default_factory=QueuePolicy)
     context: Optional[ContextTemplate] = None
     wecom: WeComTexts = field(default_factory=WeComTexts)
+    folding: Folding = FULL
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "folding", Folding.of(self.folding))  # a list of names is a Folding too
         seen = set()
         for rule in self.rules:
             if rule.name in seen:

@@ -24,6 +24,7 @@ from pydantic import (
 from wechatpy.events import EVENT_TYPES
 from wechatpy.messages import MESSAGE_TYPES
 
+from .folding import FOLDINGS, Folding
 from .hours import BusinessHours, parse_weekdays
 from .messages import WECOM_EVENTS
 from .queueing import (
@@ -113,6 +114,8 @@ MsgTypes = Annotated[List[Annotated[str, AfterValidator(_known(KNOWN_MSG_TYPES, 
                      _AT_LEAST_ONE]
 Events = Annotated[List[Annotated[str, AfterValidator(_known(KNOWN_EVENTS, "event"))]], _ONE_OR_MORE, _AT_LEAST_ONE]
 Texts = Annotated[List[Text], _ONE_OR_MORE, _AT_LEAST_ONE]
+# Any of the foldings, none included: an empty list folds nothing but surrounding spaces.
+Foldings = Annotated[List[Annotated[str, AfterValidator(_known(frozenset(FOLDINGS), "folding"))]], _ONE_OR_MORE]
 
 
 class _Model(BaseModel):
@@ -234,13 +237,14 @@ class QueueModel(_Model):
             raise ValueError(unused_without(info.field_name))
         return value
 
-    def to_policy(self) -> QueuePolicy:
-        """The policy this section describes, its durations in seconds."""
+    def to_policy(self, folding: Folding) -> QueuePolicy:
+        """The policy this section describes, its durations in seconds, its cancel words folded by ``folding``."""
         return QueuePolicy(
             quiet=self.while_queued == "quiet", notice=self.notice, notice_fallback=self.notice_fallback,
             notice_every=parse_duration(self.notice_every) if self.notice_every else QueuePolicy.notice_every,
             cancel=tuple(self.cancel or ()), cancel_text=self.cancel_text,
-            timeout=parse_duration(self.timeout) if self.timeout else None, timeout_text=self.timeout_text)
+            timeout=parse_duration(self.timeout) if self.timeout else None, timeout_text=self.timeout_text,
+            folding=folding)
 
 
 def _welcome_form(value: Any) -> Optional[str]:
@@ -275,6 +279,7 @@ class FileModel(_Model):
     queue: Optional[QueueModel] = None
     context: Optional[Annotated[Text, AfterValidator(_check_with(check_context))]] = None
     wecom: Optional[WeComModel] = None
+    folding: Foldings = list(FOLDINGS)
     rules: List[Any]
 
     @field_validator("version")

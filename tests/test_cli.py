@@ -231,9 +231,11 @@ def test_check_without_file_or_KF_RULES_is_a_usage_error(runner, env):
 # --------------------------------------------------------------------------
 
 def _route_output(stdout: str):
-    """(header lines, reply XML) of route's output."""
+    """(header lines, reply XML) of route's output; the line showing a text message's folded text is left out
+    (``test_route_shows_the_folded_text`` reads it)."""
     head, _, xml = stdout.partition("reply:\n")
-    return head.splitlines(), xml.strip()
+    lines = head.splitlines()
+    return (lines[1:] if lines and lines[0].startswith("text ") else lines), xml.strip()
 
 
 @pytest.fixture
@@ -317,15 +319,15 @@ def test_route_a_written_push_with_a_designated_agent(runner, rules_path, push_f
     assert (fields["ToUserName"], fields["FromUserName"]) == ("oFan", "gh_x")
 
 
-@pytest.mark.parametrize("args", [
-    ["--text", "你好"],                                  # only the disabled rule would take it
-    ["--event", "CLICK", "--key", "SOMETHING_ELSE"],
-    ["--event", "unsubscribe"],
+@pytest.mark.parametrize("args, said", [
+    (["--text", "你好"], "text '你好', folded for keywords (width, case, traditional): '你好'\n"),  # a disabled rule's
+    (["--event", "CLICK", "--key", "SOMETHING_ELSE"], ""),
+    (["--event", "unsubscribe"], ""),
 ])
-def test_route_without_a_match_exits_1(runner, rules_path, args):
+def test_route_without_a_match_exits_1(runner, rules_path, args, said):
     result = runner.invoke(cli, ["route", str(rules_path), *args])
     assert result.exit_code == 1
-    assert result.stdout == ("no rule takes this message; the webhook would pass it to the bot's own handlers "
+    assert result.stdout == (said + "no rule takes this message; the webhook would pass it to the bot's own handlers "
                              "and answer 'success' if none answers\n")
 
 
@@ -335,13 +337,14 @@ def test_route_says_the_triggers_act_after_the_bots_handlers(runner, tmp_path):
     result = runner.invoke(cli, ["route", str(path), "--text", "你好"])
     assert result.exit_code == 1
     assert result.stdout.splitlines() == [
-        "no rule takes this message; the webhook would pass it to the bot's own handlers "
-        "and answer 'success' if none answers",
+        "text '你好', folded for keywords (width, case, traditional): '你好'",
+        ("no rule takes this message; the webhook would pass it to the bot's own handlers "
+         "and answer 'success' if none answers"),
         f"  after the bot's handlers: rule 'hint' acts on the 1st unanswered message in a row ({path}:16)",
         f"  after the bot's handlers: rule 'stuck' acts on the 3rd unanswered message in a row ({path}:14)",
     ]
     taken = runner.invoke(cli, ["route", str(path), "--text", "人工"])
-    assert taken.exit_code == 0 and taken.stdout.startswith(f"rule 'human' takes it ({path}:12)\n")
+    assert taken.exit_code == 0 and _route_output(taken.stdout)[0][0] == f"rule 'human' takes it ({path}:12)"
     assert "after the bot's handlers" not in taken.stdout
 
 
@@ -374,10 +377,41 @@ def test_route_with_an_invalid_rule_file_exits_2(runner, invalid_path):
         assert line.format(path=invalid_path) in result.stderr
 
 
+@pytest.mark.parametrize("folding, said, shown, rule", [
+    ("", "轉人工", "text '轉人工', folded for keywords (width, case, traditional): '转人工'", "ask-for-human"),
+    ("", "找ＶＩＰ客服人員", "text '找ＶＩＰ客服人員', folded for keywords (width, case, traditional): '找vip客服人员'",
+     "ask-for-human"),
+    ("folding: [width, case]\n", "轉人工", "text '轉人工', folded for keywords (width, case): '轉人工'", None),
+])
+def test_route_shows_the_folded_text(runner, tmp_path, folding, said, shown, rule):
+    path = tmp_path / "rules.yaml"
+    path.write_text(f"version: 1\n{folding}rules:\n  - name: ask-for-human\n    keywords: [转人工, 客服人员]\n",
+                    encoding="utf-8")
+    result = runner.invoke(cli, ["route", str(path), "--text", said])
+    lines = result.stdout.splitlines()
+    assert lines[0] == shown
+    if rule is None:
+        assert result.exit_code == 1 and lines[1].startswith("no rule takes this message")
+    else:
+        assert result.exit_code == 0
+        assert lines[1:3] == [f"rule {rule!r} takes it ({path}:3)", "  because: Keyword('转人工', '客服人员')"]
+
+
+def test_check_names_a_files_foldings_when_not_all(runner, tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text("version: 1\nfolding: [width, case]\nrules:\n  - name: r\n    keywords: 转人工\n", encoding="utf-8")
+    result = runner.invoke(cli, ["check", str(path)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[1:3] == [
+        "  r: Keyword('转人工', folding=['width', 'case']) → transfer to customer service",
+        "  keywords folded: width, case",
+    ]
+
+
 def test_route_uses_KF_RULES(runner, rules_path):
     result = runner.invoke(cli, ["route", "--text", "人工"], env={"KF_RULES": str(rules_path)})
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith(f"rule 'ask-for-human' takes it ({rules_path}:4)\n")
+    assert _route_output(result.stdout)[0][0] == f"rule 'ask-for-human' takes it ({rules_path}:4)"
 
 
 # --------------------------------------------------------------------------
@@ -552,7 +586,7 @@ def test_flask_kf_route_uses_the_apps_KF_RULES(make_app, rules_file, monkeypatch
     app = make_app()
     result = app.test_cli_runner().invoke(args=["kf", "route", "--text", "我要投诉"])
     assert result.exit_code == 0, result.output
-    assert result.output.startswith(f"rule 'complaint' takes it ({rules_file}:10)\n")
+    assert _route_output(result.output)[0][0] == f"rule 'complaint' takes it ({rules_file}:10)"
 
 
 def test_flask_kf_push_signs_with_the_apps_token_and_key(make_app, serve, monkeypatch):

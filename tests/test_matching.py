@@ -15,7 +15,8 @@ from kf_plugin.router import INDEX_MIN_ENTRIES
 from kf_plugin.testing import message_xml
 from kf_plugin.webhook import parse_push
 
-ALPHABET = "ab人工Ａ "   # few letters: words collide, overlap and fold into each other (Ａ → a)
+ALPHABET = "ab人工Ａ 轉转"   # few letters: words collide, overlap and fold into each other (Ａ → a, 轉 → 转)
+FOLDINGS = [("width", "case", "traditional"), ("width", "case"), ("traditional",), ()]
 words = st.text(ALPHABET, min_size=1, max_size=3).filter(lambda w: w.strip())
 
 
@@ -31,7 +32,8 @@ def filters(draw):
     kind = draw(st.sampled_from(["keyword", "keyword-and-user", "regex", "event", "msgtype"]))
     if kind.startswith("keyword"):
         keyword = Keyword(*draw(st.lists(words, min_size=1, max_size=3)),
-                          match=draw(st.sampled_from(["contains", "exact", "prefix"])))
+                          match=draw(st.sampled_from(["contains", "exact", "prefix"])),
+                          folding=draw(st.sampled_from(FOLDINGS)))
         return keyword & Users("oA") if kind == "keyword-and-user" else keyword
     if kind == "regex":
         regex = Regex(*draw(st.sampled_from(REGEXES)))

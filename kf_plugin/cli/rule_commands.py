@@ -15,8 +15,10 @@ from click.core import ParameterSource
 
 from ..config import Settings
 from ..errors import BadPush, ConfigError, KfError, RuleFileError
+from ..folding import FULL
 from ..handoff import Handoff
 from ..loader import load_rules
+from ..messages import folded_text_of, text_of
 from ..queueing import QueuePolicy
 from ..replies import render_reply, to_reply
 from ..router import Match, MessageRouter
@@ -89,6 +91,8 @@ def check(file: Optional[str]) -> None:
     for rule in rules.rules:
         state = "" if rule.enabled else "  [disabled]"
         click.echo(f"  {rule.name}: {_condition(rule)} → {rule.action}{state}")
+    if rules.folding != FULL:
+        click.echo(f"  keywords folded: {rules.folding}")
     if rules.fallback_text:
         click.echo(f"  fallback text: {rules.fallback_text!r}")
     for line in _queue_lines(rules.queue):
@@ -167,6 +171,9 @@ def route(file: Optional[str], text: Optional[str], event: Optional[str], key: O
     rules = _load(file)
     moment = _moment(rules, at)
     message = _parsed(_build_xml(text, event, key, xml_file, sender))
+    said = text_of(message)
+    if said is not None:
+        click.echo(f"text {said!r}, folded for keywords ({rules.folding}): {folded_text_of(message, rules.folding)!r}")
     match = _dispatch(rules, moment, message)
     rule = _rule_of(rules, match)
     if rule is None:
