@@ -27,6 +27,7 @@ from .messages import (
     QR_SCENE_PREFIX,
     SUBSCRIBE_EVENTS,
     TEXT_KINDS,
+    channel_of,
     event_key_of,
     event_of,
     folded_text_of,
@@ -371,7 +372,7 @@ class Channel(Filter):
         self.channel = channel
 
     def check(self, message: Any) -> bool:
-        return getattr(message, "channel", "oa") == self.channel
+        return channel_of(message) == self.channel
 
     def __repr__(self) -> str:
         return f"Channel({self.channel!r})"

@@ -18,6 +18,7 @@ from wechatpy.replies import BaseReply, TextReply
 from .admin import KfAdmin
 from .agents import AgentDirectory, pick_agent
 from .errors import KfError
+from .messages import channel_of
 from .replies import TransferReply, as_custom_message
 from .rules import DEFAULT_FALLBACK_TEXT, DEFAULT_HANDOFF_TEXT, Rule, RuleSet, Transfer
 
@@ -77,6 +78,8 @@ class Handoff:
             log.debug("rule %r: outside business hours", rule.name)
             closed = hours.closed_text or self.rules.fallback_text or DEFAULT_FALLBACK_TEXT
             return RuleAnswer(self._text(message, closed))
+        if channel_of(message) == "wecom":   # moved by service_state/trans: no Official Account agent or session
+            return RuleAnswer(action.respond(message), handed_off=True)
         target = action.kf_account
         if action.needs_agents:
             online = self.agents.online(self.budget) if self.agents is not None else None

@@ -14,7 +14,8 @@ from typing import Any, Callable, Optional
 from .folding import FULL, Folding
 
 __all__ = [
-    "fold", "msg_type_of", "event_of", "event_key_of", "sender_of", "account_of", "text_of", "folded_text_of",
+    "fold", "channel_of", "msg_type_of", "event_of", "event_key_of", "sender_of", "account_of", "text_of",
+    "folded_text_of",
     "TEXT_KINDS", "QR_SCENE_PREFIX", "SUBSCRIBE_EVENTS", "WECOM_EVENTS",
 ]
 
@@ -60,6 +61,12 @@ def _lower_field(name: str) -> Callable[[Any], Optional[str]]:
 
 _read_msg_type = _lower_field("MsgType")
 _read_event = _lower_field("Event")
+
+
+def channel_of(message: Any) -> str:
+    """The channel a message came through: ``wecom`` (微信客服) when it says so, else ``oa`` (the Official
+    Account's webhook; wechatpy's messages say nothing)."""
+    return getattr(message, "channel", "oa")
 
 
 def msg_type_of(message: Any) -> Optional[str]:

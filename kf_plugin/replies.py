@@ -17,7 +17,7 @@ from wechatpy.utils import to_text
 
 from .messages import account_of, sender_of
 
-__all__ = ["TransferReply", "TextReply", "cdata", "render_reply", "to_reply", "as_custom_message"]
+__all__ = ["TransferReply", "ServicerTransfer", "TextReply", "cdata", "render_reply", "to_reply", "as_custom_message"]
 
 _HEADER_FIELDS = ("target", "source", "time")
 
@@ -57,6 +57,17 @@ class TransferReply(TransferCustomerServiceReply):
         if message is not None:  # addressed as wechatpy would, without its field conversions (on every transfer)
             self._data.setdefault("FromUserName", account_of(message))
             self._data.setdefault("ToUserName", sender_of(message))
+
+
+class ServicerTransfer(TransferReply):
+    """A 微信客服 hand-off (``service_state/trans``): to ``servicer`` (state 3) when one is named, else to the
+    pool (state 2). ``to_pool``: whether the pool takes the customer when the servicer cannot (95014); if not,
+    the rule file's fallback text answers them and they stay with the bot."""
+
+    def __init__(self, servicer: Optional[str] = None, *, to_pool: bool = True, message: Any = None):
+        super().__init__(message=message)
+        self.servicer = servicer
+        self.to_pool = to_pool
 
 
 def to_reply(result: Any, message: Any) -> Optional[BaseReply]:

@@ -39,9 +39,9 @@ from .filters import (
 )
 from .folding import FULL, Folding, FoldingLike
 from .hours import BusinessHours
-from .messages import TEXT_KINDS
+from .messages import TEXT_KINDS, channel_of
 from .queueing import ContextTemplate, QueuePolicy
-from .replies import TransferReply
+from .replies import ServicerTransfer, TransferReply
 from .router import Handler, MessageRouter
 from .wecom.texts import WeComTexts
 from .window import Quota
@@ -64,6 +64,12 @@ class Transfer:
     session with the least busy online agent (``kfsession/create``) and answer
     with a text — the reliable hand-off for event triggers. ``notice``: a
     customer-service text sent to the user right after the hand-off.
+
+    A 微信客服 customer is moved with ``service_state/trans`` instead: to
+    ``servicer`` (a WeCom userid) when given, else to the pool; when the servicer
+    cannot take them, ``fallback_to_pool`` sends them to the pool, else the
+    fallback text answers. The Official Account's options (``kf_account``,
+    ``require_online``, ``session``, ``notice``) do not apply there.
     """
 
     kf_account: Optional[str] = None
@@ -71,21 +77,30 @@ class Transfer:
     fallback_to_pool: bool = False
     session: bool = False
     notice: Optional[str] = None
+    servicer: Optional[str] = None
 
     @property
     def needs_agents(self) -> bool:
-        """Whether handing off depends on who is online."""
-        return self.require_online or self.fallback_to_pool or self.session
+        """Whether handing off depends on who is online (on the Official Account)."""
+        return self.require_online or self._falls_back or self.session
+
+    @property
+    def _falls_back(self) -> bool:
+        return self.fallback_to_pool and self.kf_account is not None
 
     @property
     def api_options(self) -> Tuple[str, ...]:
         """The options (as the rule file spells them) that only work with the WeChat API."""
         return tuple(name for name, on in (("require_online", self.require_online),
-                                           ("fallback_to_pool", self.fallback_to_pool),
+                                           ("fallback_to_pool", self._falls_back),
                                            ("handoff: session", self.session), ("notice", bool(self.notice))) if on)
 
     def respond(self, message: Any) -> BaseReply:
-        """The plain transfer reply (what the rule answers when nothing is known of the agents)."""
+        """The plain transfer reply (what the rule answers when nothing is known of the agents); for a
+        微信客服 customer, the move to the servicer or the pool."""
+        if channel_of(message) == "wecom":
+            return ServicerTransfer(self.servicer, to_pool=self.fallback_to_pool or not self.servicer,
+                                    message=message)
         return TransferReply(kf_account=self.kf_account, message=message)
 
     def __str__(self) -> str:
@@ -93,6 +108,8 @@ class Transfer:
         text = f"{how} {self.kf_account}" if self.kf_account else f"{how} customer service"
         options = [name for name, on in (("if online", self.require_online), ("else any agent", self.fallback_to_pool),
                                          ("then notify", bool(self.notice))) if on]
+        if self.servicer:
+            options.append(f"on 微信客服 servicer {self.servicer}")
         return text + (f" ({', '.join(options)})" if options else "")
 
 
@@ -113,21 +130,21 @@ Action = Union[Transfer, Reply]
 
 
 def _action(kf_account: Optional[str], reply: Optional[str], require_online: bool, fallback_to_pool: bool,
-            handoff: str, notice: Optional[str]) -> Action:
+            handoff: str, notice: Optional[str], servicer: Optional[str]) -> Action:
     """The action the options of :meth:`Rule.build` describe. :raises ValueError: options that contradict."""
     if handoff not in HANDOFF_MODES:
         raise ValueError(f"handoff must be one of {', '.join(HANDOFF_MODES)}, not {handoff!r}")
     if reply is not None:
         clashing = [key for key, value in (("kf_account", kf_account), ("require_online", require_online),
                                            ("fallback_to_pool", fallback_to_pool), ("notice", notice),
-                                           ("handoff", handoff != "transfer")) if value]
+                                           ("handoff", handoff != "transfer"), ("servicer", servicer)) if value]
         if clashing:
             raise ValueError(f"a rule either replies with a text or hands off, not both: "
                              f"reply does not go with {', '.join(clashing)}")
         return Reply(reply)
-    if fallback_to_pool and kf_account is None:
-        raise ValueError("fallback_to_pool needs a kf_account to fall back from")
-    return Transfer(kf_account, require_online, fallback_to_pool, handoff == "session", notice)
+    if fallback_to_pool and kf_account is None and servicer is None:
+        raise ValueError("fallback_to_pool needs a kf_account or a servicer to fall back from")
+    return Transfer(kf_account, require_online, fallback_to_pool, handoff == "session", notice, servicer)
 
 
 def _as_tuple(value: Optional[Names]) -> Tuple[str, ...]:
@@ -225,8 +242,9 @@ class Rule:
     @classmethod
     def build(cls, name: str, *, kf_account: Optional[str] = None, reply: Optional[str] = None,
               require_online: bool = False, fallback_to_pool: bool = False, handoff: str = "transfer",
-              notice: Optional[str] = None, enabled: bool = True, origin: Optional[str] = None,
-              after_unanswered: Optional[int] = None, folding: FoldingLike = FULL, **conditions: Any) -> "Rule":
+              notice: Optional[str] = None, servicer: Optional[str] = None, enabled: bool = True,
+              origin: Optional[str] = None, after_unanswered: Optional[int] = None, folding: FoldingLike = FULL,
+              **conditions: Any) -> "Rule":
         """Build a rule from the same keys as the YAML file.
 
         ``reply`` answers with that text instead of handing off. Otherwise the
@@ -238,7 +256,7 @@ class Rule:
         :raises ValueError: bad conditions, options that contradict each other,
             an unknown folding, or ``after_unanswered`` with any condition.
         """
-        action = _action(kf_account, reply, require_online, fallback_to_pool, handoff, notice)
+        action = _action(kf_account, reply, require_online, fallback_to_pool, handoff, notice, servicer)
         folding = Folding.of(folding)
         if after_unanswered is None:
             return cls(name, build_filter(folding=folding, **conditions), action, enabled, origin)

@@ -146,6 +146,7 @@ class RuleModel(_Model):
     fallback_to_pool: bool = False
     handoff: Literal["transfer", "session"] = "transfer"
     notice: Optional[Text] = None
+    servicer: Optional[Text] = None
     after_unanswered: Optional[Annotated[int, AfterValidator(_at_least_one)]] = None
 
 

@@ -111,7 +111,7 @@ def test_invalid_settings(body, expected):
     ("keywords: x\n    handoff: sesion",
      "rules.yaml:5: rule 'r': handoff must be 'transfer' or 'session', not str 'sesion' (did you mean 'session'?)"),
     ("keywords: x\n    fallback_to_pool: true",
-     "rules.yaml:3: rule 'r': fallback_to_pool needs a kf_account to fall back from"),
+     "rules.yaml:3: rule 'r': fallback_to_pool needs a kf_account or a servicer to fall back from"),
     ("keywords: x\n    reply: hi\n    notice: n",
      "rules.yaml:3: rule 'r': a rule either replies with a text or hands off, not both: reply does not go with notice"),
     ("keywords: x\n    reply: hi\n    handoff: session\n    require_online: true",

@@ -1,9 +1,11 @@
 import pytest
 
 from kf_plugin import NOTHING, ContextTemplate, Keyword, QueuePolicy, Reply, Rule, RuleSet, Transfer
+from kf_plugin.replies import ServicerTransfer
 from kf_plugin.rules import build_filter
 from kf_plugin.testing import message_xml
 from kf_plugin.webhook import parse_push
+from kf_plugin.wecom.messages import wecom_message
 
 
 def push(**kw):
@@ -56,6 +58,31 @@ def test_rule_actions():
     assert str(Transfer()) == "transfer to customer service"
     with pytest.raises(ValueError, match="not both"):
         Rule.build("x", keywords="a", reply="r", kf_account="k")
+
+
+@pytest.mark.parametrize("options, servicer, to_pool", [
+    (dict(kf_account="a@b"), None, True),                                  # the Official Account's agent: the pool
+    (dict(servicer="zhangsan"), "zhangsan", False),                        # the servicer, else the fallback text
+    (dict(servicer="zhangsan", fallback_to_pool=True), "zhangsan", True),  # the servicer, else the pool
+    (dict(handoff="session", require_online=True, notice="稍等"), None, True),   # Official Account options
+], ids=["kf-account", "servicer", "servicer-or-pool", "oa-options"])
+def test_a_transfer_for_a_wecom_customer_names_a_servicer(options, servicer, to_pool):
+    wecom = wecom_message({"msgid": "m", "open_kfid": "wkKF", "external_userid": "wmU", "send_time": 1, "origin": 3,
+                           "msgtype": "text", "text": {"content": "转人工"}})
+    rule = Rule.build("t", keywords="人工", **options)
+    reply = rule(wecom)
+    assert isinstance(reply, ServicerTransfer) and (reply.servicer, reply.to_pool) == (servicer, to_pool)
+    oa = rule(push(text="转人工"))
+    assert not isinstance(oa, ServicerTransfer) and oa.kf_account == options.get("kf_account")
+
+
+def test_a_servicer_is_an_action_of_its_own():
+    assert Rule.build("t", keywords="a", servicer="zs", fallback_to_pool=True).action.api_options == ()
+    assert "on 微信客服 servicer zs" in str(Rule.build("t", keywords="a", servicer="zs").action)
+    with pytest.raises(ValueError, match="not both: reply does not go with servicer"):
+        Rule.build("x", keywords="a", reply="r", servicer="zs")
+    with pytest.raises(ValueError, match="needs a kf_account or a servicer"):
+        Rule.build("x", keywords="a", fallback_to_pool=True)
 
 
 def test_ruleset_active_rules_and_router():

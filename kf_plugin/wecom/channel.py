@@ -7,8 +7,9 @@ handlers and ``after_unanswered`` triggers as the Official Account's pushes
 (:func:`~kf_plugin.wecom.messages.wecom_message`), and what they answer is sent through the API:
 
 - a text reply → ``kf/send_msg`` (or, answering ``enter_session``, ``send_msg_on_event`` with its welcome code);
-- a transfer → ``service_state/trans`` to the pool (state 2), or to the rule's ``kf_account`` as a servicer
-  (state 3); a servicer who cannot take the customer (95014) → the pool;
+- a transfer → ``service_state/trans`` to the rule's ``servicer`` (state 3), or to the pool (state 2) when it
+  names none; a servicer who cannot take the customer (95014) → the pool with ``fallback_to_pool``, else the
+  rule file's fallback text (a handler's own transfer: its ``kf_account`` as the servicer, else the pool);
 - nothing → nothing; for ``enter_session``, the rule file's ``welcome_text`` when it has one.
 
 The codes WeCom gives with a move (``trans`` into the pool or to a servicer, ``session_status_change`` 1 taken
@@ -33,8 +34,8 @@ from ..config import Settings
 from ..conversations import Conversations
 from ..errors import KfError
 from ..lifecycle import Change, Conversation, Stage
-from ..replies import TransferReply
-from ..rules import RuleSet
+from ..replies import ServicerTransfer, TransferReply
+from ..rules import DEFAULT_FALLBACK_TEXT, RuleSet
 from ..state import MemoryTokenStore, TokenStore
 from ..state.failover import FailoverTokenStore
 from ..state.shared import SharedState
@@ -78,10 +79,12 @@ class WeComAnswers:
         self.window = window
         self.events = events
         self.texts = WeComTexts()
+        self.fallback_text = DEFAULT_FALLBACK_TEXT
 
     def use_rules(self, rules: RuleSet) -> None:
         """Put ``rules``' ``wecom:`` texts in force (each time rules are loaded or reloaded)."""
         self.texts = rules.wecom
+        self.fallback_text = rules.fallback_text or DEFAULT_FALLBACK_TEXT
 
     def handle(self, item: Mapping[str, Any]) -> None:
         """One ``msg_list`` item of ``sync_msg`` (the puller's handler)."""
@@ -144,8 +147,10 @@ class WeComAnswers:
             return
         kfid, customer = message.target, message.source
         try:
-            if isinstance(reply, TransferReply):
-                self._hand_off(kfid, customer, getattr(reply, "kf_account", None))
+            if isinstance(reply, ServicerTransfer):
+                self._hand_off(kfid, customer, reply.servicer, reply.to_pool)
+            elif isinstance(reply, TransferReply):   # a handler's own transfer: its kf_account as the servicer
+                self._hand_off(kfid, customer, reply.kf_account, to_pool=True)
             elif reply.type == "text":
                 code = message.field("WelcomeCode")
                 if code:   # the answer to the event itself: outside the 5-message quota
@@ -170,27 +175,39 @@ class WeComAnswers:
         if self.window is not None:
             self.window.sent(customer)
 
-    def _hand_off(self, kfid: str, customer: str, servicer: Optional[str]) -> None:
-        """To the named servicer (state 3), or to the pool (state 2) when none is named or they cannot take it,
-        with the file's ``taken_text`` or ``queue_text`` on the code the move gives; when WeCom takes neither,
-        the customer's request is refused (they are back with the bot)."""
+    def _hand_off(self, kfid: str, customer: str, servicer: Optional[str], to_pool: bool) -> None:
+        """To the named servicer (state 3), or to the pool (state 2) when none is named or (``to_pool``) they
+        cannot take it, with the file's ``taken_text`` or ``queue_text`` on the code the move gives. When WeCom
+        takes neither, the customer's request is refused (they are back with the bot); a servicer who cannot
+        take them while the pool may not either → the file's fallback text."""
+        clock = self.conversations.clock
         try:
-            state, code = self._trans(kfid, customer, servicer)
-        except KfError:
-            self.conversations.apply(customer, Change("refuse", at=self.conversations.clock()))
-            raise
-        if state is State.HUMAN:
+            state, code = self._trans(kfid, customer, servicer, to_pool)
+        except KfError as exc:
+            self.conversations.apply(customer, Change("refuse", at=clock()))
+            if not isinstance(exc, ServicerUnavailableError):
+                raise
+            self._send_text(kfid, customer, self.fallback_text)
+            return
+        if state is State.HUMAN:   # WeCom sends no event for a move made through the API
+            self.conversations.apply(customer, Change("accept", at=clock(), agent=servicer))
             self._on_event(code, self.texts.taken_text, customer, "taken_text")
         else:
             self._on_event(code, self.texts.queue_text, customer, "queue_text")
 
-    def _trans(self, kfid: str, customer: str, servicer: Optional[str]) -> Tuple[State, Optional[str]]:
+    def _trans(self, kfid: str, customer: str, servicer: Optional[str],
+               to_pool: bool) -> Tuple[State, Optional[str]]:
         """The state the customer was moved to, and the ``msg_code`` WeCom gave (the first move of a session
-        into the pool or to a servicer gives one)."""
+        into the pool or to a servicer gives one).
+
+        :raises ServicerUnavailableError: the servicer cannot take them and the pool may not.
+        """
         if servicer:
             try:
                 return State.HUMAN, self.api.trans(kfid, customer, State.HUMAN, servicer)
             except ServicerUnavailableError as exc:
+                if not to_pool:
+                    raise
                 log.info("servicer %s cannot take %s (%s): the pool takes them", servicer, customer, exc.errcode)
         return State.POOL, self.api.trans(kfid, customer, State.POOL)
 

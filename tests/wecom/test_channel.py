@@ -12,7 +12,7 @@ from wechatpy.replies import TextReply
 from kf_plugin.conversations import Conversations
 from kf_plugin.hooks import HandoffHooks
 from kf_plugin.lifecycle import Change, Ending, Stage
-from kf_plugin.replies import TransferReply
+from kf_plugin.replies import ServicerTransfer, TransferReply
 from kf_plugin.rules import RuleSet
 from kf_plugin.state.handoffs import MemoryHandoffStore
 from kf_plugin.wecom.api import State
@@ -276,3 +276,26 @@ def test_without_hooks_a_system_event_is_dropped_quietly():
     channel, api, conversations = answers(lambda message: TextReply(content="收到", message=message))
     channel.handle(event("msg_send_fail", fail_msgid="m9", fail_type=4))
     assert api.calls == [] and conversations.of(USER).stage is Stage.BOT
+
+
+@pytest.mark.parametrize("to_pool, fails, calls, stage", [
+    (True, {}, [("trans", KFID, USER, State.HUMAN, "zhangsan")], Stage.WITH_AGENT),
+    (True, {"trans": [95014]}, [("trans", KFID, USER, State.HUMAN, "zhangsan"),
+                                ("trans", KFID, USER, State.POOL, None)], Stage.QUEUED),
+    (False, {"trans": [95014]}, [("trans", KFID, USER, State.HUMAN, "zhangsan"),
+                                 ("send_text", KFID, USER, "稍后再试")], Stage.BOT),
+], ids=["servicer-takes", "not-receiving-to-pool", "not-receiving-fallback-text"])
+def test_a_rules_servicer_transfer(to_pool, fails, calls, stage):
+    """A rule naming a servicer: with them at once (WeCom sends no event for it), else the pool when the rule
+    falls back to it, else the file's fallback text and the customer stays with the bot."""
+    channel, api, conversations = answers(**fails)
+    channel.use_rules(RuleSet(fallback_text="稍后再试"))
+    channel.route = lambda message, _: queue(conversations) or ServicerTransfer("zhangsan", to_pool=to_pool,
+                                                                                message=message)
+    channel.handle(item("text", {"content": "转人工"}))
+    assert api.calls == calls
+    current = conversations.of(USER)
+    assert current.stage is stage
+    assert current.agent == ("zhangsan" if stage is Stage.WITH_AGENT else None)
+    if stage is Stage.BOT:
+        assert conversations.store.records(0)[0].outcome is Ending.REFUSED

@@ -39,6 +39,9 @@ rules:
     channel: oa
   - name: stuck
     after_unanswered: 2
+  - name: vip
+    keywords: 会员
+    servicer: zhangsan
 """
 
 
@@ -181,6 +184,27 @@ def test_reloading_the_rules_changes_the_texts(wecom_bot):
     wecom_bot.plugin.reload_rules()
     sandbox.wecom.servicer_ends(kfid, CUSTOMER)
     eventually(lambda: texts_sent(sandbox, "end") == ["欢迎下次光临"])
+
+
+def test_a_rule_naming_a_servicer_hands_the_customer_to_them(wecom_bot):
+    sandbox, kfid, plugin = wecom_bot.sandbox, wecom_bot.kfid, wecom_bot.plugin
+    sandbox.wecom.customer_says(kfid, CUSTOMER, "我是会员")
+    eventually(lambda: wecom_bot.state() == 3)
+    assert sandbox.wecom.service_state(kfid, CUSTOMER) == (3, "zhangsan")
+    eventually(lambda: texts_sent(sandbox, "taken") == ["客服已接入，请讲"])
+    with wecom_bot.app.app_context():
+        eventually(lambda: plugin.conversation(CUSTOMER).stage is Stage.WITH_AGENT)
+        assert plugin.conversation(CUSTOMER).agent == "zhangsan"
+    assert (wecom_bot.record().reason, wecom_bot.record().agent) == ("vip", "zhangsan")
+
+
+def test_a_servicer_who_cannot_take_the_customer_leaves_them_with_the_fallback_text(wecom_bot):
+    sandbox, kfid = wecom_bot.sandbox, wecom_bot.kfid
+    sandbox.wecom.set_receiving("zhangsan", False)                          # 95014: no pool without fallback_to_pool
+    sandbox.wecom.customer_says(kfid, CUSTOMER, "我是会员")
+    eventually(lambda: texts_sent(sandbox, None) == ["客服暂时不在线，请稍后再试。"])
+    assert wecom_bot.state() in (0, 1)
+    assert wecom_bot.record().outcome is Ending.REFUSED
 
 
 def test_a_forged_callback_is_refused(wecom_bot):
