@@ -352,3 +352,17 @@ def test_shared_state_built_without_hand_offs_keeps_them_in_memory():
     memory = open_state(None, APPID)
     state = SharedState(memory.replay, memory.window, memory.tokens)
     assert isinstance(state.handoffs, MemoryHandoffStore) and state.handoffs is not memory.handoffs
+
+
+def test_memory_keeps_conversations_and_records_out_of_the_garbage_collectors_sight():
+    """A worker keeping many thousands of hand-offs must not make every full collection walk them."""
+    import gc
+
+    store = MemoryHandoffStore()
+    store.apply("oU", Change("request", at=100.0, reason="r", handoff_id="h1"))
+    store.apply("oU", Change("accept", at=101.0, agent="wang@gh"))
+    gc.collect()
+    gc.collect()   # a tuple is let go once what it holds is: the rows first, then the entries holding them
+    kept = [*store._conversations.entries.values(), *store._records.entries.values()]
+    assert len(kept) == 2 and not any(gc.is_tracked(entry) for entry in kept)
+    assert store.conversation("oU").stage is Stage.WITH_AGENT and store.record("h1").agent == "wang@gh"

@@ -11,9 +11,9 @@ import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from dataclasses import replace
-from typing import Callable, Generic, List, Optional, Tuple, TypeVar
+from typing import Any, Callable, Generic, List, Optional, Tuple, TypeVar
 
-from ..lifecycle import Change, Conversation, HandoffRecord, Stage, Transition, advance
+from ..lifecycle import Change, Conversation, Ending, HandoffRecord, Stage, Transition, advance
 
 __all__ = ["HandoffStore", "MemoryHandoffStore", "KEEP_RECORDS", "KEEP_USER", "RECENT_SIZE", "check_recent_size"]
 
@@ -93,12 +93,22 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
-class _Expiring(Generic[K, V]):
-    """A dict of at most ``limit`` entries, each with an expiry; the least recently written go first."""
+def _same(value: Any) -> Any:
+    return value
 
-    def __init__(self, limit: int):
+
+class _Expiring(Generic[K, V]):
+    """A dict of at most ``limit`` entries, each with an expiry; the least recently written go first.
+
+    ``encode`` turns a value into what is kept and ``decode`` back: conversations and records are kept as
+    tuples of strings and numbers, which the garbage collector stops tracking — a worker keeping many
+    thousands of them would otherwise have every full collection walk them all.
+    """
+
+    def __init__(self, limit: int, encode: Callable[[V], Any] = _same, decode: Callable[[Any], V] = _same):
         self.limit = limit
-        self.entries: "OrderedDict[K, Tuple[V, float]]" = OrderedDict()
+        self.encode, self.decode = encode, decode
+        self.entries: "OrderedDict[K, Tuple[Any, float]]" = OrderedDict()
 
     def get(self, key: K, now: float) -> Optional[V]:
         entry = self.entries.get(key)
@@ -107,10 +117,10 @@ class _Expiring(Generic[K, V]):
         if entry[1] <= now:
             del self.entries[key]
             return None
-        return entry[0]
+        return self.decode(entry[0])
 
     def put(self, key: K, value: V, expires_at: float) -> None:
-        self.entries[key] = (value, expires_at)
+        self.entries[key] = (self.encode(value), expires_at)
         self.entries.move_to_end(key)
         while len(self.entries) > self.limit:
             self.entries.popitem(last=False)
@@ -119,7 +129,30 @@ class _Expiring(Generic[K, V]):
         self.entries.pop(key, None)
 
     def live(self, now: float) -> List[V]:
-        return [value for value, expires_at in self.entries.values() if expires_at > now]
+        return [self.decode(kept) for kept, expires_at in self.entries.values() if expires_at > now]
+
+
+_STAGES = {stage.value: stage for stage in Stage}
+_ENDINGS = {ending.value: ending for ending in Ending}
+
+
+def _conversation_row(conv: Conversation) -> Tuple[Any, ...]:
+    return (conv.openid, conv.stage.value, conv.since, conv.agent, conv.reason, conv.handoff_id, conv.noticed_at)
+
+
+def _conversation_of(row: Tuple[Any, ...]) -> Conversation:
+    return Conversation(row[0], _STAGES[row[1]], *row[2:])
+
+
+def _record_row(record: HandoffRecord) -> Tuple[Any, ...]:
+    return (record.id, record.openid, record.reason, record.requested_at, record.agent, record.accepted_at,
+            record.ended_at, None if record.outcome is None else record.outcome.value)
+
+
+def _record_of(row: Tuple[Any, ...]) -> HandoffRecord:
+    ended = row[7]
+    return HandoffRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6],
+                         None if ended is None else _ENDINGS[ended])
 
 
 class MemoryHandoffStore(HandoffStore):
@@ -137,8 +170,9 @@ class MemoryHandoffStore(HandoffStore):
         self.recent_size = check_recent_size(recent_size)
         self._clock = clock
         self._lock = threading.Lock()
-        self._conversations: _Expiring[str, Conversation] = _Expiring(max_users)
-        self._records: _Expiring[str, HandoffRecord] = _Expiring(max_records)
+        self._conversations: _Expiring[str, Conversation] = _Expiring(max_users, _conversation_row,
+                                                                       _conversation_of)
+        self._records: _Expiring[str, HandoffRecord] = _Expiring(max_records, _record_row, _record_of)
         self._recent: _Expiring[str, Tuple[str, ...]] = _Expiring(max_users)
         self._unanswered: _Expiring[str, int] = _Expiring(max_users)
 
