@@ -358,7 +358,7 @@ def test_memory_keeps_conversations_and_records_out_of_the_garbage_collectors_si
     """A worker keeping many thousands of hand-offs must not make every full collection walk them."""
     import gc
 
-    store = MemoryHandoffStore()
+    store = MemoryHandoffStore(clock=lambda: 102.0)
     store.apply("oU", Change("request", at=100.0, reason="r", handoff_id="h1"))
     store.apply("oU", Change("accept", at=101.0, agent="wang@gh"))
     gc.collect()
