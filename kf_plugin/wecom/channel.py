@@ -38,7 +38,7 @@ from .client import WeComClient, token_store_name
 from .crypto import WeComCipher
 from .errors import SendWindowError, ServicerUnavailableError
 from .messages import CUSTOMER, SERVICER, WeComMessage, wecom_message
-from .puller import Puller
+from .puller import HANDLERS, Puller
 from .state import open_pull_state
 
 __all__ = ["WeComAnswers", "WeComChannel", "open_wecom", "SESSION_CHANGES"]
@@ -153,8 +153,9 @@ def open_wecom(settings: Settings, shared: SharedState, route: Route, conversati
     window tracker (customers and users are told apart by their ids)."""
     corpid = settings.wecom_corpid or ""
     tokens = _token_store(shared, corpid, settings)
+    # A connection for each handler thread, and for the pull's own sync_msg.
     client = WeComClient(corpid, settings.wecom_secret or "", api_base_url=settings.wecom_api_base_url,
-                         timeout=settings.api_timeout, token_store=tokens)
+                         timeout=settings.api_timeout, token_store=tokens, connections=HANDLERS + 1)
     api = WeComKf(client)
     failover = getattr(shared.replay, "failover", None)
     pull = open_pull_state(shared.redis, corpid, settings.redis_prefix, failover=failover)
