@@ -304,8 +304,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
-    command = "python bench/wecom_burst.py " + " ".join(
-        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = " ".join(["python bench/wecom_burst.py",
+                        *(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))])
     began = time.monotonic()
     outcomes = []
     with tempfile.TemporaryDirectory(prefix="kf-wecom-burst-") as scratch:
