@@ -47,7 +47,7 @@ from .crypto import WeComCipher
 from .errors import SendWindowError, ServicerUnavailableError
 from .events import WECOM_HOOK_EVENTS, WeComEvent, wecom_event
 from .messages import CUSTOMER, SERVICER, WeComMessage, wecom_message
-from .puller import Puller
+from .puller import HANDLERS, Puller
 from .state import open_pull_state
 from .texts import WeComTexts
 
@@ -234,8 +234,9 @@ def open_wecom(settings: Settings, shared: SharedState, route: Route, conversati
     hooks."""
     corpid = settings.wecom_corpid or ""
     tokens = _token_store(shared, corpid, settings)
+    # A connection for each handler thread, and for the pull's own sync_msg.
     client = WeComClient(corpid, settings.wecom_secret or "", api_base_url=settings.wecom_api_base_url,
-                         timeout=settings.api_timeout, token_store=tokens)
+                         timeout=settings.api_timeout, token_store=tokens, connections=HANDLERS + 1)
     api = WeComKf(client)
     failover = getattr(shared.replay, "failover", None)
     pull = open_pull_state(shared.redis, corpid, settings.redis_prefix, failover=failover)

@@ -25,6 +25,7 @@ import time
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import requests
+from requests.adapters import HTTPAdapter
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -72,28 +73,33 @@ class WeComClient:
     memory by default; a Redis store named with :func:`token_store_name` shares it
     between workers). ``clock``: unix time, for token lifetimes. ``session``: the
     ``requests`` session to send through. ``attempts``: how often a call that failed
-    for a passing reason is tried. ``token_margin`` and ``token_interval``: see
+    for a passing reason is tried. ``connections``: HTTP connections kept open to WeCom when no ``session`` is
+    given (as many as the threads that call at once; more are opened when needed, and closed after their
+    call). ``token_margin`` and ``token_interval``: see
     :class:`~kf_plugin.tokens.TokenService` (:attr:`tokens`, whose ``tick`` a
     background job may run to renew ahead of expiry).
 
-    :raises ConfigError: a missing corpid or secret, or fewer than one attempt.
+    :raises ConfigError: a missing corpid or secret, fewer than one attempt or connection.
     """
 
     def __init__(self, corpid: str, secret: str, *, api_base_url: str = DEFAULT_WECOM_API_BASE_URL,
                  timeout: float = 5.0, token_store: Optional[TokenStore] = None,
                  clock: Callable[[], float] = time.time, session: Optional[requests.Session] = None,
-                 attempts: int = 3, token_margin: float = 600.0, token_interval: float = 60.0):
+                 attempts: int = 3, connections: int = 10, token_margin: float = 600.0,
+                 token_interval: float = 60.0):
         if not corpid or not secret:
             raise ConfigError("a corpid and the secret of an app with 微信客服 API permission are both needed "
                               "to call the WeCom API")
         if attempts < 1:
             raise ConfigError(f"attempts must be at least 1, not {attempts}")
+        if connections < 1:
+            raise ConfigError(f"connections must be at least 1, not {connections}")
         self.corpid = corpid
         self._secret = secret
         self.api_base_url = (api_base_url or DEFAULT_WECOM_API_BASE_URL).rstrip("/")
         self.timeout = timeout
         self.attempts = attempts
-        self.http = session if session is not None else requests.Session()
+        self.http = session if session is not None else _session(connections)
         store = token_store if token_store is not None else MemoryTokenStore(clock)
         # "classic": WeCom has no stable-token endpoint; gettoken answers the same token while it lives.
         self.tokens = TokenService(self.request_token, store, mode="classic", margin=token_margin,
@@ -208,6 +214,15 @@ class WeComClient:
             raise WeChatNetworkError(f"the WeCom API answered an expires_in that is not a number of seconds "
                                      f"({lifetime!r}) on {TOKEN_PATH}")
         return token, lifetime
+
+
+def _session(connections: int) -> requests.Session:
+    """A session keeping up to ``connections`` connections to each host (requests keeps 10 by default)."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_maxsize=connections)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
 
 
 class _NoToken(Exception):

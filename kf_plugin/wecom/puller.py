@@ -37,7 +37,7 @@ from ..errors import WeChatAPIError
 from ..state.base import TokenStore
 from .state import CursorStore, MemorySeenStore, SeenStore
 
-__all__ = ["Puller", "SyncPage", "PullStats", "INVALID_SYNC_TOKEN", "LEASE_PREFIX", "customer_of"]
+__all__ = ["Puller", "SyncPage", "PullStats", "INVALID_SYNC_TOKEN", "LEASE_PREFIX", "HANDLERS", "customer_of"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,10 @@ log = logging.getLogger(__name__)
 INVALID_SYNC_TOKEN = 95007
 #: The name of an account's pull lease in the TokenStore: ``wecom-pull:{open_kfid}``.
 LEASE_PREFIX = "wecom-pull:"
+#: Threads handling different customers' messages at once, by default. A handler mostly waits — on WeCom's
+#: answer to its send_msg, on Redis — so threads, not cores, bound how many customers are answered at once:
+#: with a few threads a burst of customers queues behind WeCom's round trip.
+HANDLERS = 32
 
 
 class SyncPage(Protocol):
@@ -132,7 +136,7 @@ class Puller:
     def __init__(self, sync: Sync, cursors: CursorStore, leases: TokenStore, handle: Handler, *,
                  seen: Optional[SeenStore] = None, skip_history: bool = True, recent: float = 120.0,
                  clock: Callable[[], float] = time.time, lease_ttl: float = 30.0, limit: int = 1000,
-                 handlers: int = 4, retries: int = 5, backoff: float = 1.0, max_backoff: float = 15.0,
+                 handlers: int = HANDLERS, retries: int = 5, backoff: float = 1.0, max_backoff: float = 15.0,
                  poll: float = 1.0, sleep: Optional[Callable[[float], None]] = None):
         self.sync, self.cursors, self.leases, self.handle = sync, cursors, leases, handle
         self.seen: SeenStore = seen if seen is not None else MemorySeenStore()

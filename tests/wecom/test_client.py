@@ -236,6 +236,31 @@ def test_an_unreachable_host_is_a_network_error_naming_nothing_secret():
     assert info.value.sent is False and SECRET not in str(info.value) and info.value.__cause__ is None
 
 
+# -- connections ----------------------------------------------------------------------------------------------
+
+def calls_at_once(client: WeComClient, count: int) -> None:
+    threads = [threading.Thread(target=client.post, args=("/cgi-bin/kf/account/list", {})) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+@pytest.mark.parametrize("connections, discarded", [(16, 0), (10, 6)])
+def test_connections_are_kept_for_as_many_calls_as_run_at_once(api, caplog, connections, discarded):
+    caplog.set_level(logging.DEBUG, logger="urllib3.connectionpool")
+    api.sandbox.wecom.latency = 0.2   # the calls overlap
+    client = WeComClient(api.sandbox.wecom.corpid, api.sandbox.wecom.secret, api_base_url=api.url,
+                         connections=connections)
+    client.tokens.current()
+    for _ in range(2):
+        calls_at_once(client, 16)
+    # urllib3's words: a connection the pool has no room for is discarded after its call, and made anew later.
+    made = sum("Starting new HTTP connection" in r.getMessage() for r in caplog.records)
+    assert sum("Connection pool is full" in r.getMessage() for r in caplog.records) == 2 * discarded
+    assert made == 16 + discarded   # the second round takes the connections the pool kept
+
+
 # -- secrets ------------------------------------------------------------------------------------------------
 
 def test_no_secret_or_token_in_any_error_or_log_line(qyapi, caplog):
@@ -274,6 +299,7 @@ def test_the_body_is_utf8_json_without_escapes(qyapi, client):
     ("", SECRET, {}, "a corpid and the secret"),
     (CORPID, "", {}, "a corpid and the secret"),
     (CORPID, SECRET, {"attempts": 0}, "attempts must be at least 1, not 0"),
+    (CORPID, SECRET, {"connections": 0}, "connections must be at least 1, not 0"),
 ])
 def test_bad_configuration(corpid, secret, options, message):
     with pytest.raises(ConfigError, match=message):

@@ -17,7 +17,7 @@ import pytest
 from kf_plugin.errors import WeChatAPIError
 from kf_plugin.state.base import TokenStore
 from kf_plugin.state.memory import MemoryTokenStore
-from kf_plugin.wecom.puller import INVALID_SYNC_TOKEN, LEASE_PREFIX, Puller, customer_of
+from kf_plugin.wecom.puller import HANDLERS, INVALID_SYNC_TOKEN, LEASE_PREFIX, Puller, customer_of
 from kf_plugin.wecom.state import CursorStore, MemoryCursorStore, MemorySeenStore, SeenStore
 
 from ..conftest import FakeClock
@@ -389,6 +389,19 @@ def test_different_customers_are_handled_at_the_same_time(memory):
             bob_in.set()
     worker(memory, sync, Recorder(alice_waits_for_bob), handlers=2).pull(KFID)
     assert waited == [True]
+
+
+def test_by_default_as_many_customers_as_there_are_handler_threads_wait_on_wecom_at_once(memory):
+    """A handler mostly waits on WeCom's answer: a burst of customers must not queue behind a few threads."""
+    sync = FakeSync(memory.clock, page_size=1000)
+    for number in range(HANDLERS):
+        sync.add(f"customer{number}")
+    all_in = threading.Barrier(HANDLERS, timeout=JOIN)   # broken unless every customer's handler runs at once
+    puller = worker(memory, sync, Recorder(lambda message: all_in.wait()))
+    assert puller.handlers == HANDLERS >= 32
+    assert puller.pull(KFID)
+    assert puller.stats().failed == 0 and puller.stats().handled == HANDLERS
+    puller.shutdown()
 
 
 @pytest.mark.parametrize("message, customer", [

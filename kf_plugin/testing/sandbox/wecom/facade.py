@@ -29,6 +29,10 @@ class WeComSandbox:
         sandbox.wecom.wait_for_callbacks()
         assert sandbox.wecom.sent[-1]["text"] == {"content": "您好"}
 
+    ``latency``: seconds every WeCom API call (``gettoken`` and ``/cgi-bin/kf/...``) waits, in real time,
+    before it is answered — WeCom's round trip; calls in flight wait side by side, never one after another.
+    Settable later (:attr:`latency`). ``sandbox.faults.add_latency`` delays chosen paths on top of it.
+
     Every control method applies WeCom's rules and raises
     :class:`~kf_plugin.testing.sandbox.wecom.WeComError` (a ``ValueError`` carrying the errcode the API
     would answer) when one refuses, or ``ValueError`` for a call the real world cannot produce.
@@ -37,7 +41,7 @@ class WeComSandbox:
     """
 
     def __init__(self, clock: Callable[[], float], corpid: str = DEFAULT_CORPID, secret: str = DEFAULT_CORP_SECRET,
-                 token_daily_limit: int = 2000, agentid: str = DEFAULT_AGENTID):
+                 token_daily_limit: int = 2000, agentid: str = DEFAULT_AGENTID, latency: float = 0.0):
         self.corpid = corpid
         self.secret = secret
         self.agentid = agentid
@@ -45,6 +49,7 @@ class WeComSandbox:
         self.state = WeComState(corpid, secret, clock, token_daily_limit)
         self._notifier = Notifier()
         self.api = WeComApi(self.state)
+        self.api.latency = latency
 
     def __repr__(self) -> str:
         return f"<WeComSandbox corpid={self.corpid!r}>"
@@ -55,6 +60,18 @@ class WeComSandbox:
         self._notifier.announce(self.state)
 
     # -- accounts, servicers, customers ----------------------------------------------------
+
+    @property
+    def latency(self) -> float:
+        """Seconds every WeCom API call waits before it is answered (see the class).
+
+        :raises ValueError: (setting) not a number from 0 to 60.
+        """
+        return self.api.latency
+
+    @latency.setter
+    def latency(self, seconds: float) -> None:
+        self.api.latency = seconds
 
     @property
     def api_enabled(self) -> bool:

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import re
+import threading
+import time
 
 import pytest
 import requests
 
+from kf_plugin.testing.sandbox import Sandbox, WeComSandbox
 from kf_plugin.testing.sandbox.wecom import endpoints
 
 from .conftest import CUSTOMER, Kf, errcode
@@ -37,6 +40,47 @@ def test_network_faults_apply_to_wecom_paths(kf: Kf, sandbox, kfid):
     sandbox.faults.drop_next(path="/cgi-bin/gettoken")
     with pytest.raises(requests.ConnectionError):
         kf.gettoken()
+
+
+def timed(call, *args):
+    started = time.monotonic()
+    answer = call(*args)
+    return answer, time.monotonic() - started
+
+
+def test_latency_delays_every_wecom_call_and_no_other(kf: Kf, sandbox, wecom, kfid):
+    wecom.customer_says(kfid, CUSTOMER, "你好")
+    wecom.latency = 0.2
+    for call in (kf.gettoken, lambda: kf.send_text(kfid, "hi"), lambda: kf.sync(open_kfid=kfid)):
+        answer, took = timed(call)
+        assert errcode(answer) == 0 and took >= 0.2
+    started = time.monotonic()
+    kf.http.get(kf.url + "/cgi-bin/token", params={"grant_type": "client_credential", "appid": sandbox.appid,
+                                                   "secret": sandbox.secret}, timeout=10)
+    assert time.monotonic() - started < 0.2                          # the Official Account's API: not delayed
+    wecom.latency = 0
+    assert timed(kf.gettoken)[1] < 0.2
+
+
+def test_calls_in_flight_wait_their_latency_side_by_side(kf: Kf, wecom, kfid):
+    wecom.latency = 0.3
+    answers = []
+    calls = [threading.Thread(target=lambda: answers.append(kf.state(kfid)["errcode"])) for _ in range(8)]
+    started = time.monotonic()
+    for call in calls:
+        call.start()
+    for call in calls:
+        call.join()
+    assert answers == [40096] * 8
+    assert 0.3 <= time.monotonic() - started < 8 * 0.3 / 2             # overlapping, not one after another
+
+
+@pytest.mark.parametrize("bad", [-0.1, 61, "0.02", True, None])
+def test_a_bad_latency_is_refused(bad):
+    with pytest.raises(ValueError, match="latency must be a number of seconds from 0 to 60"):
+        Sandbox().wecom.latency = bad
+    with pytest.raises(ValueError, match="latency must be a number of seconds from 0 to 60"):
+        WeComSandbox(time.time, latency=bad)
 
 
 def test_the_call_log_has_the_wecom_calls(kf: Kf, sandbox, kfid):
