@@ -37,11 +37,14 @@ from throughput import (  # noqa: E402
     redis_process, redis_reachable, revision, write_rules, write_section,
 )
 
+from kf_plugin.config import SETTINGS  # noqa: E402
 from kf_plugin.sandbox import Sandbox  # noqa: E402
 from kf_plugin.testing import PushSigner  # noqa: E402
 
 SECTION = "## CPU per push, paced"
 TARGET = 1.3
+#: The hand-off sweep's interval in the bench's apps (KF_HANDOFF_SWEEP's default).
+SWEEP_EVERY = SETTINGS["KF_HANDOFF_SWEEP"].default
 
 
 def paced_run(server: Server, factory: PushFactory, signer: PushSigner, rate: float, seconds: float,
@@ -83,6 +86,10 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         parser.error("--systems takes a, b or a,b")
     if not args.rates or any(not 0 < r <= 2000 for r in args.rates) or not 1 <= args.seconds <= 600:
         parser.error("--rates must be in (0, 2000] and --seconds in [1, 600]")
+    if args.api and args.seconds % SWEEP_EVERY:
+        # The hand-off sweep runs every KF_HANDOFF_SWEEP seconds whatever the rate: a window of a whole number of
+        # intervals holds as many sweeps for every system, any other may hold one more for one of them.
+        parser.error(f"with --api, --seconds must be a whole number of hand-off sweeps ({SWEEP_EVERY:g} s each)")
     return args
 
 
