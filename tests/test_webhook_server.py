@@ -211,3 +211,19 @@ def test_four_slow_clients_stop_every_push_under_four_sync_workers(stalled_sync)
     with SlowClients(stalled_sync):
         with pytest.raises(socket.timeout):
             probe_status(stalled_sync, timeout=WECHAT_DEADLINE)
+
+
+@pytest.mark.parametrize("query, expected", [
+    ("signature=abc&timestamp=1&nonce=n", {"signature": "abc", "timestamp": "1", "nonce": "n"}),
+    ("nonce=first&nonce=second", {"nonce": "first"}),                 # as request.args.get answers
+    ("echostr=a%2Bb%20c&openid=", {"echostr": "a+b c", "openid": ""}),
+    ("echostr=%E4%BD%A0", {"echostr": "你"}),
+    ("", {}),
+])
+def test_the_query_is_read_as_flask_reads_it(query, expected):
+    from werkzeug.test import EnvironBuilder
+    from werkzeug.wrappers import Request
+
+    from kf_plugin.view import query_of
+    environ = EnvironBuilder(path="/wechat", query_string=query).get_environ()
+    assert query_of(environ) == expected == {name: Request(environ).args.get(name) for name in expected}
