@@ -15,6 +15,7 @@ Compared with a plain ``WeChatClient``:
 from __future__ import annotations
 
 import logging
+import os
 import re
 from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 from urllib.parse import urlsplit
@@ -41,7 +42,7 @@ from .errors import (
 if TYPE_CHECKING:
     from .state import TokenStore
 
-__all__ = ["KfClient", "DEFAULT_API_BASE_URL", "redact", "never_connected"]
+__all__ = ["KfClient", "DEFAULT_API_BASE_URL", "redact", "never_connected", "environment_read_once"]
 
 DEFAULT_API_BASE_URL = "https://api.weixin.qq.com"
 TOKEN_MODES = ("stable", "classic")
@@ -97,6 +98,7 @@ class KfClient(WeChatClient):
             raise ConfigError(f"the token mode must be one of {', '.join(TOKEN_MODES)}, not {token_mode!r}")
         super().__init__(appid, secret, session=session, timeout=timeout, auto_retry=False)
         self.api_base_url = (api_base_url or DEFAULT_API_BASE_URL).rstrip("/")
+        environment_read_once(self._http, self.api_base_url)
         self.token_mode = token_mode
         self.attempts = attempts
         from .tokens import TokenService
@@ -189,6 +191,21 @@ class KfClient(WeChatClient):
         if not result.get("access_token"):
             raise WeChatNetworkError(f"the WeChat API answered without an access_token on {path}")
         return result["access_token"], int(result.get("expires_in", 7200))
+
+
+def environment_read_once(session: requests.Session, url: str) -> requests.Session:
+    """Have ``session`` take the proxy, CA-bundle and netrc settings of the environment for ``url``'s host
+    now, not at every request: requests reads the whole environment per request otherwise (``no_proxy``
+    matching included), a good part of an API call's CPU. Changing those variables later takes a restart.
+    """
+    session.proxies.update(requests.utils.get_environ_proxies(url))   # no_proxy applied for this host
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle
+    if session.auth is None:
+        session.auth = requests.utils.get_netrc_auth(url)
+    session.trust_env = False
+    return session
 
 
 def never_connected(exc: requests.RequestException) -> bool:

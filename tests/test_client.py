@@ -184,3 +184,24 @@ def test_a_plain_wechatpy_client_shares_the_redis_token(api, redis_url):
     plain = WeChatClient(api.sandbox.appid, api.sandbox.secret, session=RedisStorage(connection))
     assert plain.access_token == ours.tokens.store.get().value
     assert token_calls(api) == 1                   # the plain client fetched nothing
+
+
+@pytest.mark.parametrize("environment, url, proxies, verify", [
+    ({"HTTPS_PROXY": "http://proxy:3128"}, "https://api.weixin.qq.com", {"https": "http://proxy:3128"}, True),
+    ({"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": "api.weixin.qq.com"}, "https://api.weixin.qq.com", {}, True),
+    ({"HTTP_PROXY": "http://proxy:3128", "NO_PROXY": "127.0.0.1"}, "http://127.0.0.1:8081", {}, True),
+    ({"REQUESTS_CA_BUNDLE": "/etc/ssl/corp.pem"}, "https://api.weixin.qq.com", {}, "/etc/ssl/corp.pem"),
+    ({"CURL_CA_BUNDLE": "/etc/ssl/curl.pem"}, "https://api.weixin.qq.com", {}, "/etc/ssl/curl.pem"),
+], ids=["proxy", "no-proxy-host", "no-proxy-loopback", "requests-ca-bundle", "curl-ca-bundle"])
+def test_the_environment_is_read_once_for_the_apis_host(monkeypatch, environment, url, proxies, verify):
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "all_proxy",
+                 "no_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    client = KfClient("wxAPPID", "secret", api_base_url=url)
+    session = client._http
+    assert session.trust_env is False                  # requests no longer reads the environment per request
+    assert session.proxies == proxies and session.verify == verify
+    monkeypatch.setenv("HTTPS_PROXY", "http://later:1")  # read once: a later change needs a restart
+    assert session.merge_environment_settings(url, {}, None, None, None)["proxies"] == proxies

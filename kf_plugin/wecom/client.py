@@ -35,7 +35,7 @@ from tenacity import (
 )
 
 # kf_plugin.client also masks access_token= and (corp)secret= in urllib3's DEBUG request lines.
-from ..client import never_connected, redact
+from ..client import environment_read_once, never_connected, redact
 from ..errors import ConfigError, KfError, WeChatNetworkError, is_transient
 from ..state import MemoryTokenStore, TokenStore
 from ..tokens import TokenService
@@ -99,7 +99,7 @@ class WeComClient:
         self.api_base_url = (api_base_url or DEFAULT_WECOM_API_BASE_URL).rstrip("/")
         self.timeout = timeout
         self.attempts = attempts
-        self.http = session if session is not None else _session(connections)
+        self.http = session if session is not None else environment_read_once(_session(connections), self.api_base_url)
         store = token_store if token_store is not None else MemoryTokenStore(clock)
         # "classic": WeCom has no stable-token endpoint; gettoken answers the same token while it lives.
         self.tokens = TokenService(self.request_token, store, mode="classic", margin=token_margin,

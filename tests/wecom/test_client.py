@@ -316,3 +316,16 @@ def test_repr_and_base_url():
     assert repr(client) == f"<WeComClient {CORPID} → http://proxy:8080>"
     assert WeComClient(CORPID, SECRET).api_base_url == "https://qyapi.weixin.qq.com"
     assert token_store_name(CORPID) == f"wecom:{CORPID}"
+
+
+def test_the_environment_is_read_once_unless_the_session_is_the_callers(monkeypatch):
+    import requests
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
+    for name in ("NO_PROXY", "no_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    own = WeComClient(CORPID, SECRET)
+    assert own.http.trust_env is False and own.http.proxies == {"https": "http://proxy:3128"}
+    session = requests.Session()
+    given = WeComClient(CORPID, SECRET, session=session)
+    assert given.http is session and session.trust_env is True and session.proxies == {}
