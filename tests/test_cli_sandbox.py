@@ -151,19 +151,19 @@ def test_a_server_option_with_a_command_is_refused():
 # -- the server's own options (each fails before serving) ---------------------------------------
 
 @pytest.mark.parametrize("args, error", [
-    (["--agent", "wang@gh_test:onlin"], "Invalid value for '--agent': unknown agent state 'onlin': did you mean "
-                                        "'online'? (states: online, busy, offline)"),
+    (["--agent", "wang@gh_test:onlin"], ("Invalid value for '--agent': unknown agent state 'onlin': did you mean "
+                                        "'online'? (states: online, busy, offline)")),
     (["--agent", "no_at_sign"], "--agent no_at_sign: 65404: illegal kf account"),
     (["--bot-url", "ftp://bot"],
      "the bot (--bot-url, --token, --aes-key): the bot's URL must be http(s)://host[:port]/path, got 'ftp://bot'"),
-    (["--aes-key", "short"], "the bot (--bot-url, --token, --aes-key): KF_ENCODING_AES_KEY must be the 43 letters "
-                             "and digits shown in the WeChat console (got 5 characters)"),
+    (["--aes-key", "short"], ("the bot (--bot-url, --token, --aes-key): KF_ENCODING_AES_KEY must be the 43 letters "
+                             "and digits shown in the WeChat console (got 5 characters)")),
     (["--wecom-account", "客服", "--servicer", "bad!"],
-     "微信客服 (--wecom-account, --servicer, --wecom-bot-url ...): userid must be 1-64 letters, digits or _@.- "
-     "(got 'bad!')"),
+     ("微信客服 (--wecom-account, --servicer, --wecom-bot-url ...): userid must be 1-64 letters, digits or _@.- "
+     "(got 'bad!')")),
     (["--wecom-account", "a name of over sixteen"],
-     "微信客服 (--wecom-account, --servicer, --wecom-bot-url ...): 40058: invalid parameter (name must be 1 to 16 "
-     "characters)"),
+     ("微信客服 (--wecom-account, --servicer, --wecom-bot-url ...): 40058: invalid parameter (name must be 1 to 16 "
+     "characters)")),
 ])
 def test_bad_seeds_are_refused_before_serving(args, error):
     result = CliRunner().invoke(cli, ["sandbox", "--port", str(closed_port()), *args])

@@ -51,6 +51,9 @@ class Sandbox:
     customer-service API answer 65400. ``token_daily_limit`` is 2000 as for a real
     account (200 for WeChat's test accounts).
 
+    Its server also answers the control endpoints under ``/sandbox/`` (see :mod:`.control`): the
+    methods below over HTTP, for ``kf-plugin sandbox say|accept|close|...`` and any other client.
+
     :attr:`wecom` plays WeCom's 微信客服 (``/cgi-bin/gettoken`` and ``/cgi-bin/kf/...``) on the same
     server and clock, for the corp ``corpid`` with the app secret ``corp_secret`` (its token has the
     same daily limit): see :class:`~kf_plugin.testing.sandbox.wecom.WeComSandbox`.
