@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple
 
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 __all__ = ["PREFIX", "ROUTES", "Refused", "control_blueprint", "state_view", "answer_view"]
 
 PREFIX = "/sandbox"
+
+log = logging.getLogger(__name__)
 
 View = Callable[..., Dict[str, Any]]
 
@@ -71,6 +74,9 @@ def _answering(view: View) -> Callable[..., Response]:
             return _json({"error": f"WeChat refuses: {exc}"}, 409)
         except ValueError as exc:
             return _json({"error": str(exc)}, 400)
+        except Exception:  # a sandbox bug: say so in the same shape, the traceback in the sandbox's log
+            log.exception("sandbox failed to answer %s %s", request.method, request.path)
+            return _json({"error": f"the sandbox failed on {request.method} {request.path}: see its log"}, 500)
     return run
 
 

@@ -215,3 +215,12 @@ def test_control_calls_are_not_api_calls(staffed, control):
     assert control("GET", "/state")[0] == 200
     assert control("POST", "/users/oUser/say", {"text": "hi"})[0] == 200
     assert staffed.calls == []
+
+
+def test_a_sandbox_bug_is_500_in_the_same_shape(sandbox, control, monkeypatch, caplog):
+    def broken(openid: str, text: str) -> None:
+        raise RuntimeError("a bug")
+    monkeypatch.setattr(sandbox, "user_says", broken)
+    assert control("POST", "/users/oUser/say", {"text": "hi"}) == (500, {
+        "error": "the sandbox failed on POST /sandbox/users/oUser/say: see its log"})
+    assert "RuntimeError: a bug" in caplog.text
