@@ -817,7 +817,11 @@ def test_kf_plugin_sandbox_serves_tokens():
         url = f"http://127.0.0.1:{port}"
         assert read_until(process, "Ctrl-C") == [
             "settings for kf_plugin:", f"  KF_API_BASE_URL={url}", "  KF_APPID=wxstandalone01",
-            "  KF_SECRET=standalone", f"WeChat API sandbox on {url} (Ctrl-C to stop)"]
+            "  KF_SECRET=standalone", f"  KF_WECOM_API_BASE_URL={url}", "  KF_WECOM_CORPID=wwdemo0000000000",
+            "  KF_WECOM_SECRET=kf-demo-wecom-secret",
+            "pushes to the bot at http://127.0.0.1:5000/wechat (token 'kf-demo-token', safe mode)",
+            "drive it: kf-plugin sandbox say OPENID TEXT · accept OPENID · close OPENID · state · --help",
+            f"WeChat API sandbox on {url} (Ctrl-C to stop)"]
         http = requests.Session()
         http.trust_env = False
         answer = http.get(url + "/cgi-bin/token", params={"grant_type": "client_credential", "appid": "wxstandalone01",

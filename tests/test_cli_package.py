@@ -14,7 +14,7 @@ from kf_plugin.cli import cli
 
 PACKAGE = Path(kf_plugin.cli.__file__).parent
 FAMILIES = ["rule_commands", "service_commands", "handoff_commands", "token_commands", "sandbox_command",
-            "wecom_commands"]
+            "sandbox_control_commands", "wecom_commands"]
 
 
 def _tree(module: str) -> ast.Module:

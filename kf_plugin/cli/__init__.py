@@ -14,6 +14,7 @@ import click
 from .handoff_commands import handoffs
 from .rule_commands import check, push, route
 from .sandbox_command import sandbox
+from .sandbox_control_commands import SANDBOX_CONTROLS
 from .service_commands import accounts, records, send, sessions, typing, window
 from .token_commands import token
 from .wecom_commands import wecom
@@ -33,6 +34,8 @@ def cli() -> None:
 for _command in (check, route, push, accounts, sessions, send, typing, records, window, handoffs, token, sandbox,
                  wecom):
     cli.add_command(_command)
+for _command in SANDBOX_CONTROLS:
+    sandbox.add_command(_command)
 
 
 def main() -> None:

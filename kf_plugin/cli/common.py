@@ -29,8 +29,8 @@ from ..errors import ConfigError, KfError, OutsideWindowError, QuotaExceededErro
 from ..state.shared import open_state
 from ..window import WindowTracker
 
-__all__ = ["AppPlugin", "JSON_OPTION", "MEMORY_NOTE", "TZ_OPTION", "calls_api", "fail", "flask_app", "local_time",
-           "plugin_of", "print_json", "print_table", "settings_source"]
+__all__ = ["AppPlugin", "DEFAULT_SANDBOX_URL", "JSON_OPTION", "MEMORY_NOTE", "TZ_OPTION", "calls_api", "fail",
+           "flask_app", "local_time", "plugin_of", "print_json", "print_table", "SANDBOX_ADDRESS", "settings_source"]
 
 # -- the Flask app (as ``flask kf …``) -------------------------------------------------
 
@@ -104,6 +104,11 @@ def _api_options(appid_flags: Sequence[str]) -> List[Callable[[Any], Any]]:
         click.option("--api-timeout", "kf_api_timeout", envvar="KF_API_TIMEOUT", type=float,
                      help=f"Seconds per API call [env KF_API_TIMEOUT; {SETTINGS['KF_API_TIMEOUT'].default:g}]."),
     ]
+
+
+# Where ``kf-plugin sandbox`` listens by default, and where its commands look for it.
+SANDBOX_ADDRESS = ("127.0.0.1", 8081)
+DEFAULT_SANDBOX_URL = f"http://{SANDBOX_ADDRESS[0]}:{SANDBOX_ADDRESS[1]}"
 
 
 # -- errors ------------------------------------------------------------------------------

@@ -14,7 +14,9 @@ rules without HTTP; :mod:`.endpoints` maps API paths onto them; :mod:`.server`
 is the HTTP side; :mod:`.faults` injects failures; :mod:`.calls` logs requests;
 :mod:`.redirect` points a ``requests`` session (wechatpy's) at a server;
 :mod:`.conversation` plays WeChat between users, a bot and agents, pushing
-through :mod:`.pushes`; :mod:`.sandbox` is the facade. :mod:`.wecom` plays WeCom's
+through :mod:`.pushes`; :mod:`.sandbox` is the facade. :mod:`.control` serves the
+facade's control methods under ``/sandbox/`` for driving a running sandbox by hand, and
+:mod:`.seeding` names agents and their states for it. :mod:`.wecom` plays WeCom's
 微信客服 on the same server (``sandbox.wecom``).
 """
 from .calls import Call

@@ -10,6 +10,7 @@ from flask import Flask
 
 from ..client import Answer
 from .calls import Call, CallLog
+from .control import control_blueprint
 from .conversation import Conversations
 from .errors import ApiError
 from .faults import Faults
@@ -50,6 +51,9 @@ class Sandbox:
     customer-service API answer 65400. ``token_daily_limit`` is 2000 as for a real
     account (200 for WeChat's test accounts).
 
+    Its server also answers the control endpoints under ``/sandbox/`` (see :mod:`.control`): the
+    methods below over HTTP, for ``kf-plugin sandbox say|accept|close|...`` and any other client.
+
     :attr:`wecom` plays WeCom's 微信客服 (``/cgi-bin/gettoken`` and ``/cgi-bin/kf/...``) on the same
     server and clock, for the corp ``corpid`` with the app secret ``corp_secret`` (its token has the
     same daily limit): see :class:`~kf_plugin.testing.sandbox.wecom.WeComSandbox`.
@@ -76,6 +80,7 @@ class Sandbox:
         self.wecom = WeComSandbox(clock, corpid, corp_secret, token_daily_limit)
         self.app: Flask = create_app(self.state, self.faults, self._calls, self._conversations.announced,
                                      siblings=[self.wecom.api])
+        self.app.register_blueprint(control_blueprint(self))  # /sandbox/...: driving it by hand over HTTP
 
     def __repr__(self) -> str:
         return f"<Sandbox appid={self.appid!r}>"
@@ -148,6 +153,11 @@ class Sandbox:
         with self.state.lock:
             self.state.window.interact(openid, action, self.clock() if at is None else at)
 
+    def knows(self, openid: str) -> bool:
+        """Whether the user ever interacted (wrote, clicked, followed ...)."""
+        with self.state.lock:
+            return self.state.window.knows(openid)
+
     def unsubscribe(self, openid: str) -> None:
         """The user unfollows: grants vanish, the session and waiting place end.
 
@@ -213,6 +223,11 @@ class Sandbox:
         :raises ConfigError: an EncodingAESKey that is not 43 letters and digits.
         """
         self._conversations.connect(Bot(url, token, encoding_aes_key, self.appid, account_id, timeout, self.clock))
+
+    @property
+    def bot(self) -> Optional[Bot]:
+        """The connected bot (``url``, ``account_id``, ``signer``), None without one."""
+        return self._conversations.bot
 
     def disconnect_bot(self) -> None:
         """Push to nobody from now on."""
