@@ -33,6 +33,7 @@ from ..config import Settings
 from ..conversations import Conversations
 from ..errors import KfError
 from ..lifecycle import Change, Conversation, Stage
+from ..metrics import open_metrics
 from ..replies import TransferReply
 from ..rules import RuleSet
 from ..state import MemoryTokenStore, TokenStore
@@ -219,6 +220,7 @@ def open_wecom(settings: Settings, shared: SharedState, route: Route, conversati
     tokens = _token_store(shared, corpid, settings)
     client = WeComClient(corpid, settings.wecom_secret or "", api_base_url=settings.wecom_api_base_url,
                          timeout=settings.api_timeout, token_store=tokens)
+    client.measure(open_metrics(settings.measures))   # the process's one sink, the app's services' too
     api = WeComKf(client)
     failover = getattr(shared.replay, "failover", None)
     pull = open_pull_state(shared.redis, corpid, settings.redis_prefix, failover=failover)
