@@ -134,13 +134,14 @@ def _action(action: object) -> str:
 
 
 def _agents(services: "Services") -> Optional[List[AgentRow]]:
-    """The agents as the directory knows them (waiting a hand-off's budget for a first list)."""
+    """The agents as the directory knows them: a fresh list (waiting a hand-off's budget for a refresh), else the
+    last one."""
     directory = services.agents
     if directory is None:
         return None
-    online = directory.known()
+    online = directory.online(services.settings.handoff_budget)
     if online is None:
-        online = directory.online(services.settings.handoff_budget)
+        online = directory.known()
     if online is None:
         return None
     return [AgentRow(agent.kf_account, "online" if agent.status == 1 else "busy", agent.accepted_case)
