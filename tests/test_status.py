@@ -33,7 +33,8 @@ def settings(**given: str) -> Settings:
     (BEARER, False), (None, False), ("", False),
     (basic("ops", "pässword")["Authorization"], True), (basic("ops", "password")["Authorization"], False),
     (basic("op", "pässword")["Authorization"], False), ("Basic !!notbase64", False),
-    ("Basic " + base64.b64encode(b"no-colon").decode(), False), ("Basic " + base64.b64encode(b"\xff:x").decode(), False),
+    ("Basic " + base64.b64encode(b"no-colon").decode(), False),
+    ("Basic " + base64.b64encode(b"\xff:x").decode(), False),
 ])
 def test_the_credential_is_a_bearer_token_or_the_basic_pair(header, expected):
     assert authorized(header, settings(KF_STATUS_TOKEN=BEARER, KF_STATUS_USER="ops",
@@ -97,7 +98,8 @@ def test_the_page_shows_the_rules_the_queue_and_the_hand_offs_but_no_secret(stat
 
 
 def test_only_get_reaches_the_page(status_worker):
-    assert status_worker.app.test_client().post(STATUS, headers={"Authorization": f"Bearer {BEARER}"}).status_code == 405
+    answer = status_worker.app.test_client().post(STATUS, headers={"Authorization": f"Bearer {BEARER}"})
+    assert answer.status_code == 405
 
 
 def test_the_hours_count_the_requests_of_each_of_the_last_24():
