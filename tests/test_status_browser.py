@@ -35,12 +35,16 @@ def _browser_binary() -> Optional[str]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     binary, driver_path = _browser_binary(), shutil.which("chromedriver")
-    if binary is None or driver_path is None:
-        missing = "chromium" if binary is None else "chromedriver"
+    missing = "chromium" if binary is None else "chromedriver" if driver_path is None else None
+    try:
+        from selenium import webdriver
+    except ImportError:
+        missing = missing or "selenium"
+    if missing is not None:
+        need = "chromium and chromium-driver (apt-get) and selenium (the dev extra)"
         if os.environ.get("CI") == "true":
-            pytest.fail(f"CI needs {missing}: apt-get install chromium chromium-driver")
-        pytest.skip(f"{missing} is not installed (apt-get install chromium chromium-driver)")
-    from selenium import webdriver
+            pytest.fail(f"CI needs {missing}: the status page's browser tests need {need}")
+        pytest.skip(f"{missing} is not installed: the status page's browser tests need {need}")
     from selenium.webdriver.chrome.service import Service
     options = webdriver.ChromeOptions()
     options.binary_location = binary
