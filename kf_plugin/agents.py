@@ -13,6 +13,7 @@ from typing import Callable, List, Optional, Sequence
 
 from .admin import KfAdmin, OnlineAgent
 from .errors import KfError
+from .metrics import NO_METRICS, Metrics
 
 __all__ = ["AgentDirectory", "pick_agent"]
 
@@ -39,11 +40,13 @@ class AgentDirectory:
     A list older than ``max_age`` seconds is stale: readers then start one
     refresh (never more than one at a time) and wait for it at most their budget.
     A failed refresh keeps the last list until it is ``max_age`` old, then
-    readers get ``None`` ("unknown").
+    readers get ``None`` ("unknown"). ``metrics`` hears how many are online after each refresh.
     """
 
-    def __init__(self, admin: KfAdmin, max_age: float = 60.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, admin: KfAdmin, max_age: float = 60.0, clock: Callable[[], float] = time.monotonic,
+                 metrics: Metrics = NO_METRICS):
         self.admin = admin
+        self.metrics = metrics
         self.max_age = max_age
         self.clock = clock
         self._agents: Optional[List[OnlineAgent]] = None
@@ -75,9 +78,20 @@ class AgentDirectory:
                 self._agents, self._fetched_at = agents, self.clock()
             self._refreshing = None
         done.set()
+        if agents is not None:
+            self.metrics.agents_online(sum(1 for agent in agents if agent.status == 1))
 
     def _fresh(self) -> Optional[List[OnlineAgent]]:
         return self._agents if self.clock() - self._fetched_at <= self.max_age else None
+
+    def known(self) -> Optional[List[OnlineAgent]]:
+        """The list as last fetched (however old), ``None`` before the first refresh succeeded; never waits."""
+        return self._agents
+
+    @property
+    def age(self) -> Optional[float]:
+        """Seconds since the list was fetched; ``None`` before the first refresh succeeded."""
+        return None if self._agents is None else self.clock() - self._fetched_at
 
     def refresh(self) -> Optional[List[OnlineAgent]]:
         """Fetch the online list now and wait for it (the background job calls this).

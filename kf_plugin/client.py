@@ -38,6 +38,7 @@ from .errors import (
     api_error,
     is_transient,
 )
+from .metrics import NO_METRICS, OFFICIAL_ACCOUNT, Metrics
 
 if TYPE_CHECKING:
     from .state import TokenStore
@@ -104,6 +105,11 @@ class KfClient(WeChatClient):
         from .tokens import TokenService
         self.tokens = TokenService(self.request_token, token_store, mode=token_mode, margin=token_margin,
                                    interval=token_interval, attempts=attempts)
+        self.metrics: Metrics = NO_METRICS
+
+    def measure(self, metrics: Metrics) -> None:
+        """Count every HTTP call (by endpoint and errcode) and token renewal in ``metrics``."""
+        self.metrics = self.tokens.metrics = metrics
 
     def __repr__(self) -> str:
         return f"<KfClient {self.appid} → {self.api_base_url}>"
@@ -141,8 +147,9 @@ class KfClient(WeChatClient):
         token = self.access_token
         for attempt in (1, 2):
             try:
-                return super()._request(method, url, params={**params, "access_token": token}, **kwargs)
+                result = super()._request(method, url, params={**params, "access_token": token}, **kwargs)
             except WeChatClientException as exc:
+                self.metrics.api_call(OFFICIAL_ACCOUNT, path, "http" if exc.errcode is None else exc.errcode)
                 if exc.errcode is None:
                     status = getattr(exc.response, "status_code", "?")
                     raise WeChatNetworkError(f"the WeChat API answered HTTP {status} on {path}",
@@ -153,8 +160,11 @@ class KfClient(WeChatClient):
                     continue
                 raise api_error(exc.errcode, exc.errmsg or "", path) from exc
             except requests.RequestException as exc:
+                self.metrics.api_call(OFFICIAL_ACCOUNT, path, "network")
                 raise WeChatNetworkError(f"cannot reach the WeChat API on {path}: {redact(str(exc))}",
                                          sent=not never_connected(exc)) from None
+            self.metrics.api_call(OFFICIAL_ACCOUNT, path, 0)
+            return result
         raise AssertionError("unreachable")  # pragma: no cover
 
     def fetch_access_token(self) -> Dict[str, Any]:
@@ -182,10 +192,13 @@ class KfClient(WeChatClient):
                 response = self._http.request("GET", url, params=credentials, timeout=self.timeout)
             result = response.json()
         except requests.RequestException as exc:
+            self.metrics.api_call(OFFICIAL_ACCOUNT, path, "network")
             raise WeChatNetworkError(f"cannot reach the WeChat API on {path}: {redact(str(exc))}") from None
         except ValueError:
+            self.metrics.api_call(OFFICIAL_ACCOUNT, path, "http")
             raise WeChatNetworkError(f"the WeChat API answered HTTP {response.status_code} "
                                      f"with no JSON on {path}") from None
+        self.metrics.api_call(OFFICIAL_ACCOUNT, path, result.get("errcode") or 0)
         if result.get("errcode"):
             raise api_error(int(result["errcode"]), result.get("errmsg", ""), path)
         if not result.get("access_token"):

@@ -51,6 +51,27 @@ def _account_id(value: Any) -> str:
     return value
 
 
+def _metrics(value: Any) -> Optional[str]:
+    """``KF_METRICS``: off → ``None``; on → the path of the endpoint; ``registry`` → metrics without one."""
+    if isinstance(value, bool):
+        return "/metrics" if value else None
+    text = str(value).strip()
+    if text.lower() in ("0", "false", "off", "no"):
+        return None
+    if text.lower() in ("1", "true", "on", "yes"):
+        return "/metrics"
+    if text == "registry" or (text.startswith("/") and len(text) > 1):
+        return text
+    raise ValueError(f"must be true (metrics at /metrics), a URL path such as /internal/metrics, registry (no "
+                     f"endpoint: the bot's own exporter serves them) or false, not {value!r}")
+
+
+def _path(value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith("/") or len(value) < 2:
+        raise ValueError(f"must be a URL path such as /kf/status, not {value!r}")
+    return value
+
+
 _seconds = _number(float)
 _count = _number(int)
 
@@ -129,6 +150,17 @@ SETTINGS: Dict[str, Setting] = {s.name: s for s in (
     Setting("KF_MEMORY_REPLIES", 20_000, _count,
             "Replies each process keeps in its own memory for WeChat's retries (with KF_REDIS_URL too: it is asked "
             "first); the oldest go first: keep it above the pushes a process takes in KF_DEDUPE_TTL."),
+    Setting("KF_METRICS", None, _metrics,
+            "Prometheus metrics (docs/operations.md): true → served at /metrics; a URL path → served there; "
+            "`registry` → recorded in prometheus_client's default registry for the bot's own exporter; unset or "
+            "false → off, at no cost."),
+    Setting("KF_STATUS_URL", None, _path,
+            "URL path of the status page (docs/operations.md); unset → no page. It needs KF_STATUS_TOKEN or "
+            "KF_STATUS_USER and KF_STATUS_PASSWORD."),
+    Setting("KF_STATUS_TOKEN", None, _text,
+            "Bearer token that opens the status page (`Authorization: Bearer …`)."),
+    Setting("KF_STATUS_USER", None, _text, "User name that opens the status page by HTTP basic auth."),
+    Setting("KF_STATUS_PASSWORD", None, _text, "Password of KF_STATUS_USER."),
 )}
 
 
@@ -212,6 +244,11 @@ class Settings:
     token_session_prefix: str
     memory_users: int
     memory_replies: int
+    metrics: Optional[str]
+    status_url: Optional[str]
+    status_token: Optional[str]
+    status_user: Optional[str]
+    status_password: Optional[str]
 
     @classmethod
     def read(cls, config: Mapping[str, Any], defaults: Optional[Mapping[str, Any]] = None) -> "Settings":
@@ -235,6 +272,11 @@ class Settings:
             raise ConfigError(f"微信客服 needs {', '.join(WECOM_KEYS)}; {', '.join(missing)} "
                               f"{'is' if len(missing) == 1 else 'are'} not set")
         return all(given.values())
+
+    @property
+    def measures(self) -> bool:
+        """Whether metrics are recorded: ``KF_METRICS`` is on, or the status page (which shows them) is."""
+        return self.metrics is not None or self.status_url is not None
 
     @property
     def has_api(self) -> bool:

@@ -25,6 +25,7 @@ from wechatpy.replies import BaseReply, TextReply
 from .hooks import HandoffHooks
 from .lifecycle import Change, Conversation, Stage, Transition, advance, new_handoff_id
 from .messages import event_of, msg_type_of, text_of
+from .metrics import NO_METRICS, Metrics
 from .queueing import ContextTemplate, QueuePolicy
 from .rules import Rule, RuleSet
 from .state.handoffs import HandoffStore
@@ -50,16 +51,19 @@ class Conversations:
     """One account's hand-off lifecycle on the push path, over ``store`` (shared by its workers).
 
     ``place(openid)``: the user's place in WeChat's wait queue as last seen (never an API call on the push's
-    path); without it, queue notices use ``notice_fallback``. ``executor`` runs the hooks.
+    path); without it, queue notices use ``notice_fallback``. ``executor`` runs the hooks; ``metrics`` counts
+    the moves.
     """
 
     def __init__(self, store: HandoffStore, hooks: HandoffHooks, *, executor: Optional[Executor] = None,
-                 place: Optional[QueuePlace] = None, clock: Callable[[], float] = time.time):
+                 place: Optional[QueuePlace] = None, clock: Callable[[], float] = time.time,
+                 metrics: Metrics = NO_METRICS):
         self.store = store
         self.hooks = hooks
         self.executor = executor
         self.place = place
         self.clock = clock
+        self.metrics = metrics
         self.policy = QueuePolicy()
         self.context: Optional[ContextTemplate] = None
         self.triggers: Tuple[Rule, ...] = ()
@@ -89,7 +93,8 @@ class Conversations:
         return transition
 
     def notify(self, transition: Transition) -> None:
-        """Run the hooks of ``transition`` (in the background)."""
+        """Count ``transition`` and run its hooks (in the background)."""
+        self.metrics.transition(transition)
         if self.hooks:
             self.hooks.run(transition, self.executor)
 

@@ -24,6 +24,7 @@ from .filters import Event
 from .hooks import SESSION_EVENTS, HandoffHooks, SessionHooks, WeComEventHooks
 from .lifecycle import Conversation, HandoffRecord, HandoffSummary, summarize
 from .loader import load_rules
+from .readings import GAUGES_INTERVAL, refresh_gauges
 from .router import Handler, MessageRouter
 from .rules import Rule, RuleSet
 from .scheduling import Jobs
@@ -164,6 +165,8 @@ class KfPlugin(HookDecorators):
         job = f"kf_plugin:{services.settings.appid or 'default'}"
         if services.reconciler is not None:   # queue timeouts, and session events WeChat's pushes missed
             self.jobs.add(f"{job}:handoff-sweep", services.reconciler.sweep, services.settings.handoff_sweep)
+        if services.metrics.enabled:   # the gauges read from the state, for scrapes of the bot's own exporter too
+            self.jobs.add(f"{job}:gauges", functools.partial(refresh_gauges, services), GAUGES_INTERVAL)
         if services.admin is None:
             return
         self.jobs.add(f"{job}:access-token", services.admin.client.tokens.tick, services.settings.token_interval)
@@ -295,11 +298,13 @@ class KfPlugin(HookDecorators):
         (set → state shared through Redis), ``KF_REDIS_PREFIX`` [kf:], ``KF_TOKEN_MODE``
         [stable], ``KF_TOKEN_MARGIN`` [600], ``KF_TOKEN_INTERVAL`` [60],
         ``KF_TOKEN_SESSION_PREFIX`` [wechatpy], ``KF_MEMORY_USERS`` [20000],
-        ``KF_MEMORY_REPLIES`` [20000].
+        ``KF_MEMORY_REPLIES`` [20000], ``KF_METRICS``, ``KF_STATUS_URL``, ``KF_STATUS_TOKEN``,
+        ``KF_STATUS_USER``, ``KF_STATUS_PASSWORD`` (docs/operations.md).
 
         :raises RuntimeError: a KfPlugin is already registered on ``app``.
         :raises ConfigError: a setting is missing or invalid; a rule needs the WeChat API without
-            ``KF_APPID``/``KF_SECRET``; another view already serves ``KF_URL``.
+            ``KF_APPID``/``KF_SECRET``; another view already serves ``KF_URL`` (or the status page's or metrics'
+            path); ``KF_STATUS_URL`` comes without a credential.
         :raises RuleFileError: ``KF_RULES`` names an invalid file.
         """
         if EXTENSION in app.extensions:

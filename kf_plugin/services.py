@@ -25,6 +25,7 @@ from .errors import ConfigError
 from .handoff import Handoff
 from .hooks import HandoffHooks
 from .lifecycle import Change, Conversation, Stage
+from .metrics import open_metrics
 from .reconcile import QueueWatch, Reconciler
 from .rules import Rule, RuleSet, Transfer
 from .security import PushCipher
@@ -86,8 +87,12 @@ class Services:
                  hooks: Optional[HandoffHooks] = None):
         self.settings = settings
         self.clock = clock
+        self.metrics = open_metrics(settings.measures)
         self.shared = open_shared(settings, redis)
+        if self.shared.failover is not None:
+            self.shared.failover.watch(self.metrics.redis_fallback)
         self.window = WindowTracker(window_store if window_store is not None else self.shared.window, clock=clock)
+        self.window.metrics = self.metrics
         self.admin: Optional[KfAdmin] = None
         self.agents: Optional[AgentDirectory] = None
         self.executor: Optional[Background] = None   # notices, hooks, late replies
@@ -102,7 +107,8 @@ class Services:
             self.queue = QueueWatch(self.admin, max_age=settings.queue_refresh, clock=clock)
         hooks = hooks if hooks is not None else HandoffHooks()   # an empty set is falsy: test for None
         self.conversations = Conversations(self.shared.handoffs, hooks, executor=self.executor,
-                                           place=self.queue.place if self.queue is not None else None, clock=clock)
+                                           place=self.queue.place if self.queue is not None else None, clock=clock,
+                                           metrics=self.metrics)
         self.reconciler: Optional[Reconciler] = None
         self.wecom: Optional[WeComChannel] = None   # 微信客服, when the app configures it (set by init_app)
 
@@ -113,8 +119,9 @@ class Services:
                           timeout=settings.api_timeout, token_store=self.shared.tokens,
                           token_mode=settings.token_mode, token_margin=settings.token_margin,
                           token_interval=settings.token_interval)
+        client.measure(self.metrics)
         self.admin = KfAdmin(client, window=self.window)
-        self.agents = AgentDirectory(self.admin, max_age=3 * settings.agents_refresh)
+        self.agents = AgentDirectory(self.admin, max_age=3 * settings.agents_refresh, metrics=self.metrics)
         threads = max(1, settings.worker_threads)
         self.executor = Background(threads)
         # Handlers get threads of their own: background sends on a slow API must never delay a reply.
@@ -141,7 +148,7 @@ class Services:
                               keep_for=settings.max_clock_skew, window=self.window.store)
         late = None
         if self.handler_pool is not None and settings.reply_budget:
-            late = LateReplies(self.handler_pool, settings.reply_budget, self.deliver_late)
+            late = LateReplies(self.handler_pool, settings.reply_budget, self.deliver_late, self.metrics.late_reply)
         return Webhook(settings.token, respond, dedupe, cipher=cipher, max_clock_skew=settings.max_clock_skew,
                        max_body=settings.max_body, late=late, clock=self.clock, grant_for=self.window.grant_for,
                        account_id=settings.account_id, plan=plan)
@@ -175,6 +182,7 @@ class Services:
         sender is, if already read (else it is read when it matters).
         """
         conversations, action = self.conversations, rule.action
+        self.metrics.rule_matched(rule.name)
         session = isinstance(action, Transfer) and action.session
         if isinstance(action, Transfer) and not session:
             current = conversation if conversation is not None else conversations.of(message.source)
@@ -208,6 +216,7 @@ class Services:
         transition = conversations.request(message, rule.name) if answer.handed_off else None
 
         def then() -> None:
+            self.metrics.rule_matched(rule.name)
             if answer.then is not None:
                 answer.then()
             if transition is not None:

@@ -33,6 +33,7 @@ from tenacity import (
 )
 
 from .errors import KfError, RateLimitedError, is_transient
+from .metrics import NO_METRICS, OFFICIAL_ACCOUNT, Metrics
 from .state import MemoryTokenStore, Token, TokenStore
 
 __all__ = ["TokenService", "TokenInfo", "STABLE_RENEWAL_WINDOW", "FORCE_REFRESH_DAILY_LIMIT"]
@@ -71,12 +72,12 @@ class TokenService:
     ``classic``; ``margin``: renew when less than this many seconds remain (in
     stable mode at most :data:`STABLE_RENEWAL_WINDOW`); ``interval``: how often
     :meth:`tick` runs, which sizes the leader lease; ``wait``: how long a worker
-    waits for another one's renewal.
+    waits for another one's renewal. ``channel``: whose token it is, in the metrics (:attr:`metrics`).
     """
 
     def __init__(self, fetch: Callable[[bool], Tuple[str, int]], store: Optional[TokenStore] = None, *,
                  mode: str = "stable", margin: float = 600.0, interval: float = 60.0, wait: float = 10.0,
-                 clock: Callable[[], float] = time.time, attempts: int = 3):
+                 clock: Callable[[], float] = time.time, attempts: int = 3, channel: str = OFFICIAL_ACCOUNT):
         self.fetch = retry(retry=retry_if_exception(is_transient), stop=stop_after_attempt(attempts),
                            wait=wait_random_exponential(multiplier=0.2, max=2.0), reraise=True,
                            before_sleep=_log_retry)(fetch)
@@ -87,6 +88,8 @@ class TokenService:
         self.wait = wait
         self.clock = clock
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.channel = channel
+        self.metrics: Metrics = NO_METRICS
 
     # -- reading ------------------------------------------------------------------
 
@@ -134,6 +137,7 @@ class TokenService:
                     fresh = Token(value, self.clock() + lifetime)
                     self.store.put(fresh, self.clock())
                     log.info("access token renewed; valid for %.0f s", fresh.expires_at - self.clock())
+                    self.metrics.token_renewed(self.channel, fresh.expires_at - self.clock())
                     return fresh
                 finally:
                     self.store.release("renew", me)
@@ -152,6 +156,16 @@ class TokenService:
         if self.store.invalidate(failed):
             log.info("WeChat refused the stored access token; renewing it")
         return self.renew(failed).value
+
+    def expires_in(self) -> Optional[float]:
+        """Seconds the stored token has left (negative: expired), ``None`` when none is stored; also reported
+        to :attr:`metrics`."""
+        token = self.store.get()
+        if token is None:
+            return None
+        left = token.expires_at - self.clock()
+        self.metrics.token_expires_in(self.channel, left)
+        return left
 
     def tick(self) -> None:
         """The scheduled job: renew ahead of expiry if this process leads."""

@@ -67,7 +67,8 @@ class WebhookResponse:
 @dataclass(frozen=True)
 class LateReplies:
     """The deadline: handlers still running after ``budget`` seconds get the push answered with
-    ``success``; their reply, when it comes, goes to ``deliver(message, reply)``.
+    ``success``; their reply, when it comes, goes to ``deliver(message, reply)``. ``on_late()`` is told each time
+    the budget runs out.
 
     WeChat gives up on an answer after 5 s, so the budget keeps a margin below that.
     """
@@ -75,6 +76,7 @@ class LateReplies:
     executor: concurrent.futures.Executor
     budget: float
     deliver: Callable[[Any, Optional[BaseReply]], None]
+    on_late: Callable[[], None] = lambda: None
 
 
 @dataclass(frozen=True)
@@ -338,6 +340,7 @@ class Webhook:
         except concurrent.futures.TimeoutError:
             log.warning("the handlers took more than %.1f s; answering 'success' and sending their reply "
                         "as a customer-service message when it comes", late.budget)
+            late.on_late()
             future.add_done_callback(lambda done: _deliver(late, message, done))
             return None
 

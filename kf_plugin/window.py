@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple
 
 from .errors import OutsideWindowError, QuotaExceededError
 from .messages import event_of, msg_type_of, sender_of
+from .metrics import NO_METRICS, Metrics
 from .state import Grant, MemoryWindowStore, WindowStore
 
 __all__ = ["Quota", "DEFAULT_QUOTAS", "ACTIONS", "action_of", "WindowStatus", "WindowTracker"]
@@ -92,13 +93,14 @@ class WindowTracker:
     """Tracks send rights per user; see the module docstring.
 
     ``quotas`` overrides entries of :data:`DEFAULT_QUOTAS`. ``unknown_users``:
-    ``attempt`` (send and let WeChat decide) or ``refuse``.
+    ``attempt`` (send and let WeChat decide) or ``refuse``. :attr:`metrics` counts the sends it refuses.
     """
 
     def __init__(self, store: Optional[WindowStore] = None, quotas: Optional[Mapping[str, Quota]] = None,
                  unknown_users: str = "attempt", clock: Callable[[], float] = time.time):
         self.store = store if store is not None else MemoryWindowStore()
         self.clock = clock
+        self.metrics: Metrics = NO_METRICS
         self.configure(quotas, unknown_users)
 
     def configure(self, quotas: Optional[Mapping[str, Quota]] = None, unknown_users: str = "attempt") -> None:
@@ -169,7 +171,9 @@ class WindowTracker:
             return status
         note = f" — refused before calling WeChat ({status.reason})"
         if status.known and status.until is not None:
+            self.metrics.window_refusal(45047)
             raise QuotaExceededError(45047, note=note, predicted=True)
+        self.metrics.window_refusal(45015)
         raise OutsideWindowError(45015, note=note, predicted=True)
 
     def sent(self, openid: str) -> None:

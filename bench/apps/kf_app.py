@@ -8,7 +8,8 @@ in a deployment.
 ``BENCH_PUSH=common``: the app also gets a bot router, registered as users do (``KfPlugin(app, router=router)``),
 whose one handler answers every text with :data:`apps.common.REPLY_TEXT`; otherwise it has no bot handler.
 ``BENCH_KF_PLUGIN``: the checkout kf_plugin must be imported from (bench/throughput.py --kf-plugin); the app
-refuses to start on any other.
+refuses to start on any other. ``BENCH_METRICS=1``: the metrics are on (``KF_METRICS`` true, served at
+/metrics), to measure what they cost; for several gunicorn workers, set ``PROMETHEUS_MULTIPROC_DIR`` too.
 """
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ def create_app() -> Flask:
     app = Flask(__name__)
     app.config.update({name: value for name, value in os.environ.items() if name.startswith("KF_")})
     app.config.update(KF_TOKEN=TOKEN, KF_APPID=APPID, KF_URL=URL)
+    if os.environ.get("BENCH_METRICS") == "1":
+        app.config["KF_METRICS"] = True
     if safe_mode():
         app.config["KF_ENCODING_AES_KEY"] = AES_KEY
     if not app.config.get("KF_RULES"):

@@ -69,6 +69,7 @@ class Failover:
         self._slow = False      # whether the last failure cost a timeout
         self._lock = threading.Lock()
         self._recovery: List[Callable[[], None]] = []
+        self._watchers: List[Callable[[bool], None]] = []
 
     @property
     def degraded(self) -> bool:
@@ -83,6 +84,11 @@ class Failover:
     def on_recovery(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` (in a thread of its own) each time the primary answers again after failing."""
         self._recovery.append(callback)
+
+    def watch(self, watcher: Callable[[bool], None]) -> None:
+        """Call ``watcher(degraded)`` now and at each change, on the thread that noticed (exceptions logged)."""
+        self._watchers.append(watcher)
+        _tell([watcher], self.degraded)
 
     def run(self, primary: Callable[[], T], fallback: Callable[[], T]) -> T:
         """``primary()``; ``fallback()`` instead while bypassing or when it fails as Redis fails."""
@@ -111,6 +117,7 @@ class Failover:
                 return
             self._down_since = self._failed_at
         log.warning("Redis is unreachable for the %s (%s); using in-process state until it is back", self.name, exc)
+        _tell(self._watchers, True)
         if self.probe is not None:
             threading.Thread(target=_probe_until_back, args=(weakref.ref(self),), name="kf-redis-probe",
                              daemon=True).start()
@@ -121,8 +128,17 @@ class Failover:
                 return
             down_for, self._down_since = self.clock() - self._down_since, None
         log.warning("Redis is back for the %s after %.0f s; shared state resumes", self.name, down_for)
+        _tell(self._watchers, False)
         for callback in self._recovery:
             threading.Thread(target=_logged(callback), name="kf-redis-recovery", daemon=True).start()
+
+
+def _tell(watchers: List[Callable[[bool], None]], degraded: bool) -> None:
+    for watcher in watchers:
+        try:
+            watcher(degraded)
+        except Exception:  # a watcher (a metric) must not turn a Redis failure into a failed push
+            log.exception("a watcher of the Redis failover failed")
 
 def _probe_until_back(ref: "weakref.ReferenceType[Failover]") -> None:
     """Try the primary every so often until it answers; ``ref``: the failover, held weakly (one nobody uses any

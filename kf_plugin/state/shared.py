@@ -29,6 +29,8 @@ class SharedState:
     tokens: TokenStore
     redis: Optional[Any] = None
     handoffs: HandoffStore = field(default_factory=MemoryHandoffStore)
+    #: Whether Redis answers (``None`` without Redis): one verdict for every store here.
+    failover: Optional[Failover] = None
 
 
 def open_state(redis: Union[str, Any, None], appid: str, prefix: str = "kf:", session_prefix: str = "wechatpy", *,
@@ -70,7 +72,7 @@ def open_state(redis: Union[str, Any, None], appid: str, prefix: str = "kf:", se
     tokens = FailoverTokenStore(RedisTokenStore(connection, appid, prefix, session_prefix), MemoryTokenStore(),
                                 failover)
     handoffs = FailoverHandoffStore(shared_handoffs, MemoryHandoffStore(keep_records, max_users=max_users), failover)
-    return SharedState(replay, window, tokens, connection, handoffs)
+    return SharedState(replay, window, tokens, connection, handoffs, failover)
 
 
 def _connect(url: str) -> Any:

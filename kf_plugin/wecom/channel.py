@@ -34,6 +34,7 @@ from ..config import Settings
 from ..conversations import Conversations
 from ..errors import KfError
 from ..lifecycle import Change, Conversation, Stage
+from ..metrics import open_metrics
 from ..replies import ServicerTransfer, TransferReply
 from ..rules import DEFAULT_FALLBACK_TEXT, RuleSet
 from ..state import MemoryTokenStore, TokenStore
@@ -237,6 +238,7 @@ def open_wecom(settings: Settings, shared: SharedState, route: Route, conversati
     # A connection for each handler thread, and for the pull's own sync_msg.
     client = WeComClient(corpid, settings.wecom_secret or "", api_base_url=settings.wecom_api_base_url,
                          timeout=settings.api_timeout, token_store=tokens, connections=HANDLERS + 1)
+    client.measure(open_metrics(settings.measures))   # the process's one sink, the app's services' too
     api = WeComKf(client)
     failover = getattr(shared.replay, "failover", None)
     pull = open_pull_state(shared.redis, corpid, settings.redis_prefix, failover=failover)

@@ -37,6 +37,7 @@ from tenacity import (
 # kf_plugin.client also masks access_token= and (corp)secret= in urllib3's DEBUG request lines.
 from ..client import environment_read_once, never_connected, redact
 from ..errors import ConfigError, KfError, WeChatNetworkError, is_transient
+from ..metrics import NO_METRICS, WECOM, Metrics
 from ..state import MemoryTokenStore, TokenStore
 from ..tokens import TokenService
 from .errors import TOKEN_PATH, WECOM_TOKEN_ERRCODES, wecom_error
@@ -103,7 +104,12 @@ class WeComClient:
         store = token_store if token_store is not None else MemoryTokenStore(clock)
         # "classic": WeCom has no stable-token endpoint; gettoken answers the same token while it lives.
         self.tokens = TokenService(self.request_token, store, mode="classic", margin=token_margin,
-                                   interval=token_interval, clock=clock, attempts=attempts)
+                                   interval=token_interval, clock=clock, attempts=attempts, channel=WECOM)
+        self.metrics: Metrics = NO_METRICS
+
+    def measure(self, metrics: Metrics) -> None:
+        """Count every HTTP call (by endpoint and errcode) and token renewal in ``metrics``."""
+        self.metrics = self.tokens.metrics = metrics
 
     def __repr__(self) -> str:
         return f"<WeComClient {self.corpid} → {self.api_base_url}>"
@@ -178,17 +184,21 @@ class WeComClient:
             response = self.http.request(method, self.api_base_url + path, params=params, data=data,
                                          headers=headers, timeout=self.timeout)
         except requests.RequestException as exc:
+            self.metrics.api_call(WECOM, path, "network")
             raise WeChatNetworkError(f"cannot reach the WeCom API on {path}: {redact(str(exc))}",
                                      sent=not never_connected(exc)) from None
         status = response.status_code
         if not 200 <= status < 300:
+            self.metrics.api_call(WECOM, path, "http")
             raise WeChatNetworkError(f"the WeCom API answered HTTP {status} on {path}", sent=status < 500)
         try:
             result = json.loads(response.content.decode("utf-8"))
         except ValueError:
             result = None
         if not isinstance(result, dict):
+            self.metrics.api_call(WECOM, path, "http")
             raise WeChatNetworkError(f"the WeCom API answered HTTP {status} without a JSON object on {path}")
+        self.metrics.api_call(WECOM, path, result.get("errcode") or 0)
         return result
 
     # -- the token ----------------------------------------------------------------
