@@ -133,11 +133,15 @@ def test_the_page_shows_the_day_readably_on_a_phone(browser, served, tmp_path: P
     page = browser.page_source
     assert "oWaitingUser000000000000001" not in page and BEARER not in page
     assert browser.execute_script("return window.innerWidth") == PHONE["width"]
-    # Nothing wider than the phone: the tables scroll inside their sections, the page does not.
+    # Nothing wider than the phone: not the page, and no table hidden past its section's edge either.
     wide = browser.execute_script("return Array.from(document.querySelectorAll('body *'))"
-                                  ".filter(e => e.getBoundingClientRect().right > window.innerWidth"
-                                  " && !e.closest('.scroll')).map(e => e.tagName + '#' + e.id)")
+                                  ".filter(e => e.getBoundingClientRect().right > window.innerWidth)"
+                                  ".map(e => e.tagName + '#' + e.id)")
+    clipped = browser.execute_script("return Array.from(document.querySelectorAll('.scroll'))"
+                                     ".filter(e => e.scrollWidth > e.clientWidth)"
+                                     ".map(e => e.closest('section').id)")
     assert browser.execute_script("return document.documentElement.scrollWidth") <= PHONE["width"], wide
+    assert wide == [] and clipped == []
     _screenshot(browser, tmp_path / "status-page.png")
 
 
