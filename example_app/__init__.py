@@ -4,7 +4,8 @@
 it runs on built-in demo credentials (safe mode), which need no WeChat account:
 the Official Account's webhook at ``KF_URL`` and, unless a ``KF_WECOM_*`` key is set, a
 demo corp's 微信客服 callback at ``KF_WECOM_URL`` (its API calls go to
-``KF_WECOM_API_BASE_URL``: the sandbox in the demo).
+``KF_WECOM_API_BASE_URL``: the sandbox in the demo), with the status page at ``/status`` (user ``demo``)
+and the metrics at ``/metrics``.
 With the WeChat API (``KF_APPID`` and ``KF_SECRET``) it also tells queued users
 their place and sends a satisfaction survey when an agent closes a session.
 """
@@ -36,6 +37,13 @@ DEMO_WECOM_SETTINGS = {   # 微信客服, with the demo credentials
     "KF_WECOM_SECRET": "kf-demo-wecom-secret",
     "KF_WECOM_TOKEN": "kf-demo-wecom-token",
     "KF_WECOM_AES_KEY": "kfDemoWeComAesKey0123456789abcdefghijklmnop",
+}
+
+DEMO_OPERATOR_SETTINGS = {   # the operator's view, with demo credentials (each unless given)
+    "KF_METRICS": "true",
+    "KF_STATUS_URL": "/status",
+    "KF_STATUS_USER": "demo",
+    "KF_STATUS_PASSWORD": "kf-demo-status",
 }
 
 GREETING = "你好！我是示例机器人。回复“帮助”查看我能做什么，回复“转人工”联系客服。"
@@ -91,6 +99,7 @@ def create_app(config: Optional[Mapping[str, Any]] = None, *, clock: Callable[[]
         app.config["KF_DEMO"] = True
         if not any(key in given for key in WECOM_KEYS):   # never half demo, half someone's own corp
             settings.update(DEMO_WECOM_SETTINGS)
+        settings.update({key: value for key, value in DEMO_OPERATOR_SETTINGS.items() if key not in given})
     app.config.update(settings)
     app.config.setdefault("KF_RULES", os.fspath(RULES))
     app.config.update(config or {})

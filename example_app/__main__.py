@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import List
 
 from flask import Flask
 
-from . import DEMO_WECOM_SETTINGS, create_app
+from . import DEMO_OPERATOR_SETTINGS, DEMO_WECOM_SETTINGS, create_app
 
 log = logging.getLogger("example_app")
 
@@ -29,13 +30,13 @@ def main(argv=None) -> int:
         return run()
     app = create_app()
     if app.config.get("KF_DEMO"):
-        warn_demo(app)
+        warn_demo(app, f"http://{args.host}:{args.port}")
     app.run(host=args.host, port=args.port)
     return 0
 
 
-def warn_demo(app: Flask) -> None:
-    """Say which demo credentials the app serves with."""
+def warn_demo(app: Flask, base: str) -> None:
+    """Say which demo credentials the app serves with, and where the operator's view is."""
     config = app.config
     log.warning("no KF_TOKEN in the environment: using the demo credentials (token %r) at %s",
                 config["KF_TOKEN"], config["KF_URL"])
@@ -43,6 +44,22 @@ def warn_demo(app: Flask) -> None:
         log.warning("no KF_WECOM_* keys either: 微信客服 at %s for the demo corp %s (token %r); its API calls go to %s",
                     config["KF_WECOM_URL"], config["KF_WECOM_CORPID"], config["KF_WECOM_TOKEN"],
                     config["KF_WECOM_API_BASE_URL"])
+    for line in operator_view(app, base):
+        log.warning("%s", line)
+
+
+def operator_view(app: Flask, base: str) -> List[str]:
+    """Where the status page and the metrics of ``app`` served at ``base`` are (with the demo's credentials,
+    when it runs on them)."""
+    settings = app.extensions["kf_plugin"].services.settings
+    lines = []
+    if settings.status_url:
+        demo = settings.status_password == DEMO_OPERATOR_SETTINGS["KF_STATUS_PASSWORD"]
+        credential = f" (user {settings.status_user!r}, password {settings.status_password!r})" if demo else ""
+        lines.append(f"status page: {base}{settings.status_url}{credential}")
+    if settings.metrics and settings.metrics.startswith("/"):
+        lines.append(f"metrics: {base}{settings.metrics}")
+    return lines
 
 
 if __name__ == "__main__":

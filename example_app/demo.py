@@ -19,6 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Optional
 
+import requests
+
 from kf_plugin.errors import QuotaExceededError
 from kf_plugin.export import export_records
 from kf_plugin.lifecycle import Ending, Stage
@@ -205,8 +207,27 @@ def export(demo: Demo) -> None:
                 "the user's message to the agent and the agent's answer are in the export")
 
 
+def operator_view(demo: Demo) -> None:
+    demo.step("the operator's view: the status page (behind its credential) and the metrics")
+    base, config = demo.world.bot.url, demo.world.app.config
+    page = requests.get(base + config["KF_STATUS_URL"], timeout=10,
+                        auth=(config["KF_STATUS_USER"], config["KF_STATUS_PASSWORD"]))
+    refused = requests.get(base + config["KF_STATUS_URL"], timeout=10)
+    demo.echo(f"   {config['KF_STATUS_URL']}: {page.status_code} with the credential, {refused.status_code} without")
+    demo.expect(page.status_code == 200 and "ask-for-human" in page.text and "accepted" in page.text
+                and refused.status_code == 401 and "ask-for-human" not in refused.text,
+                "the page shows the rules and the accepted hand-off, and nothing without the credential")
+    metrics = requests.get(base + "/metrics", timeout=10).text
+    counted = [line for line in metrics.splitlines() if line.startswith("kf_handoffs_requested_total{")]
+    demo.echo(f"   /metrics: {'; '.join(counted) or 'no hand-offs counted'}")
+    demo.expect(bool(counted) and "kf_pushes_total{" in metrics, "the metrics count pushes and hand-offs")
+    demo.echo(f"   `python -m example_app` serves them at http://127.0.0.1:5000{config['KF_STATUS_URL']} (user "
+              f"{config['KF_STATUS_USER']!r}, password {config['KF_STATUS_PASSWORD']!r}) and "
+              "http://127.0.0.1:5000/metrics")
+
+
 STEPS = (greeting, hand_off, queue_notice, cancel, accept, with_agent, close, survey, lapse, records, retries,
-         window, export, *demo_wecom.STEPS)
+         window, export, *demo_wecom.STEPS, operator_view)
 
 
 def run(echo: Callable[[str], None] = print, records_to: Optional[Path] = None) -> int:

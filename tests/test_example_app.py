@@ -11,7 +11,9 @@ import pytest
 import requests
 
 import example_app
-from example_app import DEMO_SETTINGS, DEMO_WECOM_SETTINGS, GREETING, HELP, SURVEY, THANKS, WELCOME, create_app
+from example_app import (
+    DEMO_OPERATOR_SETTINGS, DEMO_SETTINGS, DEMO_WECOM_SETTINGS, GREETING, HELP, SURVEY, THANKS, WELCOME, create_app,
+)
 from example_app.demo import run as run_demo
 from kf_plugin import WeChatAPIError
 from kf_plugin.config import WECOM_KEYS
@@ -159,7 +161,7 @@ def test_demo_runs_end_to_end(caplog):
     assert run_demo(echo=lines.append) == 0
     output = "\n".join(lines)
     assert "FAILED" not in output
-    assert output.count("ok:") == 38
+    assert output.count("ok:") == 40
     for shown in (
         "ok: the bot greets back",
         "WeChat's wait queue: oDemoUser000000011, oDemoUser000000012, oDemoUser000000001",
@@ -193,10 +195,15 @@ def test_demo_runs_end_to_end(caplog):
         "WeCom would answer 95018 on /cgi-bin/kf/send_msg",
         "WeCom's service_state: 3 (with servicer xiaoli) → 4 (ended)",
         "kf.handoffs: wmDemoCustomer0000000000000001: ask-for-human, waited 40 s, accepted by xiaoli",
+        # the operator's view
+        "/status: 200 with the credential, 401 without",
+        '/metrics: kf_handoffs_requested_total{rule="ask-for-human"} ',
+        "serves them at http://127.0.0.1:5000/status (user 'demo', password 'kf-demo-status') and "
+        "http://127.0.0.1:5000/metrics",
     ):
         assert shown in output
     steps = [line.split(".")[0] for line in lines if line[:1].isdigit()]
-    assert steps == [str(n) for n in range(1, 20)]
+    assert steps == [str(n) for n in range(1, 21)]
     assert "could not send the survey" not in caplog.text   # a 微信客服 customer gets none
 
 
@@ -255,6 +262,14 @@ def test_python_m_example_app_serves_the_webhook():
         wecom.connect_bot(f"http://127.0.0.1:{port}/wecom/kf", DEMO_WECOM_SETTINGS["KF_WECOM_TOKEN"],
                           DEMO_WECOM_SETTINGS["KF_WECOM_AES_KEY"])
         assert wecom.verify_bot()
+        status = f"http://127.0.0.1:{port}{DEMO_OPERATOR_SETTINGS['KF_STATUS_URL']}"
+        credential = (DEMO_OPERATOR_SETTINGS["KF_STATUS_USER"], DEMO_OPERATOR_SETTINGS["KF_STATUS_PASSWORD"])
+        assert requests.get(status, timeout=5).status_code == 401
+        assert "ask-for-human" in requests.get(status, auth=credential, timeout=5).text
+        assert "kf_pushes_total" in requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     finally:
         server.terminate()
         server.wait(timeout=10)
+    printed = server.stderr.read().decode()
+    assert f"status page: http://127.0.0.1:{port}/status (user 'demo', password 'kf-demo-status')" in printed
+    assert f"metrics: http://127.0.0.1:{port}/metrics" in printed
