@@ -32,6 +32,8 @@ Two kinds of push (``--push``, passed to the servers as BENCH_PUSH):
   (f) the floor: a Flask view under the same gunicorn that checks and parses nothing
   (g) (c) plus one Redis SET NX per push (redis-py, keyed by MsgId): the least a hand-written view does to
       answer WeChat's retries once across workers, so (g)/(c) is what one Redis round trip per push costs
+  (m) (a) with the metrics on (KF_METRICS) in prometheus_client's multiprocess mode, as several gunicorn
+      workers run them (PROMETHEUS_MULTIPROC_DIR: a fresh directory of the run's): (m)/(a) is their cost
 
 With --pin, the servers and the Redis of (b) and (g) run on the first CPU this process may use and the load
 clients on the others (Redis's CPUs are restored afterwards): the scheduler no longer moves them about, and a
@@ -99,9 +101,10 @@ SYSTEMS = {
     # For reference only, not in the default set:
     "f": ("floor: gunicorn + Flask, no checks", "apps.floor_app:create_app()"),
     "g": ("bare wechatpy view + one Redis SET NX per push", "apps.wechatpy_app:create_app()"),
+    "m": ("kf_plugin, memory state, metrics on", "apps.kf_app:create_app()"),
 }
 DEFAULT_SYSTEMS = "a,b,c,d,e"
-TARGETS = (("a", "c", 0.95), ("b", "c", 0.75), ("a", "d", 3.0))
+TARGETS = (("a", "c", 0.95), ("b", "c", 0.75), ("a", "d", 3.0), ("m", "a", 0.95))
 # Printed beside the targets, with what each compares.
 REFERENCE_RATIOS = (
     ("a", "e", "WeRoBot without its session store"),
@@ -512,7 +515,7 @@ def server_env(system: str, mode: str, args: argparse.Namespace, rules: Path) ->
     """The environment of ``system``'s server: this one's without KF_* and BENCH_*, then what the system reads."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KF_", "BENCH_"))}
     env.update(BENCH_MODE=mode, BENCH_PUSH=args.push, PYTHONDONTWRITEBYTECODE="1")
-    if system in ("a", "b"):
+    if system in ("a", "b", "m"):
         env.update(KF_RULES=str(rules))
         if args.api_url:
             env.update(KF_SECRET=API_SECRET, KF_API_BASE_URL=args.api_url)
@@ -522,6 +525,10 @@ def server_env(system: str, mode: str, args: argparse.Namespace, rules: Path) ->
         env.update(KF_REDIS_URL=args.redis_url)
     if system == "e":
         env.update(BENCH_WEROBOT_SESSION="off")
+    if system == "m":
+        metrics = rules.parent / f"metrics-{mode}"   # the run's scratch directory, one per server
+        metrics.mkdir(exist_ok=True)
+        env.update(BENCH_METRICS="1", PROMETHEUS_MULTIPROC_DIR=str(metrics))
     if system == "g":
         env.update(BENCH_REDIS_URL=args.redis_url)
     return env
@@ -780,7 +787,9 @@ def kf_description(args: argparse.Namespace) -> str:
            + ("(the bot's handler runs on that pool and makes no API call); " if common else
               "(the transfer rule makes no API call per push); ") if args.api else
            "**no KF_SECRET** (no WeChat API calls, no deadline thread pool); ")
-        + "(b) with KF_REDIS_URL=" + args.redis_url + " (flushed before its server starts)."
+        + "(b) with KF_REDIS_URL=" + args.redis_url + " (flushed before its server starts); (m) as (a) with "
+        "the metrics on (KF_METRICS, served at /metrics, scraped by nobody) in prometheus_client's multiprocess "
+        "mode (PROMETHEUS_MULTIPROC_DIR), as several workers run them."
         + (f" kf_plugin imported from {args.kf_plugin} (see Code above), not this tree." if args.kf_plugin else ""))
 
 
@@ -866,7 +875,7 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = [s for s in systems if s not in SYSTEMS]
     if unknown or not systems:
-        parser.error(f"--systems takes a comma-separated list of a, b, c, d, e, f, g (got {args.systems!r})")
+        parser.error(f"--systems takes a comma-separated list of {', '.join(SYSTEMS)} (got {args.systems!r})")
     if args.rounds < 1 or args.requests < 1 or args.concurrency < 1 or args.workers < 1 or args.warmup < 0:
         parser.error("--rounds, --requests, --concurrency and --workers must be at least 1, --warmup at least 0")
     parsed = urllib.parse.urlparse(args.redis_url)

@@ -150,6 +150,16 @@ class PrometheusMetrics(Metrics):
         self._refusals = Counter("kf_window_refusals", "Sends refused before calling WeChat, by the errcode avoided.",
                                  ["errcode"], registry=on)
         self._failed: Set[str] = set()
+        self._children: Dict[Tuple[int, Tuple[str, ...]], Any] = {}
+
+    def _labelled(self, metric: Any, *values: str) -> Any:
+        """``metric.labels(*values)``, kept: prometheus_client takes a lock and builds the key at every call, and
+        the label values are few (see the module docstring)."""
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
 
     def _broken(self, what: str, exc: Exception) -> None:
         """A metric failed: said in full once per kind, then only at DEBUG (the push goes on either way)."""
@@ -161,14 +171,14 @@ class PrometheusMetrics(Metrics):
 
     def push(self, channel: str, status: int, seconds: float) -> None:
         try:
-            self._pushes.labels(channel, str(status)).inc()
-            self._push_seconds.labels(channel).observe(seconds)
+            self._labelled(self._pushes, channel, str(status)).inc()
+            self._labelled(self._push_seconds, channel).observe(seconds)
         except Exception as exc:  # a metric never fails a push
             self._broken("push", exc)
 
     def rule_matched(self, rule: str) -> None:
         try:
-            self._rules.labels(rule).inc()
+            self._labelled(self._rules, rule).inc()
         except Exception as exc:  # a metric never fails a push
             self._broken("rule", exc)
 
@@ -178,30 +188,30 @@ class PrometheusMetrics(Metrics):
             if record is None:
                 return
             if kind == "request":
-                self._requested.labels(record.reason).inc()
+                self._labelled(self._requested, record.reason).inc()
             elif kind in ("accept", "switch") and transition.before.stage is Stage.QUEUED and record.waited is not None:
                 self._wait.observe(max(0.0, record.waited))
             if record.outcome is not None and transition.after.stage is Stage.BOT:
-                self._ended.labels(record.reason, record.outcome.value).inc()
+                self._labelled(self._ended, record.reason, record.outcome.value).inc()
         except Exception as exc:  # a metric never fails a push
             self._broken("hand-off", exc)
 
     def api_call(self, channel: str, path: str, errcode: object) -> None:
         try:
-            self._api.labels(channel, endpoint_of(path), errcode_label(errcode)).inc()
+            self._labelled(self._api, channel, endpoint_of(path), errcode_label(errcode)).inc()
         except Exception as exc:  # a metric never fails a call
             self._broken("API call", exc)
 
     def token_renewed(self, channel: str, expires_in: float) -> None:
         try:
-            self._renewals.labels(channel).inc()
-            self._expires.labels(channel).set(expires_in)
+            self._labelled(self._renewals, channel).inc()
+            self._labelled(self._expires, channel).set(expires_in)
         except Exception as exc:  # a metric never fails a renewal
             self._broken("token", exc)
 
     def token_expires_in(self, channel: str, seconds: float) -> None:
         try:
-            self._expires.labels(channel).set(seconds)
+            self._labelled(self._expires, channel).set(seconds)
         except Exception as exc:  # a metric never fails a reading
             self._broken("token", exc)
 
@@ -231,7 +241,7 @@ class PrometheusMetrics(Metrics):
 
     def window_refusal(self, errcode: int) -> None:
         try:
-            self._refusals.labels(str(errcode)).inc()
+            self._labelled(self._refusals, str(errcode)).inc()
         except Exception as exc:  # a metric never fails a send
             self._broken("window", exc)
 
