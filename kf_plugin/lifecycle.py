@@ -19,7 +19,7 @@ from __future__ import annotations
 import difflib
 import enum
 import math
-import os
+import random
 import statistics
 import time
 from dataclasses import asdict, dataclass, replace
@@ -170,9 +170,13 @@ class Transition:
 
 
 def new_handoff_id(now: Optional[float] = None) -> str:
-    """A record id that sorts by time: milliseconds since the epoch (of ``now``, else the clock) and a random part."""
+    """A record id that sorts by time: milliseconds since the epoch (of ``now``, else the clock) and a random part.
+
+    The random part comes from :mod:`random`, which every forked worker reseeds: ids need to differ, not to be
+    unguessable, and a system call per hand-off (``os.urandom``) is the dearer part of making one.
+    """
     moment = time.time() if now is None else now
-    return f"{int(moment * 1000):013d}-{os.urandom(4).hex()}"
+    return f"{int(moment * 1000):013d}-{random.getrandbits(32):08x}"
 
 
 # -- advance ----------------------------------------------------------------------------------------------

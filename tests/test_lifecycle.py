@@ -304,3 +304,18 @@ def test_wait_percentiles_are_waits_that_occurred():
     assert summary.to_dict()["count"] == 20 and set(summary.to_dict()) == {
         "count", "accepted", "cancelled", "timed_out", "lapsed", "refused", "open", "acceptance_rate",
         "median_wait", "p90_wait"}
+
+
+def test_handoff_ids_made_in_a_forked_worker_differ_from_its_parents():
+    import os
+
+    from kf_plugin.lifecycle import new_handoff_id
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:   # a gunicorn worker forked from its master: the random part is reseeded
+        os.write(write, " ".join(new_handoff_id(1.0) for _ in range(20)).encode())
+        os._exit(0)
+    os.waitpid(child, 0)
+    theirs = set(os.read(read, 65536).decode().split())
+    ours = {new_handoff_id(1.0) for _ in range(20)}
+    assert len(theirs) == len(ours) == 20 and not theirs & ours
