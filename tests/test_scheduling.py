@@ -19,7 +19,8 @@ def test_a_scheduler_with_a_persistent_default_store_still_answers_every_push(ap
         client = WeChatTestClient(app)
         assert [client.send_text("人工").status for _ in range(3)] == [200] * 3
         assert {job.id for job in scheduler.get_jobs(jobstore=JOBSTORE)} == {
-            f"kf_plugin:{api.sandbox.appid}:access-token", f"kf_plugin:{api.sandbox.appid}:handoff-sweep"}
+            f"kf_plugin:{api.sandbox.appid}:access-token", f"kf_plugin:{api.sandbox.appid}:handoff-sweep",
+            f"kf_plugin:{api.sandbox.appid}:rules-watch"}
         assert scheduler.get_jobs(jobstore="default") == []    # nothing of ours in the bot's persistent store
     finally:
         scheduler.shutdown(wait=False)
