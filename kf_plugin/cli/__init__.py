@@ -12,6 +12,7 @@ import logging
 import click
 
 from .handoff_commands import handoffs
+from .reload_commands import reload, rules
 from .rule_commands import check, push, route
 from .sandbox_command import sandbox
 from .service_commands import accounts, records, send, sessions, typing, window
@@ -30,8 +31,8 @@ def cli() -> None:
         logging.getLogger("kf_plugin").addHandler(logging.NullHandler())
 
 
-for _command in (check, route, push, accounts, sessions, send, typing, records, window, handoffs, token, sandbox,
-                 wecom):
+for _command in (check, route, push, reload, rules, accounts, sessions, send, typing, records, window, handoffs, token,
+                 sandbox, wecom):
     cli.add_command(_command)
 
 
