@@ -72,7 +72,7 @@ def _short(digest: Optional[str]) -> str:
 
 
 def _row(report: WorkerReport, tz: Any) -> List[Any]:
-    error = report.error.splitlines()[0] if report.error else "-"
+    error = f"{local_time(report.error_at, tz)} (below)" if report.error else "-"
     return [report.host, report.pid, _short(report.digest), local_time(report.loaded_at, tz), report.reload or "-",
             error]
 
@@ -92,7 +92,7 @@ def _show(reports: List[WorkerReport], tz: Any, as_json: bool, waiting_for: Opti
             click.echo(f"\n{report.name} ({local_time(report.error_at, tz)}):\n{report.error}")
     digests = {report.digest for report in reports}
     if len(digests) > 1:
-        click.echo(f"\nnote: the workers run {len(digests)} different rule files: compare each host's copy")
+        click.echo(f"\nnote: the workers run {len(digests)} different rule sets: compare each host's rule file")
 
 
 def _verdict(reports: List[WorkerReport], request: Optional[int] = None) -> None:
