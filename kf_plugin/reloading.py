@@ -103,6 +103,7 @@ class RuleWatch:
         self._stamp: Stamp = None
         self._signalled = False
         self._redis_failing = False
+        self._ran_in: Optional[int] = None   # the process whose job last ran this watch
         self._lock = threading.Lock()        # one check at a time (the job, kf.reload_rules())
 
     def loaded(self, version: Optional[RuleFileVersion]) -> None:
@@ -111,6 +112,11 @@ class RuleWatch:
         self._stamp = version.stamp if version is not None else None
         self.loaded_at = self.clock()
         self.error = self.error_at = None
+
+    @property
+    def running_here(self) -> bool:
+        """Whether the watch job runs in this process (it starts on the first request a process serves)."""
+        return self._ran_in == os.getpid()
 
     def signalled(self) -> None:
         """Ask for a reload at the next check (what the SIGHUP handler calls: it only sets a flag)."""
@@ -129,6 +135,7 @@ class RuleWatch:
     def tick(self) -> None:
         """One check (the watch job): never raises, whatever the file or Redis do."""
         with self._lock:
+            self._ran_in = os.getpid()
             asked = self._take_requests()
             path = self.version.path if self.version is not None else None
             stamp = _stamp(path, self.stat) if path is not None else None
@@ -201,7 +208,14 @@ _WATCHES: "weakref.WeakSet[RuleWatch]" = weakref.WeakSet()
 
 
 def _on_sighup(signum: int, frame: Any) -> None:
-    for watch in list(_WATCHES):
+    watches = [watch for watch in list(_WATCHES) if watch.running_here]
+    if not watches:
+        # A process that serves no requests (the Werkzeug reloader's parent, one that has not served yet): no
+        # job would ever read the flag, so SIGHUP does what it did before, and ends the process.
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
+    for watch in watches:
         watch.signalled()
 
 
@@ -209,7 +223,8 @@ def install_sighup(watch: RuleWatch) -> bool:
     """Make SIGHUP ask ``watch`` for a reload, where that is safe; whether it will.
 
     Only from the main thread (Python sets handlers there alone), and only where SIGHUP has no handler yet:
-    its default action, which ends the process. A handler of the server's (gunicorn's master, uWSGI's
+    its default action, which ends the process — and still does in a process where the watch job does not run
+    (yet). A handler of the server's (gunicorn's master, uWSGI's
     processes), of the bot's, or an ignored SIGHUP is left alone. No SIGHUP on Windows.
     """
     sighup = getattr(signal, "SIGHUP", None)

@@ -91,9 +91,11 @@ def test_kf_plugin_reload_reaches_both_workers_and_a_bad_file_reaches_none(worke
     assert {line.split()[1] for line in status.output.splitlines()[1:3]} == {str(pid) for pid, _ in pids_ports}
 
 
-def test_sighup_reloads_the_worker_it_is_sent_to(workers):
+def test_sighup_reloads_the_worker_it_is_sent_to(workers, redis_url):
     pids_ports, path, _ = workers
     assert [ask(port) for _, port in pids_ports] == ["price list 1"] * 2
+    versions = RuleVersions.of(redis.Redis.from_url(redis_url), "kf:", "wxrules")
+    wait_for(lambda: len(versions.reports()) == 2, "both workers' watch jobs")   # before it, SIGHUP would end one
     write_keeping_stamp(path, RULES.format(2))
     (first_pid, first_port), (_, second_port) = pids_ports
     os.kill(first_pid, signal.SIGHUP)

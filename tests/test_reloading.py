@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -174,11 +176,25 @@ def sighup():
 
 def test_sighup_is_taken_where_free_and_only_raises_the_flag(watched, sighup):
     assert install_sighup(watched.watch)
+    watched.watch.tick()                                     # the job runs in this process
     watched.path.write_text(TWO, encoding="utf-8")
     os.kill(os.getpid(), signal.SIGHUP)                      # handled before the next bytecodes of this thread
     assert watched.applied.rules == []                       # nothing is loaded in the signal handler
     watched.watch.tick()
     assert watched.applied.replies == ["new price"]
+
+
+def test_sighup_still_ends_a_process_where_the_watch_job_does_not_run(tmp_path):
+    # The Werkzeug reloader's parent loads the app too, and never serves: SIGHUP must end it as before.
+    script = ("import os, signal\n"
+              "from kf_plugin.reloading import RuleWatch, install_sighup\n"
+              "watch = RuleWatch(lambda rules, version: None)\n"
+              "assert install_sighup(watch)\n"
+              "os.kill(os.getpid(), signal.SIGHUP)\n"
+              "print('survived')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).parents[1])
+    assert (done.returncode, done.stdout) == (-signal.SIGHUP, "")
 
 
 def test_sighup_taken_by_the_server_or_the_bot_is_left_alone(watched, sighup):
