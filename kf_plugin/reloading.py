@@ -145,6 +145,9 @@ class RuleWatch:
                     self._reload(path)
                 except KfError:
                     pass   # recorded and logged by _reload
+                except Exception as exc:  # a bug of ours or of a hook: this worker keeps answering, and says so
+                    log.exception("the rules were not reloaded in process %d; the rules in force stay", os.getpid())
+                    self.error, self.error_at = f"{type(exc).__name__}: {exc}", self.clock()
             self._report()
 
     def _reload(self, path: Optional[str]) -> Optional[RuleSet]:
