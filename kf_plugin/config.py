@@ -88,6 +88,10 @@ SETTINGS: Dict[str, Setting] = {s.name: s for s in (
             "Original ID of the official account (gh_…, the ToUserName of its pushes); set → a push addressed "
             "to another account is refused with 403."),
     Setting("KF_RULES", None, _text, "Path of the YAML rule file."),
+    Setting("KF_RULES_WATCH", 2.0, _seconds,
+            "Seconds between each process's background checks of the rule file (its modification time, size and "
+            "content hash), of SIGHUP and of `kf-plugin reload` requests in Redis; a changed, valid file is put "
+            "in force, a bad one is reported and the rules in force stay; 0 turns the checks off."),
     Setting("KF_WECOM_CORPID", None, _text,
             "WeCom corp ID (企业ID); set with the other KF_WECOM_* keys → 微信客服 is served too, "
             "from the same rules."),
@@ -215,6 +219,7 @@ class Settings:
     encoding_aes_key_previous: Optional[str]
     account_id: Optional[str]
     rules: Optional[str]
+    rules_watch: float
     wecom_corpid: Optional[str]
     wecom_secret: Optional[str]
     wecom_token: Optional[str]

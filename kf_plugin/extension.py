@@ -23,13 +23,14 @@ from .errors import KfError
 from .filters import Event
 from .hooks import SESSION_EVENTS, HandoffHooks, SessionHooks, WeComEventHooks
 from .lifecycle import Conversation, HandoffRecord, HandoffSummary, summarize
-from .loader import load_rules
 from .readings import GAUGES_INTERVAL, refresh_gauges
+from .reloading import RuleFileVersion, RuleWatch, install_sighup, no_rule_file, read_rule_file
 from .router import Handler, MessageRouter
 from .rules import Rule, RuleSet
 from .scheduling import Jobs
 from .services import Services, check_api_rules
 from .state import ReplayStore, WindowStore
+from .state.redis_rules import RuleVersions
 from .view import EXTENSION, AppState, register_views
 from .wecom.channel import open_wecom
 from .window import WindowTracker
@@ -78,6 +79,8 @@ class KfPlugin(HookDecorators):
         self.jobs = Jobs(scheduler)
         self._rules = RuleSet()
         self._rules_path: Optional[str] = None
+        self._swap_lock = threading.Lock()   # one swap at a time: a reload job never interleaves with another
+        self._watch = RuleWatch(self._apply_file, self._reload_channels, clock=clock)
         self._replay_store = replay_store
         self._window_store = window_store
         self._redis = redis
@@ -123,36 +126,63 @@ class KfPlugin(HookDecorators):
         :raises ValueError: rules built in Python share a name.
         :raises ConfigError: a rule needs the WeChat API and an app (or the plugin) has no credentials.
         """
-        path = None
+        version = None
         if isinstance(rules, RuleSet):
             ruleset = rules
         elif isinstance(rules, (str, os.PathLike)):
-            path = os.fspath(rules)
-            ruleset = load_rules(path)
+            ruleset, version = read_rule_file(os.fspath(rules))
         else:
             ruleset = RuleSet.of(rules)
-        for services, where in self._all_services():
-            check_api_rules(ruleset, services.settings, where)
-        self._put_in_force(ruleset, path)
+        self._check_api_rules(ruleset)
+        self._put_in_force(ruleset, version)
         return ruleset
 
-    def _put_in_force(self, ruleset: RuleSet, path: Optional[str]) -> None:
-        self.rules_router.replace([self._session_handler] + ruleset.handlers(self._respond))
-        self._rules = ruleset
-        if path is not None:
-            self._rules_path = path
-        for services, _ in self._all_services():
-            self._use_rules(services)
+    def _check_api_rules(self, ruleset: RuleSet) -> None:
+        for services, where in self._all_services():
+            check_api_rules(ruleset, services.settings, where)
+
+    def _apply_file(self, ruleset: RuleSet, version: RuleFileVersion) -> None:
+        """What the rule watch calls to put a changed file in force (raising to refuse it)."""
+        self._check_api_rules(ruleset)
+        self._put_in_force(ruleset, version)
+
+    def _put_in_force(self, ruleset: RuleSet, version: Optional[RuleFileVersion]) -> None:
+        with self._swap_lock:
+            self.rules_router.replace([self._session_handler] + ruleset.handlers(self._respond))
+            self._rules = ruleset
+            if version is not None:
+                self._rules_path = version.path
+            for services, _ in self._all_services():
+                self._use_rules(services)
+            self._watch.loaded(version)
 
     def reload_rules(self) -> RuleSet:
-        """Read the rule file again; on any error the current rules stay in force.
+        """Read the rule file again and put it in force if it changed; on any error the current rules stay.
 
-        :raises KfError: the rules were not loaded from a file.
+        Every worker does it by itself when the file changes, on SIGHUP and on ``kf-plugin reload``
+        (see :mod:`kf_plugin.reloading`); this is the same, now, in this process only.
+
+        :raises KfError: the rules were given in Python, not read from a file (``KF_RULES``).
         :raises RuleFileError: the file is now invalid (nothing changed).
+        :raises ConfigError: a rule of the file needs the WeChat API and an app has no credentials.
         """
-        if self._rules_path is None:
-            raise KfError("there is no rule file to reload: the rules were not loaded from a file")
-        return self.load_rules(self._rules_path)
+        if self._watch.version is None:
+            raise no_rule_file()
+        self._watch.reload_now()
+        return self._rules
+
+    def _reload_channels(self) -> List[RuleVersions]:
+        """The reload counters this process follows: one per app whose state is in Redis."""
+        return [RuleVersions.of(services.shared.redis, services.settings.redis_prefix, services.settings.appid)
+                for services, _ in self._all_services() if services.shared.redis is not None]
+
+    def _watch_rules(self, settings: Settings) -> None:
+        """Start watching the rule file (and reload requests through Redis), and take SIGHUP where it is free."""
+        if settings.rules_watch <= 0 or (self._watch.version is None and not self._reload_channels()):
+            return
+        self._watch.every = settings.rules_watch
+        self.jobs.add(f"kf_plugin:{settings.appid or 'default'}:rules-watch", self._watch.tick, settings.rules_watch)
+        install_sighup(self._watch)
 
     def _respond(self, rule: Rule, message: Any) -> BaseReply:
         services = self._services()
@@ -204,6 +234,7 @@ class KfPlugin(HookDecorators):
                 services = self._new_services(settings)
                 self._use_rules(services)
                 self._own = services
+                self._watch_rules(settings)
             return self._own
 
     def _new_services(self, settings: Settings) -> Services:
@@ -288,7 +319,7 @@ class KfPlugin(HookDecorators):
         ``KF_TOKEN`` (required), ``KF_APPID``,
         ``KF_SECRET`` (both → the WeChat API is used), ``KF_ENCODING_AES_KEY``
         (set → safe mode), ``KF_ENCODING_AES_KEY_PREVIOUS``, ``KF_RULES``,
-        ``KF_ACCOUNT_ID`` (set → pushes to another account are refused),
+        ``KF_RULES_WATCH`` [2], ``KF_ACCOUNT_ID`` (set → pushes to another account are refused),
         ``KF_URL`` [/wechat], ``KF_MAX_CLOCK_SKEW`` [300], ``KF_MAX_BODY``
         [65536], ``KF_DEDUPE_TTL`` [60], ``KF_DEDUPE_WAIT`` [4],
         ``KF_API_BASE_URL`` [https://api.weixin.qq.com], ``KF_API_TIMEOUT`` [5],
@@ -315,7 +346,7 @@ class KfPlugin(HookDecorators):
         settings = Settings.read(app.config)
         # The app's rule file, unless the plugin was given rules already.
         path = settings.rules if self._rules_path is None and not self._rules.rules else None
-        ruleset = load_rules(path) if path else self._rules
+        ruleset, version = read_rule_file(path) if path else (self._rules, None)
         for checked, where in [(settings, IN_APP_CONFIG)] + [(s.settings, w) for s, w in self._all_services()]:
             check_api_rules(ruleset, checked, where)   # the other apps matter when the file's rules are new
         services = self._new_services(settings)
@@ -332,10 +363,11 @@ class KfPlugin(HookDecorators):
         register_views(app, state)
         self._apps.append(services)
         if path:
-            self._put_in_force(ruleset, path)
+            self._put_in_force(ruleset, version)
         else:
             self._use_rules(services)
         app.extensions[EXTENSION] = state
+        self._watch_rules(settings)
         from .cli import cli
         app.cli.add_command(cli, "kf")
         warn_if_workers_do_not_share(settings.redis_url)

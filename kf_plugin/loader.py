@@ -23,7 +23,7 @@ from .rules import Rule, RuleSet
 from .schema import UNION_TAGS, FileModel, RuleModel, fields_at
 from .wecom.texts import WeComTexts
 
-__all__ = ["load_rules", "load_rules_text"]
+__all__ = ["load_rules", "load_rules_bytes", "load_rules_text", "read_rule_bytes"]
 
 Path_ = Tuple[Union[str, int], ...]
 
@@ -318,11 +318,27 @@ def load_rules(path: Union[str, Path]) -> RuleSet:
     :raises RuleFileError: the file cannot be read or is invalid; every problem
         is listed with its line and rule.
     """
-    source = str(path)
+    return load_rules_bytes(read_rule_bytes(path), str(path))
+
+
+def read_rule_bytes(path: Union[str, Path]) -> bytes:
+    """The bytes of the rule file at ``path``.
+
+    :raises RuleFileError: the file cannot be read.
+    """
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_bytes()
     except OSError as exc:
-        raise RuleFileError([RuleProblem(source, None, f"cannot read the file: {exc.strerror or exc}")]) from None
+        raise RuleFileError([RuleProblem(str(path), None, f"cannot read the file: {exc.strerror or exc}")]) from None
+
+
+def load_rules_bytes(data: bytes, source: str) -> RuleSet:
+    """Validate a rule file's bytes (UTF-8 YAML); ``source`` names the file in the problems.
+
+    :raises RuleFileError: the bytes are not UTF-8 text, or the file is invalid.
+    """
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise RuleFileError([RuleProblem(source, None, f"not UTF-8 text: {exc.reason} at byte {exc.start}")]) from None
     return load_rules_text(text, source)

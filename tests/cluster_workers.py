@@ -133,3 +133,20 @@ def _serve(handler, redis_url: str, token: str, port_queue) -> None:
     server = make_server("127.0.0.1", 0, app, threaded=True)
     port_queue.put(server.server_port)
     server.serve_forever()
+
+
+def rules_worker(redis_url: str, rules_path: str, port_queue) -> None:
+    """Serve a bot whose answers come from the rule file at ``rules_path`` (watched every 0.2 s, reloads asked
+    through Redis); report its pid and port, serve until killed."""
+    from flask import Flask
+    from werkzeug.serving import make_server
+
+    from kf_plugin import KfPlugin
+
+    app = Flask("rules_bot")
+    app.config.update(KF_TOKEN="cluster-token", KF_REDIS_URL=redis_url, KF_APPID="wxrules", KF_RULES=rules_path,
+                      KF_RULES_WATCH=0.2)
+    KfPlugin(app)   # in this process's main thread, where SIGHUP is free: the plugin takes it
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    port_queue.put((os.getpid(), server.server_port))
+    server.serve_forever()

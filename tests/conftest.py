@@ -77,7 +77,9 @@ def make_app(rules_file: Path) -> Callable[..., Flask]:
     """
     def make(router: MessageRouter = None, plugin_options: Dict[str, Any] = None, **config: Any) -> Flask:
         app = Flask("kf_test")
-        app.config.update(KF_TOKEN=TOKEN, KF_APPID=APPID, KF_RULES=str(rules_file))
+        # The rule watch off: most tests never shut their plugin down, and each would leave a job ticking every
+        # 2 s in the test process. The tests of the watch turn it on.
+        app.config.update(KF_TOKEN=TOKEN, KF_APPID=APPID, KF_RULES=str(rules_file), KF_RULES_WATCH=0)
         app.config.update(config)
         KfPlugin(app, router=router, **(plugin_options or {}))
         return app

@@ -13,8 +13,8 @@ import kf_plugin.cli
 from kf_plugin.cli import cli
 
 PACKAGE = Path(kf_plugin.cli.__file__).parent
-FAMILIES = ["rule_commands", "service_commands", "handoff_commands", "token_commands", "sandbox_command",
-            "sandbox_control_commands", "wecom_commands"]
+FAMILIES = ["rule_commands", "reload_commands", "service_commands", "handoff_commands", "token_commands",
+            "sandbox_command", "sandbox_control_commands", "wecom_commands"]
 
 
 def _tree(module: str) -> ast.Module:
@@ -39,7 +39,7 @@ def _in_cli(module: str) -> bool:
 def test_cli_is_a_package_of_the_group_and_its_families():
     assert Path(kf_plugin.cli.__file__).name == "__init__.py"
     assert sorted(p.stem for p in PACKAGE.glob("*.py")) == sorted(["__init__", "common", *FAMILIES])
-    assert set(cli.commands) == {"check", "route", "push", "accounts", "sessions", "send", "typing", "records",
+    assert set(cli.commands) == {"check", "route", "push", "reload", "rules", "accounts", "sessions", "send", "typing", "records",
                                  "window", "handoffs", "token", "sandbox", "wecom"}
 
 

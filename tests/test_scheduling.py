@@ -14,12 +14,13 @@ def test_a_scheduler_with_a_persistent_default_store_still_answers_every_push(ap
     scheduler = BackgroundScheduler(jobstores={"default": store})
     scheduler.start()                                   # the bot starts its scheduler itself
     app = make_app(KF_SECRET=api.sandbox.secret, KF_APPID=api.sandbox.appid, KF_API_BASE_URL=api.url,
-                   plugin_options={"scheduler": scheduler})
+                   KF_RULES_WATCH=2, plugin_options={"scheduler": scheduler})
     try:
         client = WeChatTestClient(app)
         assert [client.send_text("人工").status for _ in range(3)] == [200] * 3
         assert {job.id for job in scheduler.get_jobs(jobstore=JOBSTORE)} == {
-            f"kf_plugin:{api.sandbox.appid}:access-token", f"kf_plugin:{api.sandbox.appid}:handoff-sweep"}
+            f"kf_plugin:{api.sandbox.appid}:access-token", f"kf_plugin:{api.sandbox.appid}:handoff-sweep",
+            f"kf_plugin:{api.sandbox.appid}:rules-watch"}
         assert scheduler.get_jobs(jobstore="default") == []    # nothing of ours in the bot's persistent store
     finally:
         scheduler.shutdown(wait=False)

@@ -12,6 +12,7 @@ import logging
 import click
 
 from .handoff_commands import handoffs
+from .reload_commands import reload, rules
 from .rule_commands import check, push, route
 from .sandbox_command import sandbox
 from .sandbox_control_commands import SANDBOX_CONTROLS
@@ -31,8 +32,8 @@ def cli() -> None:
         logging.getLogger("kf_plugin").addHandler(logging.NullHandler())
 
 
-for _command in (check, route, push, accounts, sessions, send, typing, records, window, handoffs, token, sandbox,
-                 wecom):
+for _command in (check, route, push, reload, rules, accounts, sessions, send, typing, records, window, handoffs, token,
+                 sandbox, wecom):
     cli.add_command(_command)
 for _command in SANDBOX_CONTROLS:
     sandbox.add_command(_command)
