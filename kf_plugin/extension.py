@@ -31,6 +31,7 @@ from .scheduling import Jobs
 from .services import Services, check_api_rules
 from .state import ReplayStore, WindowStore
 from .state.redis_rules import RuleVersions
+from .swapping import SwapGate
 from .view import EXTENSION, AppState, register_views
 from .wecom.channel import open_wecom
 from .window import WindowTracker
@@ -79,7 +80,8 @@ class KfPlugin(HookDecorators):
         self.jobs = Jobs(scheduler)
         self._rules = RuleSet()
         self._rules_path: Optional[str] = None
-        self._swap_lock = threading.Lock()   # one swap at a time: a reload job never interleaves with another
+        #: Pushes are handled inside ``gate.reading()``; a swap of the rules waits for them (see kf_plugin.swapping).
+        self.gate = SwapGate()
         self._watch = RuleWatch(self._apply_file, self._reload_channels, clock=clock)
         self._replay_store = replay_store
         self._window_store = window_store
@@ -147,7 +149,7 @@ class KfPlugin(HookDecorators):
         self._put_in_force(ruleset, version)
 
     def _put_in_force(self, ruleset: RuleSet, version: Optional[RuleFileVersion]) -> None:
-        with self._swap_lock:
+        with self.gate.swapping():
             self.rules_router.replace([self._session_handler] + ruleset.handlers(self._respond))
             self._rules = ruleset
             if version is not None:
@@ -297,8 +299,9 @@ class KfPlugin(HookDecorators):
         services = self._services()
         if services is self._own:
             self.jobs.ensure_started()
-        services.window.record(message)
-        return self._route(services, self.router, message)
+        with self.gate.reading():
+            services.window.record(message)
+            return self._route(services, self.router, message)
 
     def register(self, router: MessageRouter) -> None:
         """Put the kf rules in front of the handlers of a bot's own ``router``.
@@ -358,7 +361,8 @@ class KfPlugin(HookDecorators):
             services.wecom = open_wecom(settings, services.shared,
                                         functools.partial(self._answering.answer_pulled, services),
                                         services.conversations, services.window,
-                                        functools.partial(self._wecom_hooks.run, executor=services.executor))
+                                        functools.partial(self._wecom_hooks.run, executor=services.executor),
+                                        self.gate)
         state = AppState(self, webhook, services, services.wecom)
         register_views(app, state)
         self._apps.append(services)

@@ -16,6 +16,7 @@ from .readings import read, refresh_gauges
 from .scheduling import Jobs
 from .services import Services
 from .status import authorized, challenge, check_status_settings, status_page
+from .swapping import SwapGate
 from .webhook import Webhook, WebhookResponse
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ class Plugin(Protocol):
     """What the views need of the :class:`~kf_plugin.extension.KfPlugin` that registered them."""
 
     jobs: Jobs
+    gate: SwapGate
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,7 @@ def _answer(handle: Handle, state: AppState, channel: str) -> Response:
                         headers={"Allow": "GET, POST"}, content_type="text/plain; charset=utf-8")
     state.plugin.jobs.ensure_started()
     started = time.perf_counter()
-    answer = handle(incoming.method, query_of(incoming.environ), incoming.stream.read)
+    with state.plugin.gate.reading():   # a swap of the rules waits for the push, never lands inside it
+        answer = handle(incoming.method, query_of(incoming.environ), incoming.stream.read)
     state.services.metrics.push(channel, answer.status, time.perf_counter() - started)
     return Response(answer.body, status=answer.status, content_type=answer.content_type)

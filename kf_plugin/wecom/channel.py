@@ -24,6 +24,7 @@ the bot sends nothing (WeCom would refuse it with 95018).
 """
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Tuple
@@ -40,6 +41,7 @@ from ..rules import DEFAULT_FALLBACK_TEXT, RuleSet
 from ..state import MemoryTokenStore, TokenStore
 from ..state.failover import FailoverTokenStore
 from ..state.shared import SharedState
+from ..swapping import SwapGate
 from ..window import WindowTracker
 from .api import State, WeComKf
 from .callback import WeComCallback
@@ -228,11 +230,12 @@ class WeComChannel:
 
 
 def open_wecom(settings: Settings, shared: SharedState, route: Route, conversations: Conversations,
-               window: Optional[WindowTracker] = None, events: Optional[Events] = None) -> WeComChannel:
+               window: Optional[WindowTracker] = None, events: Optional[Events] = None,
+               gate: Optional[SwapGate] = None) -> WeComChannel:
     """The 微信客服 channel of an app whose settings configure it (:attr:`Settings.has_wecom`), sharing the app's
     state: its Redis (the token, the pull leases, cursors and seen messages), its hand-off lifecycle and its
     window tracker (customers and users are told apart by their ids). ``events`` runs the system events'
-    hooks."""
+    hooks. ``gate``: each message is handled inside its ``reading()`` (a swap of the rules never lands in one)."""
     corpid = settings.wecom_corpid or ""
     tokens = _token_store(shared, corpid, settings)
     # A connection for each handler thread, and for the pull's own sync_msg.
@@ -243,11 +246,17 @@ def open_wecom(settings: Settings, shared: SharedState, route: Route, conversati
     failover = getattr(shared.replay, "failover", None)
     pull = open_pull_state(shared.redis, corpid, settings.redis_prefix, failover=failover)
     answers = WeComAnswers(api, route, conversations, window, events)
-    puller = Puller(api.sync_msg, pull.cursors, tokens, answers.handle, seen=pull.seen, clock=conversations.clock)
+    handle = answers.handle if gate is None else functools.partial(_through, gate, answers.handle)
+    puller = Puller(api.sync_msg, pull.cursors, tokens, handle, seen=pull.seen, clock=conversations.clock)
     cipher = WeComCipher(settings.wecom_token or "", settings.wecom_aes_key or "", corpid)
     callback = WeComCallback(cipher, puller.notify, max_clock_skew=settings.max_clock_skew,
                              max_body=settings.max_body, clock=conversations.clock)
     return WeComChannel(api, callback, puller, answers)
+
+
+def _through(gate: SwapGate, handle: Callable[[Mapping[str, Any]], None], item: Mapping[str, Any]) -> None:
+    with gate.reading():
+        handle(item)
 
 
 def _token_store(shared: SharedState, corpid: str, settings: Settings) -> TokenStore:
