@@ -41,13 +41,16 @@ class SwapGate:
         self._reading = 0
         self._swapping = False
         self._mine = threading.local()
+        self._reader = _Reading(self)
 
     def _depth(self) -> int:
         return getattr(self._mine, "depth", 0)
 
-    @contextmanager
-    def reading(self) -> Iterator[None]:
-        """Handle a push: not while a swap is being made, and no swap until it is done."""
+    def reading(self) -> "_Reading":
+        """``with gate.reading():`` handle a push — not while a swap is being made, and no swap until it is done."""
+        return self._reader
+
+    def _enter(self) -> None:
         depth = self._depth()
         if depth == 0:
             with self._changed:
@@ -55,15 +58,15 @@ class SwapGate:
                     self._changed.wait()
                 self._reading += 1
         self._mine.depth = depth + 1
-        try:
-            yield
-        finally:
-            self._mine.depth = depth
-            if depth == 0:
-                with self._changed:
-                    self._reading -= 1
-                    if self._reading == 0 and self._swapping:
-                        self._changed.notify_all()
+
+    def _leave(self) -> None:
+        depth = self._mine.depth - 1
+        self._mine.depth = depth
+        if depth == 0:
+            with self._changed:
+                self._reading -= 1
+                if self._reading == 0 and self._swapping:
+                    self._changed.notify_all()
 
     @contextmanager
     def swapping(self) -> Iterator[None]:
@@ -87,3 +90,19 @@ class SwapGate:
             with self._changed:
                 self._swapping = False
                 self._changed.notify_all()
+
+
+class _Reading:
+    """:meth:`SwapGate.reading`'s context: one per gate, its state per thread (a push is handled on every
+    request, so no generator is made for it)."""
+
+    __slots__ = ("gate",)
+
+    def __init__(self, gate: SwapGate):
+        self.gate = gate
+
+    def __enter__(self) -> None:
+        self.gate._enter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.gate._leave()
