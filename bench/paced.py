@@ -1,6 +1,6 @@
 """CPU per push at a paced rate (open loop), kf_plugin with memory state against Redis state.
 
-    python bench/paced.py [--rates 5,300] [--seconds 60] [--systems a,b] [--api] [--pin] [--no-write]
+    python bench/paced.py [--rates 5,300] [--seconds 60] [--systems a,b] [--api] [--pin] [--repeat N] [--no-write]
 
 At saturation (bench/throughput.py) a worker never waits idle, so the work it does between pushes (threads
 that wake up on a timer, the scheduler) and what a push costs when it arrives alone (cold caches, a wake-up)
@@ -10,7 +10,10 @@ stay hidden. Here the systems of bench/throughput.py ((a) memory state, (b) Redi
 warm-up pushes; the workers' user+system CPU over the run is divided by the pushes answered, so background
 work is charged to the pushes. Every answer is checked as in bench/throughput.py. ``--api``: KF_SECRET and
 KF_API_BASE_URL at a kf_plugin.sandbox.Sandbox on loopback, as users deploy it (token service, handler
-thread pool). Target: (b) ≤ 1.3 × (a) per push at each rate. The table goes to the "CPU per push, paced"
+thread pool; then ``--seconds`` must be a whole number of hand-off sweeps, so every window holds as many).
+``--repeat N``: N turns per system, taken in alternation, each on a fresh server; the turn of median worker
+CPU is reported with the range (one turn's figure moves by a third from run to run on a small VM). Target:
+(b) ≤ 1.3 × (a) per push at each rate. The table goes to the "CPU per push, paced"
 section of bench/RESULTS.md unless --no-write.
 """
 from __future__ import annotations
@@ -23,7 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import psutil
 
@@ -33,8 +36,21 @@ sys.path.insert(0, str(BENCH))
 from apps.common import AES_KEY, APPID, TOKEN  # noqa: E402
 from loadgen import run_schedule  # noqa: E402
 from throughput import (  # noqa: E402
-    API_SECRET, SYSTEMS, PushFactory, Server, check_answers, cpu_of, flush_redis, machine, one_round, pin,
-    redis_process, redis_reachable, revision, write_rules, write_section,
+    API_SECRET,
+    SYSTEMS,
+    PushFactory,
+    Server,
+    check_answers,
+    cpu_of,
+    flush_redis,
+    machine,
+    one_round,
+    pin,
+    redis_process,
+    redis_reachable,
+    revision,
+    write_rules,
+    write_section,
 )
 
 from kf_plugin.config import SETTINGS  # noqa: E402
@@ -75,6 +91,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/8")
     parser.add_argument("--pin", action="store_true", help="servers and Redis on the first CPU, the sender on the rest")
     parser.add_argument("--results", type=Path, default=BENCH / "RESULTS.md")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="turns per system, taken in alternation; the median run is reported (default 1)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     try:
@@ -86,11 +104,46 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         parser.error("--systems takes a, b or a,b")
     if not args.rates or any(not 0 < r <= 2000 for r in args.rates) or not 1 <= args.seconds <= 600:
         parser.error("--rates must be in (0, 2000] and --seconds in [1, 600]")
+    if not 1 <= args.repeat <= 20:
+        parser.error("--repeat must be from 1 to 20")
     if args.api and args.seconds % SWEEP_EVERY:
         # The hand-off sweep runs every KF_HANDOFF_SWEEP seconds whatever the rate: a window of a whole number of
         # intervals holds as many sweeps for every system, any other may hold one more for one of them.
         parser.error(f"with --api, --seconds must be a whole number of hand-off sweeps ({SWEEP_EVERY:g} s each)")
     return args
+
+
+def measure(system: str, args: argparse.Namespace, api: Optional[Any], rules: Path, scratch: Path,
+            server_cpus: Optional[set], signer: PushSigner, factory: PushFactory, redis: Optional[psutil.Process],
+            runs: Dict[Tuple[str, float], List[Dict[str, float]]]) -> None:
+    """One turn of ``system``: a fresh server, warmed up, then every rate; each run appended to ``runs``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KF_", "BENCH_"))}
+    env.update(BENCH_MODE=args.mode, PYTHONDONTWRITEBYTECODE="1", KF_RULES=str(rules))
+    if api is not None:
+        env.update(KF_SECRET=API_SECRET, KF_API_BASE_URL=api.url)
+    if system == "b":
+        env.update(KF_REDIS_URL=args.redis_url)
+        flush_redis(args.redis_url)
+    server = Server(system, args.mode, env, scratch, server_cpus)
+    server.start(signer)
+    try:
+        one_round(server, factory.make(300), signer, 2, 60.0)  # warm-up
+        for rate in args.rates:
+            r = paced_run(server, factory, signer, rate, args.seconds, redis if system == "b" else None)
+            runs.setdefault((system, rate), []).append(r)
+            print(f"({system}) {rate:g}/s: worker {r['worker_us']:.0f} µs/push, Redis "
+                  f"{r['redis_us']:.0f} µs/push, {r['bad']} bad answers", flush=True)
+    finally:
+        server.stop()
+
+
+def median_run(measured: List[Dict[str, float]]) -> Dict[str, float]:
+    """The run of median worker CPU per push, with the range over every run and the wrong answers of all."""
+    ordered = sorted(measured, key=lambda r: r["worker_us"])
+    chosen = dict(ordered[(len(ordered) - 1) // 2])
+    chosen.update(low=ordered[0]["worker_us"], high=ordered[-1]["worker_us"], runs=len(measured),
+                  bad=sum(r["bad"] for r in measured))
+    return chosen
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -111,32 +164,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     api = Sandbox(appid=APPID, secret=API_SECRET).serve() if args.api else None
     signer = PushSigner(TOKEN, AES_KEY if args.mode == "aes" else None, APPID)
     factory = PushFactory(signer)
-    results: Dict[Tuple[str, float], Dict[str, float]] = {}
+    runs: Dict[Tuple[str, float], List[Dict[str, float]]] = {}
     began = time.monotonic()
     try:
         with tempfile.TemporaryDirectory(prefix="kf-paced-") as scratch:
             rules = Path(scratch) / "rules.yaml"
             write_rules(rules)
-            for system in args.systems:
-                env = {k: v for k, v in os.environ.items() if not k.startswith(("KF_", "BENCH_"))}
-                env.update(BENCH_MODE=args.mode, PYTHONDONTWRITEBYTECODE="1", KF_RULES=str(rules))
-                if api is not None:
-                    env.update(KF_SECRET=API_SECRET, KF_API_BASE_URL=api.url)
-                if system == "b":
-                    env.update(KF_REDIS_URL=args.redis_url)
-                    flush_redis(args.redis_url)
-                server = Server(system, args.mode, env, Path(scratch), server_cpus)
-                server.start(signer)
-                try:
-                    one_round(server, factory.make(300), signer, 2, 60.0)  # warm-up
-                    for rate in args.rates:
-                        results[(system, rate)] = paced_run(server, factory, signer, rate, args.seconds,
-                                                            redis if system == "b" else None)
-                        r = results[(system, rate)]
-                        print(f"({system}) {rate:g}/s: worker {r['worker_us']:.0f} µs/push, Redis "
-                              f"{r['redis_us']:.0f} µs/push, {r['bad']} bad answers", flush=True)
-                finally:
-                    server.stop()
+            for turn in range(args.repeat):   # the systems take turns, each turn starting one further on
+                for system in args.systems[turn % len(args.systems):] + args.systems[:turn % len(args.systems)]:
+                    measure(system, args, api, rules, Path(scratch), server_cpus, signer, factory, redis, runs)
     finally:
         if api is not None:
             api.stop()
@@ -145,6 +181,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 process.cpu_affinity(cpus)
             except psutil.Error:
                 pass
+    results = {key: median_run(measured) for key, measured in runs.items()}
     text = render(args, command, results, time.monotonic() - began)
     print()
     print(text)
@@ -166,12 +203,16 @@ def render(args: argparse.Namespace, command: str, results: Dict[Tuple[str, floa
              + f"(b): KF_REDIS_URL={args.redis_url}. worker CPU: the worker's user+system time over the run per "
              "push answered (background threads included); Redis CPU: the redis-server's, per push (its other "
              "clients included, none expected)."
-             + (" Pinned: the worker and Redis on one CPU, the sender on the other." if args.pin else ""), "",
-             "| system | rate asked | req/s sent | pushes | worker CPU µs/push | Redis CPU µs/push | p50 ms | p99 ms "
-             "| wrong answers |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for (system, rate), r in results.items():
+             + (" Pinned: the worker and Redis on one CPU, the sender on the other." if args.pin else "")
+             + (f" {args.repeat} turns per system, a fresh server each, the systems taking turns (a b, then b a, "
+                "…); each row is the turn of median worker CPU, the range over all turns beside it, wrong answers "
+                "summed over all." if args.repeat > 1 else ""), "",
+             ("| system | rate asked | req/s sent | pushes | worker CPU µs/push | range | Redis CPU µs/push | p50 ms "
+              "| p99 ms | wrong answers |"), "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for (system, rate), r in sorted(results.items()):
         lines.append(f"| ({system}) {SYSTEMS[system][0]} | {rate:g} | {r['rate']:.1f} | {r['sent']:,} "
-                     f"| {r['worker_us']:.0f} | {r['redis_us']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['bad']} |")
+                     f"| {r['worker_us']:.0f} | {r['low']:.0f}–{r['high']:.0f} | {r['redis_us']:.0f} "
+                     f"| {r['p50']:.2f} | {r['p99']:.2f} | {r['bad']} |")
     lines.append("")
     for rate in args.rates:
         a, b = results.get(("a", rate)), results.get(("b", rate))
