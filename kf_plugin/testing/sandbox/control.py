@@ -12,21 +12,45 @@ import functools
 import json
 import logging
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Tuple
 
 from flask import Blueprint, Response, request
 
 from ..client import Answer
 from .errors import ApiError
-from .pushes import BotUnreachableError
-from .seeding import AgentSeed, agent_state, state_name
-
-if TYPE_CHECKING:
-    from .sandbox import Sandbox
+from .pushes import Bot, BotUnreachableError
+from .seeding import AgentRoster, AgentSeed, agent_state, state_name
+from .wecom import WeComSandbox
 
 __all__ = ["PREFIX", "ROUTES", "Refused", "control_blueprint", "state_view", "answer_view"]
 
 PREFIX = "/sandbox"
+
+
+class Sandbox(AgentRoster, Protocol):
+    """What the endpoints drive: the :class:`~kf_plugin.testing.sandbox.Sandbox` facade's methods that tests
+    call (see there for what each does and raises)."""
+
+    appid: str
+    wecom: WeComSandbox
+
+    @property
+    def bot(self) -> Optional[Bot]: ...
+    @property
+    def agents(self) -> Dict[str, dict]: ...
+    @property
+    def sessions(self) -> Dict[str, dict]: ...
+    @property
+    def wait_queue(self) -> List[dict]: ...
+    def knows(self, openid: str) -> bool: ...
+    def user_says(self, openid: str, text: str) -> Optional[Answer]: ...
+    def user_event(self, openid: str, event: str, key: Optional[str] = None) -> Optional[Answer]: ...
+    def accept(self, openid: str, kf_account: str) -> Optional[Answer]: ...
+    def close(self, openid: str) -> Optional[Answer]: ...
+    def switch(self, openid: str, to_kf_account: str) -> Optional[Answer]: ...
+    def lapse(self, openid: str) -> None: ...
+    def agent_says(self, openid: str, text: str) -> None: ...
+    def set_online(self, kf_account: str, online: bool = True, status: int = 1) -> None: ...
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +137,7 @@ def answer_view(answer: Optional[Answer]) -> Optional[Dict[str, Any]]:
             "kf_account": answer.kf_account, "xml": answer.xml if answer.status == 200 else answer.body}
 
 
-def state_view(sandbox: "Sandbox") -> Dict[str, Any]:
+def state_view(sandbox: Sandbox) -> Dict[str, Any]:
     """What ``GET /sandbox/state`` answers."""
     bot = sandbox.bot
     agents = [{"kf_account": name, "nickname": agent["kf_nick"], "state": state_name(agent["online"], agent["status"]),
@@ -130,7 +154,7 @@ def state_view(sandbox: "Sandbox") -> Dict[str, Any]:
 class ControlViews:
     """The endpoints' bodies over one sandbox; each returns the answer's JSON fields or raises."""
 
-    def __init__(self, sandbox: "Sandbox"):
+    def __init__(self, sandbox: Sandbox):
         self.sandbox = sandbox
 
     # -- agents ------------------------------------------------------------------------
@@ -269,7 +293,7 @@ def _unknown(rest: str) -> Response:
     return _json({"error": f"no control endpoint {request.method} {PREFIX}/{rest} (the endpoints: {listed})"}, 404)
 
 
-def control_blueprint(sandbox: "Sandbox") -> Blueprint:
+def control_blueprint(sandbox: Sandbox) -> Blueprint:
     """The ``/sandbox/...`` endpoints over ``sandbox``, to register on its Flask app."""
     views = ControlViews(sandbox)
     handlers: Dict[str, View] = {

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping, Optional, Tuple
+from typing import Any, Mapping, Optional, Protocol, Tuple
 
-if TYPE_CHECKING:
-    from .sandbox import Sandbox
+__all__ = ["AGENT_STATES", "AgentRoster", "AgentSeed", "agent_state", "state_name", "wechat_id_for"]
 
-__all__ = ["AGENT_STATES", "AgentSeed", "agent_state", "state_name", "wechat_id_for"]
+
+class AgentRoster(Protocol):
+    """Where a seed's agent is created: the :class:`~kf_plugin.testing.sandbox.Sandbox` facade."""
+
+    def add_agent(self, kf_account: str, nickname: str, wx: Optional[str] = None, online: bool = False,
+                  status: int = 1) -> None: ...
 
 #: state name → (online, getonlinekflist status)
 AGENT_STATES: Mapping[str, Tuple[bool, int]] = {"online": (True, 1), "busy": (True, 2), "offline": (False, 1)}
@@ -79,7 +83,7 @@ class AgentSeed:
         agent_state(state)
         return cls(kf_account, str(state).lower(), nickname)
 
-    def add_to(self, sandbox: "Sandbox") -> None:
+    def add_to(self, sandbox: AgentRoster) -> None:
         """Create the agent, bound to :func:`wechat_id_for` its account, in its state.
 
         :raises ApiError: as :meth:`Sandbox.add_agent` (65404 a malformed account, 65406 it exists, 65403 a
