@@ -324,8 +324,9 @@ def render(results: Dict[str, Tuple[Tally, List[str], float]]) -> str:
         when, late = "—", "—"
         if kind != "kill":
             back = fault_at + (STALL_SECONDS if kind == "stall" else RESTART_GAP)
-            late = (f"{sum(1 for x in t.duplicate_times if x > back)} · "
-                    f"{sum(1 for x in t.duplicate_starts if x > back)}")
+            begun_after = [x - back for x in t.duplicate_starts if x > back]
+            late = (f"{sum(1 for x in t.duplicate_times if x > back)} · {len(begun_after)}"
+                    + (f" (began ≤ {max(begun_after):.2f} s after)" if begun_after else ""))
         if t.duplicate_times:
             since = fault_at if kind != "kill" else 0.0
             when = f"{min(t.duplicate_times) - since:+.1f} … {max(t.duplicate_times) - since:+.1f}"
