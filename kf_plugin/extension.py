@@ -333,7 +333,10 @@ class KfPlugin(HookDecorators):
         [stable], ``KF_TOKEN_MARGIN`` [600], ``KF_TOKEN_INTERVAL`` [60],
         ``KF_TOKEN_SESSION_PREFIX`` [wechatpy], ``KF_MEMORY_USERS`` [20000],
         ``KF_MEMORY_REPLIES`` [20000], ``KF_METRICS``, ``KF_STATUS_URL``, ``KF_STATUS_TOKEN``,
-        ``KF_STATUS_USER``, ``KF_STATUS_PASSWORD`` (docs/operations.md).
+        ``KF_STATUS_USER``, ``KF_STATUS_PASSWORD`` (docs/operations.md); for 微信客服 (docs/wecom.md)
+        ``KF_WECOM_CORPID``, ``KF_WECOM_SECRET``, ``KF_WECOM_TOKEN``, ``KF_WECOM_AES_KEY`` (all four, or
+        none), ``KF_WECOM_URL`` [/wecom/kf], ``KF_WECOM_API_BASE_URL`` [https://qyapi.weixin.qq.com].
+        docs/configuration.md lists every setting.
 
         :raises RuntimeError: a KfPlugin is already registered on ``app``.
         :raises ConfigError: a setting is missing or invalid; a rule needs the WeChat API without
