@@ -1,7 +1,7 @@
 """What the operator's view reads from one account's running services: the status page's figures, and the gauges
 that are read rather than counted (queue length, token expiry, Redis fallback).
 
-Nothing here holds an openid whole: :func:`mask` keeps its first four characters.
+Nothing here holds an openid whole: :func:`mask` keeps its first and last four characters.
 """
 from __future__ import annotations
 
@@ -28,8 +28,9 @@ GAUGES_INTERVAL = 15.0
 
 
 def mask(openid: str) -> str:
-    """An openid as the status page shows it: its first four characters and an ellipsis."""
-    return openid[:4] + "…"
+    """An openid as the status page shows it: its first four characters, an ellipsis and its last four (the
+    openids of one account begin alike, so the end tells users apart); a short id only by its beginning."""
+    return openid[:4] + "…" + (openid[-4:] if len(openid) > 12 else "")
 
 
 @dataclass(frozen=True)

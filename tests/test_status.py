@@ -85,7 +85,7 @@ def test_the_page_shows_the_rules_the_queue_and_the_hand_offs_but_no_secret(stat
     answer = status_worker.app.test_client().get(STATUS, headers=headers)
     assert answer.status_code == 200 and answer.mimetype == "text/html"
     page = answer.get_data(as_text=True)
-    for shown in ("ask-for-human", "menu-session", "wang@gh_test", "oSec…", "waiting", "<svg", "not used",
+    for shown in ("ask-for-human", "menu-session", "wang@gh_test", "oSec…abcd", "waiting", "<svg", "not used",
                   "Access token (official account)"):
         assert shown in page, shown
     with status_worker.app.app_context():
@@ -123,4 +123,4 @@ def test_durations_read_as_people_say_them(seconds, shown):
 
 
 def test_an_openid_is_shown_by_its_first_four_characters():
-    assert mask(OPENID) == "oSec…"
+    assert mask(OPENID) == "oSec…abcd"

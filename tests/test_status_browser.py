@@ -121,10 +121,10 @@ def test_the_page_shows_the_day_readably_on_a_phone(browser, served, tmp_path: P
     assert f"ask-for-human hand-off {hits['ask-for-human'] + 2}" in rules_shown
     assert f"menu-session session {hits['menu-session'] + 1}" in rules_shown
     assert f"{AGENT} online 0" in _text(browser, "agents")
-    assert "oWai… ask-for-human 4 min 0 s" in _text(browser, "queue")
+    assert "oWai…0001 ask-for-human 4 min 0 s" in _text(browser, "queue")
     handoffs = _text(browser, "handoffs")
-    assert "oAcc… ask-for-human accepted 1 min 35 s wang@gh_test" in handoffs
-    assert "oRef… menu-session" in handoffs and "refused" in handoffs
+    assert "oAcc…0001 ask-for-human accepted 1 min 35 s wang@gh_test" in handoffs
+    assert "oRef…0001 menu-session" in handoffs and "refused" in handoffs
     assert "waiting" in handoffs
     assert "3 in all" in _text(browser, "per-hour")
     bars = browser.execute_script("return Array.from(document.querySelectorAll('#per-hour rect'))"
