@@ -100,8 +100,13 @@ def wecom_view() -> Response:
 def query_of(environ: Mapping[str, Any]) -> Dict[str, str]:
     """The request's query as a plain dict, decoded as werkzeug decodes ``request.args`` and the first of a
     repeated name winning (as ``request.args.get`` answers). The pipeline reads a few names several times: a
-    dict answers them without a MultiDict's cost."""
-    raw = environ.get("QUERY_STRING", "").encode("latin-1").decode("utf-8", "replace")   # WSGI's str → UTF-8
+    dict answers them without a MultiDict's cost, and WeChat's queries (ASCII, nothing escaped) without even
+    ``parse_qsl``'s: split as it splits, they read the same."""
+    raw = environ.get("QUERY_STRING", "")
+    if raw.isascii() and "%" not in raw and "+" not in raw:
+        pairs = (item.partition("=") for item in raw.split("&") if item)
+        return dict(reversed([(name, value) for name, _, value in pairs]))
+    raw = raw.encode("latin-1").decode("utf-8", "replace")   # WSGI's str → UTF-8
     return dict(reversed(parse_qsl(raw, keep_blank_values=True)))
 
 

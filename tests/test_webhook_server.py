@@ -218,6 +218,9 @@ def test_four_slow_clients_stop_every_push_under_four_sync_workers(stalled_sync)
     ("nonce=first&nonce=second", {"nonce": "first"}),                 # as request.args.get answers
     ("echostr=a%2Bb%20c&openid=", {"echostr": "a+b c", "openid": ""}),
     ("echostr=%E4%BD%A0", {"echostr": "你"}),
+    ("echostr=a+b", {"echostr": "a b"}),
+    ("&&openid&signature=a=b&", {"openid": "", "signature": "a=b"}),   # nothing escaped: split, not parsed
+    ("=x&nonce=1;2", {"": "x", "nonce": "1;2"}),
     ("", {}),
 ])
 def test_the_query_is_read_as_flask_reads_it(query, expected):
