@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, Tuple
 
 from .errors import BadPush
+from .frozen import quick_init
 from .lifecycle import Conversation, Transition
 from .state.base import DEFAULT_LEASE, Grant, Outcome, PushClaim, ReplayStore, WindowStore
 
@@ -53,6 +54,7 @@ def body_digest(body: bytes) -> str:
     return hashlib.blake2b(body, digest_size=16).hexdigest()
 
 
+@quick_init
 @dataclass(frozen=True)
 class Known:
     """A push's rendered reply, known before its claim because producing it changes nothing.
