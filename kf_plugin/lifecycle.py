@@ -182,7 +182,7 @@ def new_handoff_id(now: Optional[float] = None) -> str:
     unguessable, and a system call per hand-off (``os.urandom``) is the dearer part of making one.
     """
     moment = time.time() if now is None else now
-    return f"{int(moment * 1000):013d}-{random.getrandbits(32):08x}"
+    return "%013d-%08x" % (int(moment * 1000), random.getrandbits(32))
 
 
 # -- advance ----------------------------------------------------------------------------------------------
