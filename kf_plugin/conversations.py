@@ -142,8 +142,10 @@ class Conversations:
 
     def remember(self, message: Any) -> None:
         """Keep the user's message for ``{recent}`` (only when the context uses it)."""
+        if self.context is None or not self.context.uses_recent:
+            return
         text = text_of(message)
-        if self.context is not None and self.context.uses_recent and text:
+        if text:
             self.store.remember(message.source, text, self.clock())
 
     def answered(self, message: Any) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, Tuple
 
 from .errors import BadPush
+from .frozen import quick_init
 from .lifecycle import Conversation, Transition
 from .state.base import DEFAULT_LEASE, Grant, Outcome, PushClaim, ReplayStore, WindowStore
 
@@ -44,7 +45,7 @@ def push_key(message: Any) -> str:
                   data.get("Event"), data.get("EventKey"))
     else:
         fields = ("c", *(f"{name}={value}" for name, value in sorted(data.items(), key=lambda item: item[0])))
-    raw = _SEP.join("" if f is None else str(f) for f in fields)
+    raw = _SEP.join(["" if f is None else str(f) for f in fields])
     return hashlib.blake2b(raw.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
@@ -53,6 +54,7 @@ def body_digest(body: bytes) -> str:
     return hashlib.blake2b(body, digest_size=16).hexdigest()
 
 
+@quick_init
 @dataclass(frozen=True)
 class Known:
     """A push's rendered reply, known before its claim because producing it changes nothing.
@@ -121,7 +123,8 @@ class Deduplicator:
         """
         # A store records the grant with the claim (one round trip) when its grants land in our window.
         grant_with_claim = grant if self.window is None or self.store.window is self.window else None
-        push = PushClaim(key, self.kept_for, min(self.lease, self.kept_for), grant_with_claim, now, binding,
+        kept_for = self.kept_for
+        push = PushClaim(key, kept_for, min(self.lease, kept_for), grant_with_claim, now, binding,
                          2 * self.keep_for, None if known is None else known.reply, openid,
                          None if known is None else known.handoff)
         deadline = time.monotonic() + self.wait

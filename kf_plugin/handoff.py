@@ -18,6 +18,7 @@ from wechatpy.replies import BaseReply, TextReply
 from .admin import KfAdmin
 from .agents import AgentDirectory, pick_agent
 from .errors import KfError
+from .frozen import quick_init
 from .messages import channel_of
 from .replies import TransferReply, as_custom_message
 from .rules import DEFAULT_FALLBACK_TEXT, DEFAULT_HANDOFF_TEXT, Rule, RuleSet, Transfer
@@ -27,6 +28,7 @@ __all__ = ["Handoff", "RuleAnswer"]
 log = logging.getLogger(__name__)
 
 
+@quick_init
 @dataclass(frozen=True)
 class RuleAnswer:
     """What a rule answers: ``reply``; ``then``, to run once it is sent (the rule's notice), or ``None``;

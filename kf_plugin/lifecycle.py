@@ -25,6 +25,8 @@ import time
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple
 
+from .frozen import quick_init
+
 __all__ = ["Stage", "Ending", "Conversation", "HandoffRecord", "Change", "Transition", "HandoffSummary",
            "CHANGE_KINDS", "AGENT_REASON", "advance", "new_handoff_id", "summarize"]
 
@@ -52,6 +54,7 @@ AGENT_REASON = "agent"
 CHANGE_KINDS = ("request", "accept", "switch", "close", "cancel", "timeout", "lapse", "refuse")
 
 
+@quick_init
 @dataclass(frozen=True)
 class Conversation:
     """Where one user is now.
@@ -74,6 +77,7 @@ class Conversation:
 _REQUIRED_KEYS = ("id", "openid", "reason", "requested_at")
 
 
+@quick_init
 @dataclass(frozen=True)
 class HandoffRecord:
     """One hand-off, from the request to its end; ``outcome`` is ``None`` while it is open."""
@@ -127,6 +131,7 @@ def _optional_time(data: Mapping[str, Any], key: str) -> Optional[float]:
     return None if data.get(key) is None else _time(data, key)
 
 
+@quick_init
 @dataclass(frozen=True)
 class Change:
     """Something that happened to a user's hand-off.
@@ -153,6 +158,7 @@ class Change:
             raise ValueError("a request needs a reason: the rule's name or the trigger")
 
 
+@quick_init
 @dataclass(frozen=True)
 class Transition:
     """What :meth:`~kf_plugin.state.handoffs.HandoffStore.apply` did: the user ``before`` and ``after`` the
@@ -176,7 +182,7 @@ def new_handoff_id(now: Optional[float] = None) -> str:
     unguessable, and a system call per hand-off (``os.urandom``) is the dearer part of making one.
     """
     moment = time.time() if now is None else now
-    return f"{int(moment * 1000):013d}-{random.getrandbits(32):08x}"
+    return "%013d-%08x" % (int(moment * 1000), random.getrandbits(32))
 
 
 # -- advance ----------------------------------------------------------------------------------------------

@@ -52,7 +52,10 @@ class TransferReply(TransferCustomerServiceReply):
     """
 
     def __init__(self, kf_account: Optional[str] = None, *, message: Any = None, **kwargs: Any):
-        super().__init__(**kwargs)
+        if kwargs:
+            super().__init__(**kwargs)
+        else:   # what wechatpy's __init__ makes of no fields (it sets the time), without its loop (every transfer)
+            self._data: Dict[str, Any] = {"CreateTime": time.time()}
         self.kf_account = kf_account
         if message is not None:  # addressed as wechatpy would, without its field conversions (on every transfer)
             self._data.setdefault("FromUserName", account_of(message))

@@ -37,35 +37,39 @@ class SwapGate:
 
     def __init__(self, wait: float = SWAP_WAIT):
         self.wait = wait
-        self._changed = threading.Condition()
+        # The pushes take the lock itself (a C-level context manager); the condition on it is for waiting.
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._reading = 0
         self._swapping = False
-        self._mine = threading.local()
+        self._mine = _Depth()
         self._reader = _Reading(self)
 
     def _depth(self) -> int:
-        return getattr(self._mine, "depth", 0)
+        return self._mine.depth
 
     def reading(self) -> "_Reading":
         """``with gate.reading():`` handle a push — not while a swap is being made, and no swap until it is done."""
         return self._reader
 
     def _enter(self) -> None:
-        depth = self._depth()
-        if depth == 0:
-            with self._changed:
+        mine = self._mine
+        depth = mine.depth
+        if not depth:
+            with self._lock:
                 while self._swapping:
                     self._changed.wait()
                 self._reading += 1
-        self._mine.depth = depth + 1
+        mine.depth = depth + 1
 
     def _leave(self) -> None:
-        depth = self._mine.depth - 1
-        self._mine.depth = depth
-        if depth == 0:
-            with self._changed:
+        mine = self._mine
+        depth = mine.depth - 1
+        mine.depth = depth
+        if not depth:
+            with self._lock:
                 self._reading -= 1
-                if self._reading == 0 and self._swapping:
+                if self._swapping:   # the swap may be waiting for this push (it counts its own thread's)
                     self._changed.notify_all()
 
     @contextmanager
@@ -90,6 +94,12 @@ class SwapGate:
             with self._changed:
                 self._swapping = False
                 self._changed.notify_all()
+
+
+class _Depth(threading.local):
+    """How many pushes this thread is handling inside one another (0: none)."""
+
+    depth = 0
 
 
 class _Reading:

@@ -25,6 +25,7 @@ from wechatpy.replies import BaseReply
 
 from .dedupe import Deduplicator, Known, body_digest, push_key
 from .errors import BadPush
+from .frozen import quick_init
 from .lifecycle import Conversation, Transition
 from .pushxml import message_from_fields, parse_fields
 from .replies import render_reply
@@ -57,6 +58,7 @@ FIELD_LIMITS: Dict[str, int] = {"MsgType": 32, "Event": 64, "EventKey": 1024, "M
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
+@quick_init
 @dataclass(frozen=True)
 class WebhookResponse:
     status: int
@@ -79,6 +81,7 @@ class LateReplies:
     on_late: Callable[[], None] = lambda: None
 
 
+@quick_init
 @dataclass(frozen=True)
 class Slow:
     """What ``respond`` returns when the rest of the work may be slow (a bot's own handlers): ``run()``
@@ -89,6 +92,7 @@ class Slow:
     run: Callable[[], Optional[BaseReply]]
 
 
+@quick_init
 @dataclass(frozen=True)
 class Planned:
     """What ``plan(message)`` returns when a push's answer is known without doing anything that must happen

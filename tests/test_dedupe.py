@@ -78,10 +78,11 @@ def test_push_key_of_colliding_msg_ids_from_different_users():
 # -- MemoryReplayStore --------------------------------------------------------------------------------------
 
 class SignallingCondition(threading.Condition):
-    """A Condition that tells when someone has started waiting on it (and so released its lock)."""
+    """A Condition (on the store's lock) that tells when someone has started waiting on it (and so released
+    its lock)."""
 
-    def __init__(self):
-        super().__init__()
+    def __init__(self, lock):
+        super().__init__(lock)
         self.waiting = threading.Event()
 
     def wait(self, timeout=None):
@@ -205,7 +206,7 @@ def test_max_entries_bounds_the_store(clock, max_entries):
 
 
 def test_a_waiter_in_another_thread_is_woken_by_complete(store):
-    store._changed = SignallingCondition()
+    store._changed = SignallingCondition(store._lock)
     store.claim("k", 60)
     result: List[Optional[str]] = []
     waiter = threading.Thread(target=lambda: result.append(store.wait("k", 60)))
@@ -218,7 +219,7 @@ def test_a_waiter_in_another_thread_is_woken_by_complete(store):
 
 
 def test_a_waiter_in_another_thread_is_woken_by_release(store):
-    store._changed = SignallingCondition()
+    store._changed = SignallingCondition(store._lock)
     store.claim("k", 60)
     result: List[Optional[str]] = []
     waiter = threading.Thread(target=lambda: result.append(store.wait("k", 60)))

@@ -82,6 +82,15 @@ def test_transfer_reply_is_addressed_as_wechatpy_addresses_it():
     assert (given.source, given.target) == ("gh_other", "oOther")
 
 
+def test_transfer_reply_holds_the_fields_wechatpy_gives_it():
+    ours, theirs = TransferReply(message=INBOUND), TransferCustomerServiceReply(message=INBOUND)
+    assert set(ours._data) == set(theirs._data) == {"CreateTime", "FromUserName", "ToUserName"}
+    assert abs(ours.time - theirs.time) < 5
+    assert render_reply(ours, now=1700000000) == render_reply(theirs, now=1700000000)
+    bare = TransferReply()
+    assert set(bare._data) == set(TransferCustomerServiceReply()._data) == {"CreateTime"}
+
+
 def test_render_reply_decodes_bytes_addresses_as_wechatpy_does():
     reply = TransferReply(source=b"gh_A", target="oU")
     fields = xmltodict.parse(render_reply(reply, now=1700000000))["xml"]

@@ -66,10 +66,11 @@ def run_threads(count: int, target: Callable[[int], Any]) -> List[Any]:
 
 
 class SignallingCondition(threading.Condition):
-    """A Condition that tells when someone has started waiting on it (and so released its lock)."""
+    """A Condition (on the store's lock) that tells when someone has started waiting on it (and so released
+    its lock)."""
 
-    def __init__(self):
-        super().__init__()
+    def __init__(self, lock):
+        super().__init__(lock)
         self.waiting = threading.Event()
 
     def wait(self, timeout=None):
@@ -137,7 +138,7 @@ class Backend:
     def watch_waiting(self, store: Any) -> threading.Event:
         """An event set once ``store.wait`` has seen its key pending (so it is waiting, not returning)."""
         if self.redis is None:
-            store._changed = SignallingCondition()
+            store._changed = SignallingCondition(store._lock)
             return store._changed.waiting
         spy = PendingSpy(store._peek)
         store._peek = spy

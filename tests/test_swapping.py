@@ -74,6 +74,24 @@ def test_a_thread_reading_neither_waits_for_itself_nor_for_its_own_swap():
         assert time.monotonic() - started < 1
 
 
+def test_a_reading_thread_swaps_as_soon_as_the_other_pushes_leave():
+    gate, release = SwapGate(wait=5), threading.Event()
+
+    def other_push():
+        with gate.reading():
+            release.wait(5)
+
+    other = in_thread(other_push)
+    eventually(lambda: gate._reading == 1)
+    with gate.reading():   # a handler that reloads the rules while another push is in flight
+        threading.Timer(0.1, release.set).start()
+        started = time.monotonic()
+        with gate.swapping():
+            assert not gate._reading > 1
+        assert time.monotonic() - started < 2   # woken when the other push left, not at the end of its wait
+    assert other.wait(5)
+
+
 def test_a_swap_goes_ahead_after_its_wait_and_says_so(caplog):
     gate, stuck = SwapGate(wait=0.2), threading.Event()
 

@@ -6,9 +6,11 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
+from ..frozen import quick_init
 from ..lifecycle import Conversation, Transition
 
 
+@quick_init
 @dataclass(frozen=True)
 class Grant:
     """Send rights one interaction gave: ``count`` messages (``None``: no limit) until ``expires_at``."""
@@ -35,6 +37,7 @@ class Outcome(enum.Enum):
     CONFLICT = "conflict"    # its signed query was already used for a different body
 
 
+@quick_init
 @dataclass(frozen=True)
 class PushClaim:
     """What the first delivery of a push writes with its claim.
@@ -69,6 +72,7 @@ class PushClaim:
     handoff: Optional[Transition] = None
 
 
+@quick_init
 @dataclass(frozen=True)
 class Claim:
     """The answer of :meth:`ReplayStore.acquire`.

@@ -176,6 +176,18 @@ class MemoryHandoffStore(HandoffStore):
         self._recent: _Expiring[str, Tuple[str, ...]] = _Expiring(max_users)
         self._unanswered: _Expiring[str, int] = _Expiring(max_users)
 
+    @property
+    def lock(self) -> threading.Lock:
+        """The lock every read and change of this store takes; :meth:`kept` and :meth:`keep_request` are called
+        with it held (a replay store in the same process claims a push under it: see
+        :class:`~kf_plugin.state.memory.MemoryReplayStore`)."""
+        return self._lock
+
+    def kept(self, openid: str) -> Optional[Conversation]:
+        """Where the user is, when they are not with the bot (``None``: with the bot). Called with :attr:`lock`
+        held."""
+        return self._conversations.get(openid, self._clock())
+
     def conversation(self, openid: str) -> Conversation:
         with self._lock:
             return self._conversations.get(openid, self._clock()) or Conversation(openid)
@@ -193,14 +205,17 @@ class MemoryHandoffStore(HandoffStore):
             return Transition(change, before, after, record)
 
     def open(self, transition: Transition) -> bool:
-        after, record = transition.after, transition.record
         with self._lock:
-            now = self._clock()
-            if record is None or self._conversations.get(after.openid, now) is not None:
+            if transition.record is None or self.kept(transition.after.openid) is not None:
                 return False   # not with the bot any more: another change came first
-            self._keep(after, now)
-            self._records.put(record.id, record, record.requested_at + self.keep_records)
+            self.keep_request(transition.after, transition.record)
             return True
+
+    def keep_request(self, after: Conversation, record: HandoffRecord) -> None:
+        """Store a request's outcome (``after``, queued) and its ``record`` for a user :meth:`kept` found with the
+        bot. Called with :attr:`lock` held."""
+        self._keep(after, self._clock())
+        self._records.put(record.id, record, record.requested_at + self.keep_records)
 
     def _keep(self, conv: Conversation, now: float) -> None:
         if conv.stage is Stage.BOT:

@@ -9,7 +9,7 @@ from dataclasses import replace
 from operator import itemgetter
 from typing import Callable, Dict, Iterable, List, Optional, Tuple, Union
 
-from ..lifecycle import Stage
+from ..lifecycle import Conversation, Stage
 from .base import (
     MAX_GRANTS_PER_USER,
     Claim,
@@ -22,7 +22,7 @@ from .base import (
     WindowRecord,
     WindowStore,
 )
-from .handoffs import HandoffStore
+from .handoffs import HandoffStore, MemoryHandoffStore
 
 
 class _Pending(enum.Enum):
@@ -56,75 +56,113 @@ class MemoryReplayStore(ReplayStore):
         self._max_entries = max_entries
         self._entries: _Entries = OrderedDict()
         self._bindings: _Entries = OrderedDict()
-        self._changed = threading.Condition()
+        # Claims take the lock itself (a C-level context manager); the condition on it is for waiting, and is
+        # notified only when somebody waits.
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._waiting = 0
         self.window = window
         self.handoffs = handoffs
 
     def __len__(self) -> int:
-        with self._changed:
+        with self._lock:
             _purge(self._entries, self._clock(), self._max_entries)
             return len(self._entries)
 
     def acquire(self, push: PushClaim) -> Claim:
-        conversation = None
-        if push.openid is not None and self.handoffs is not None:
-            conversation = self.handoffs.conversation(push.openid)
-        answer = push.answer if conversation is None or conversation.stage is Stage.BOT else None
-        with self._changed:
-            now = self._clock()
-            if push.binding is not None:
-                query, digest = push.binding
-                bound = _get(self._bindings, query, now)
-                if bound is None:
-                    _put(self._bindings, query, digest, now, push.binding_ttl, self._max_entries)
-                elif bound != digest:
-                    return Claim(Outcome.CONFLICT)
-            value = _get(self._entries, push.key, now)
-            if value is _PENDING:
-                return Claim(Outcome.PENDING)
-            if value is not None:
-                return Claim(Outcome.DONE, value)
-            _put(self._entries, push.key, _PENDING if answer is None else answer, now, push.ttl, self._max_entries)
-            if answer is not None:
-                self._changed.notify_all()
-        if answer is not None and push.handoff is not None and self.handoffs is not None:
-            self.handoffs.open(push.handoff)
+        handoffs, openid = self.handoffs, push.openid
+        if openid is None or handoffs is None:
+            conversation, answer = None, push.answer
+            with self._lock:
+                refused = self._take(push, answer)
+        elif isinstance(handoffs, MemoryHandoffStore):
+            # One hold of the hand-off store's lock (taken before this store's, never after) reads the sender's
+            # conversation, claims the push and stores its hand-off: no other change of the user comes between.
+            with handoffs.lock:
+                conversation = handoffs.kept(openid)
+                answer = push.answer if conversation is None else None
+                with self._lock:
+                    refused = self._take(push, answer)
+                if refused is None and answer is not None and push.handoff is not None:
+                    if push.handoff.record is not None:
+                        handoffs.keep_request(push.handoff.after, push.handoff.record)
+            if conversation is None:
+                conversation = Conversation(openid)
+        else:
+            conversation = handoffs.conversation(openid)
+            answer = push.answer if conversation.stage is Stage.BOT else None
+            with self._lock:
+                refused = self._take(push, answer)
+            if refused is None and answer is not None and push.handoff is not None:
+                handoffs.open(push.handoff)
+        if refused is not None:
+            return refused
         granted = push.grant is not None and self.window is not None
         if push.grant is not None and self.window is not None:
             self.window.add_grant(push.grant[0], push.grant[1], push.now)
         return Claim(Outcome.CLAIMED, granted=granted, answered=answer is not None, conversation=conversation)
 
-    def complete(self, key: str, reply: str, ttl: float) -> None:
-        with self._changed:
-            _put(self._entries, key, reply, self._clock(), ttl, self._max_entries)
+    def _take(self, push: PushClaim, answer: Optional[str]) -> Optional[Claim]:
+        """Claim ``push.key`` (pending, or answered with ``answer``) under the lock; ``None`` when claimed,
+        else what was found instead."""
+        now = self._clock()
+        if push.binding is not None:
+            query, digest = push.binding
+            bound = _get(self._bindings, query, now)
+            if bound is None:
+                _put(self._bindings, query, digest, now, push.binding_ttl, self._max_entries)
+            elif bound != digest:
+                return Claim(Outcome.CONFLICT)
+        value = _get(self._entries, push.key, now)
+        if value is _PENDING:
+            return Claim(Outcome.PENDING)
+        if value is not None:
+            return Claim(Outcome.DONE, value)
+        _put(self._entries, push.key, _PENDING if answer is None else answer, now, push.ttl, self._max_entries)
+        if answer is not None and self._waiting:
             self._changed.notify_all()
+        return None
+
+    def complete(self, key: str, reply: str, ttl: float) -> None:
+        with self._lock:
+            _put(self._entries, key, reply, self._clock(), ttl, self._max_entries)
+            if self._waiting:
+                self._changed.notify_all()
 
     def release(self, key: str) -> None:
-        with self._changed:
+        with self._lock:
             if _get(self._entries, key, self._clock()) is _PENDING:
                 del self._entries[key]
-            self._changed.notify_all()
+            if self._waiting:
+                self._changed.notify_all()
 
     def replies(self) -> List[Tuple[str, str, float]]:
         """Every reply still kept: ``(key, reply, seconds it is still kept)``."""
-        with self._changed:
+        with self._lock:
             now = self._clock()
             return [(key, value, expires - now) for key, (value, expires) in self._entries.items()
                     if isinstance(value, str) and expires > now]
 
     def wait(self, key: str, timeout: float) -> Optional[str]:
         deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                value = _get(self._entries, key, self._clock())
-                if value is None:
-                    return None
-                if value is not _PENDING:
-                    return value
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
-                self._changed.wait(remaining)
+        with self._lock:
+            self._waiting += 1
+            try:
+                return self._wait(key, deadline)
+            finally:
+                self._waiting -= 1
+
+    def _wait(self, key: str, deadline: float) -> Optional[str]:
+        while True:
+            value = _get(self._entries, key, self._clock())
+            if value is None:
+                return None
+            if value is not _PENDING:
+                return value
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            self._changed.wait(remaining)
 
 
 def _purge(entries: _Entries, now: float, limit: int) -> None:
