@@ -68,10 +68,9 @@ local function owner_of(value) return string.sub(value, string.find(value, '|', 
 # answer is stored and no grant recorded, and the caller waits the settle time, then looks again (a reply may
 # have been written back meanwhile).
 _ACQUIRE = WINDOW_LUA + OPEN_HANDOFF_LUA + _NOW_MS + """
-if ARGV[4] ~= '' then
-  local bound = redis.call('GET', KEYS[3])
-  if not bound then redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[5])
-  elseif bound ~= ARGV[4] then return {'C'} end
+if ARGV[4] ~= '' and not redis.call('SET', KEYS[3], ARGV[4], 'NX', 'PX', ARGV[5])
+    and redis.call('GET', KEYS[3]) ~= ARGV[4] then  -- bound already (a retry, rarely): to this body?
+  return {'C'}
 end
 local marker = redis.call('GET', KEYS[4])
 if not marker then

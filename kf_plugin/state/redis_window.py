@@ -32,8 +32,8 @@ local function save_grants(key, grants, now, remember)
   redis.call('SET', key, encoded, 'PX', keep_ms(last, now))
 end
 local function add_grant(key, now, remember, encoded, most, expires)
-  if redis.call('EXISTS', key) == 0 then  -- a user with no record: nothing to merge (most pushes)
-    redis.call('SET', key, '[' .. encoded .. ']', 'PX', keep_ms(math.max(now + remember, expires), now))
+  -- a user with no record (most pushes): nothing to merge
+  if redis.call('SET', key, '[' .. encoded .. ']', 'NX', 'PX', keep_ms(math.max(now + remember, expires), now)) then
     return
   end
   local grants = load_grants(key, now)
