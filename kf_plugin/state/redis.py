@@ -199,8 +199,8 @@ class RedisReplayStore(ReplayStore):
         return Claim(Outcome.CLAIMED, granted=granted, conversation=conversation)
 
     def _run_claim(self, keys: List[str], args: List[Any]) -> Any:
-        """The claim script's answer: an EVALSHA straight through the client (redis-py's Script object adds a
-        few µs to each call), or through the Script where Redis does not know the script (it loads it)."""
+        """The claim script's answer: an EVALSHA straight through the client (redis-py's Script object wraps
+        each call in work of its own), or through the Script where Redis does not know the script (it loads it)."""
         sha = getattr(self._acquire, "sha", None)
         if sha is not None:
             try:
