@@ -95,6 +95,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                  binding=(f"{i}&{run_id}&w", "0123456789abcdef0123456789abcdef"), now=now,
                                  known=Known(REPLY)),
     }
+    # Claims a row leaves pending are released after it is timed: held, the store's lease keeper would renew
+    # each of them every second in this process during the rows after it. The claim script's own row leaves
+    # its claims to the reply SET's row, which completes them.
+    pending_after = {"claim script reading the sender's conversation (every push of the webhook)": "v"}
     best = {name: (float("inf"), float("inf"), float("inf")) for name in ways}
     try:
         for round_ in range(args.repeat):
@@ -103,6 +107,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 spent = redis_usec(client)
                 wall, cpu = timed(run, args.pushes)
                 inside = (redis_usec(client) - spent) / args.pushes
+                if name in pending_after:
+                    for i in range(args.pushes):
+                        store.release(f"{pending_after[name]}{run_id}{i}")
                 old = best[name]
                 best[name] = (min(old[0], wall), min(old[1], cpu), min(old[2], inside))
     finally:

@@ -5,7 +5,8 @@ process gets SIGHUP, or when ``kf-plugin reload`` asks every worker through Redi
 ``stat`` of the file (modification time and size; the content's SHA-256 decides once they differ), the SIGHUP
 flag, and a read of the reload counter in Redis (:mod:`kf_plugin.state.redis_rules`). A file that changed is
 validated completely, then put in force in one swap; a bad one is logged with its file, line and rule, recorded
-for ``kf-plugin rules status``, and the rules in force stay. The job then writes this worker's report.
+for ``kf-plugin rules status``, and the rules in force stay. The job then writes this worker's report: at once
+when it changed, else once a third of its time to live has passed (every other check by default).
 
 The SIGHUP handler only raises a flag (a signal handler runs between two bytecodes of the main thread, which
 may hold any lock at that moment), so the job applies it at its next run.
@@ -100,6 +101,7 @@ class RuleWatch:
         self.error_at: Optional[float] = None
         self.reload = 0                      # the last reload request handled
         self._seen: Dict[str, int] = {}      # each channel's counter as last read
+        self._written: Dict[str, Tuple[WorkerReport, float]] = {}   # each channel's report as last written, when
         self._stamp: Stamp = None
         self._signalled = False
         self._redis_failing = False
@@ -188,8 +190,13 @@ class RuleWatch:
         report = WorkerReport(socket.gethostname(), os.getpid(), version.path if version else None,
                               version.digest if version else None, self.loaded_at, self.reload, self.error,
                               self.error_at)
+        ttl, now = report_ttl(self.every), self.clock()
         for channel in self._channels():
-            self._redis(functools.partial(channel.report, report, report_ttl(self.every)))
+            written = self._written.get(channel.scope)
+            if written is not None and written[0] == report and 0 <= now - written[1] < ttl / 3:
+                continue   # unchanged, and far from lapsing
+            if self._redis(functools.partial(_write, channel, report, ttl)):
+                self._written[channel.scope] = (report, now)
 
     def _redis(self, call: Callable[[], Any]) -> Any:
         """``call()``, or ``None`` when Redis fails (logged once until it answers again)."""
@@ -203,6 +210,13 @@ class RuleWatch:
             return None
         self._redis_failing = False
         return result
+
+
+def _write(channel: RuleVersions, report: WorkerReport, ttl: float) -> bool:
+    """Store ``report`` in ``channel`` for ``ttl`` seconds; ``True`` (``RuleWatch._redis`` answers ``None`` when
+    Redis fails)."""
+    channel.report(report, ttl)
+    return True
 
 
 # -- SIGHUP ---------------------------------------------------------------------------------------------

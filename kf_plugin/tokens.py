@@ -2,6 +2,8 @@
 
 - :meth:`TokenService.current` reads the shared token; only when there is none
   (or it is about to die) does a worker renew it on the spot (the passive path).
+  From a shared store, the token read is used again for a few seconds
+  (:data:`REUSE_FOR`) without reading the store, while it has more than a minute left.
 - :meth:`TokenService.tick`, run by a background job in every process, renews
   ahead of expiry — but only in the process holding the leader lease, so a
   cluster fetches once per token lifetime. If the leader dies, its lease lapses
@@ -9,7 +11,8 @@
 - :meth:`TokenService.recover` handles an API answer of 40001/40014/42001: the
   token is dropped only if it is still the one that failed (compare-and-swap),
   and one renewal serves every worker that saw the failure (single flight
-  through the ``renew`` lease).
+  through the ``renew`` lease). Its successor replaces the token kept for reuse,
+  as every renewal's result does.
 
 A failed renewal never drops a token that still works: the job logs a warning
 with the time left and tries again on its next run.
@@ -45,6 +48,11 @@ log = logging.getLogger(__name__)
 STABLE_RENEWAL_WINDOW = 270.0
 FORCE_REFRESH_DAILY_LIMIT = 20
 _MIN_LEFT = 60.0  # a token with less left than this is treated as gone
+#: Seconds :meth:`TokenService.current` uses the token it last read or renewed again without reading a
+#: shared store (with Redis, a round trip per API call otherwise). A token renewed by another worker meanwhile
+#: is seen that much later; the old one keeps working past its successor's fetch, and a call it fails on is
+#: recovered as any (:meth:`TokenService.recover`).
+REUSE_FOR = 5.0
 
 
 def _log_retry(state: RetryCallState) -> None:
@@ -73,11 +81,15 @@ class TokenService:
     stable mode at most :data:`STABLE_RENEWAL_WINDOW`); ``interval``: how often
     :meth:`tick` runs, which sizes the leader lease; ``wait``: how long a worker
     waits for another one's renewal. ``channel``: whose token it is, in the metrics (:attr:`metrics`).
+    ``reuse_for``: seconds (of ``clock``) :meth:`current` reuses the token it last read (0: never); by default
+    :data:`REUSE_FOR`, or 0 for a :class:`~kf_plugin.state.MemoryTokenStore` (this process's own: reading it
+    costs nothing).
     """
 
     def __init__(self, fetch: Callable[[bool], Tuple[str, int]], store: Optional[TokenStore] = None, *,
                  mode: str = "stable", margin: float = 600.0, interval: float = 60.0, wait: float = 10.0,
-                 clock: Callable[[], float] = time.time, attempts: int = 3, channel: str = OFFICIAL_ACCOUNT):
+                 clock: Callable[[], float] = time.time, attempts: int = 3, channel: str = OFFICIAL_ACCOUNT,
+                 reuse_for: Optional[float] = None):
         self.fetch = retry(retry=retry_if_exception(is_transient), stop=stop_after_attempt(attempts),
                            wait=wait_random_exponential(multiplier=0.2, max=2.0), reraise=True,
                            before_sleep=_log_retry)(fetch)
@@ -89,7 +101,11 @@ class TokenService:
         self.clock = clock
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.channel = channel
+        if reuse_for is None:
+            reuse_for = 0.0 if isinstance(self.store, MemoryTokenStore) else REUSE_FOR
+        self.reuse_for = reuse_for
         self.metrics: Metrics = NO_METRICS
+        self._last: Optional[Tuple[Token, float]] = None   # the token last read or renewed, and when (clock)
 
     # -- reading ------------------------------------------------------------------
 
@@ -98,10 +114,16 @@ class TokenService:
 
         :raises WeChatAPIError, WeChatNetworkError: no token, and none could be fetched.
         """
+        last = self._last
+        if last is not None and 0 <= self.clock() - last[1] < self.reuse_for:
+            reused = self._usable(last[0], None, _MIN_LEFT)
+            if reused is not None:
+                return reused.value
         token = self._usable(self.store.get(), None, _MIN_LEFT)
-        if token is not None:
-            return token.value
-        return self.renew(min_left=_MIN_LEFT).value
+        if token is None:
+            return self.renew(min_left=_MIN_LEFT).value
+        self._last = (token, self.clock())
+        return token.value
 
     def info(self, reveal: bool = False) -> TokenInfo:
         token = self.store.get()
@@ -118,6 +140,11 @@ class TokenService:
 
         :raises KfError: another worker's renewal took too long.
         """
+        token = self._renew(failed, min_left, force)
+        self._last = (token, self.clock())
+        return token
+
+    def _renew(self, failed: Optional[str], min_left: float, force: bool) -> Token:
         deadline = time.monotonic() + self.wait
         # One holder per renewal: threads of a process exclude each other too.
         me = f"{self.owner}:{uuid.uuid4().hex[:8]}"

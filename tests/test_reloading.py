@@ -249,6 +249,35 @@ def test_a_watch_follows_the_counter_of_each_channel(watched, redis_url):
     assert 0 < redis.Redis.from_url(redis_url).pttl(versions.report_key(report.name)) <= report_ttl(2) * 1000
 
 
+def test_an_unchanged_report_is_written_again_only_once_a_third_of_its_life_passed(watched):
+    class Counting(RuleVersions):
+        def __init__(self) -> None:
+            super().__init__(None, "kf:{wxrules}:")
+            self.written: List[WorkerReport] = []
+
+        def requested(self) -> int:
+            return 0
+
+        def report(self, report: WorkerReport, ttl: float) -> None:
+            self.written.append(report)
+
+    channel = Counting()
+    watch = RuleWatch(watched.applied, lambda: [channel], clock=watched.clock, stat=watched.stat, every=2)
+    watch.loaded(read_rule_file(str(watched.path), watched.stat)[1])
+    watch.tick()
+    watched.clock.advance(2)
+    watch.tick()
+    assert len(channel.written) == 1                         # the same report, 8 s of its 10 s left
+    watched.path.write_text(TWO, encoding="utf-8")
+    watched.stat.touch(watched.path, 2)
+    watch.tick()                                             # another digest: written at once
+    assert len(channel.written) == 2 and channel.written[1].digest == watch.version.digest
+    for _ in range(2):                                       # every other check: 4 s of its 10 s gone
+        watched.clock.advance(2)
+        watch.tick()
+    assert len(channel.written) == 3 and channel.written[2] == channel.written[1]
+
+
 def test_a_watch_without_redis_still_watches_its_file(watched, caplog):
     class Down(RuleVersions):
         def requested(self) -> int:

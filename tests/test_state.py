@@ -1056,6 +1056,17 @@ def test_a_process_that_never_saw_redis_does_not_wait_on_its_first_claim(connect
     assert RedisReplayStore(connection, "kf:{wxapp}:").acquire(PushClaim("second", 60)).outcome.name == "CLAIMED"
 
 
+def test_a_claim_loads_its_script_where_redis_does_not_know_it(private_redis):
+    import redis
+    from kf_plugin.state.redis import RedisReplayStore
+    connection = redis.Redis.from_url(private_redis.url)
+    store = RedisReplayStore(connection, "kf:{wxapp}:")
+    assert store.acquire(PushClaim("before", 60)).outcome.name == "CLAIMED"
+    connection.script_flush()   # as a restart of Redis does
+    assert store.acquire(PushClaim("after", 60)).outcome.name == "CLAIMED"
+    assert store.acquire(PushClaim("after", 60)).outcome.name == "PENDING"
+
+
 def test_a_retry_on_the_same_worker_is_answered_from_memory_while_redis_is_down(private_redis):
     state = open_state(private_redis.url, APPID)
     assert state.replay.claim("answered", 60)

@@ -6,7 +6,7 @@ import pytest
 from kf_plugin.client import KfClient
 from kf_plugin.errors import RateLimitedError, WeChatNetworkError
 from kf_plugin.state import MemoryTokenStore, Token
-from kf_plugin.tokens import FORCE_REFRESH_DAILY_LIMIT, STABLE_RENEWAL_WINDOW, TokenService
+from kf_plugin.tokens import FORCE_REFRESH_DAILY_LIMIT, REUSE_FOR, STABLE_RENEWAL_WINDOW, TokenService
 
 from .conftest import FakeClock
 
@@ -145,6 +145,56 @@ def test_concurrent_recoveries_renew_once(wechat, clock):
     for t in threads:
         t.join()
     assert results == ["token-2"] * 10 and len(wechat.fetches) == 2
+
+
+class CountingStore(MemoryTokenStore):
+    """A token store shared by the services given it, counting its reads (as a Redis store's round trips)."""
+
+    def __init__(self, clock):
+        super().__init__(clock)
+        self.reads = 0
+
+    def get(self):
+        self.reads += 1
+        return super().get()
+
+
+def test_a_shared_token_is_read_again_only_after_a_few_seconds(wechat, clock):
+    store = CountingStore(clock)
+    worker, other = (service(wechat, clock, store, reuse_for=REUSE_FOR) for _ in range(2))
+    assert worker.current() == "token-1"
+    reads = store.reads
+    assert [worker.current() for _ in range(10)] == ["token-1"] * 10 and store.reads == reads
+    other.force_refresh()                           # renewed by another worker: seen once the reuse is over
+    reads = store.reads
+    assert worker.current() == "token-1" and store.reads == reads
+    clock.advance(REUSE_FOR)
+    assert worker.current() == "token-2" and store.reads == reads + 1
+
+
+def test_a_reused_token_that_fails_is_replaced_at_once(wechat, clock):
+    store = CountingStore(clock)
+    worker, other = (service(wechat, clock, store, reuse_for=REUSE_FOR) for _ in range(2))
+    failed = worker.current()
+    assert other.recover(failed) == "token-2"       # another worker saw it fail first
+    assert worker.current() == failed               # still reused here …
+    assert worker.recover(failed) == "token-2" and worker.current() == "token-2"   # … until it fails here
+    assert len(wechat.fetches) == 2
+
+
+def test_a_reused_token_is_never_used_within_a_minute_of_its_end(wechat, clock):
+    tokens = service(wechat, clock, CountingStore(clock), reuse_for=3600)
+    assert tokens.current() == "token-1"
+    clock.advance(7200 - 60)
+    assert tokens.current() == "token-2"
+
+
+def test_a_token_in_this_process_s_memory_is_read_every_time(wechat, clock):
+    store = MemoryTokenStore(clock)
+    tokens = service(wechat, clock, store)
+    assert tokens.reuse_for == 0 and tokens.current() == "token-1"
+    store.put(Token("put-by-hand", clock() + 7200), clock())
+    assert tokens.current() == "put-by-hand"
 
 
 def test_force_refresh_respects_the_daily_limit(wechat, clock):

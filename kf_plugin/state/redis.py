@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
+from ..lifecycle import Conversation
 from .base import DEFAULT_LEASE, Claim, Outcome, PushClaim, ReplayStore
 from .redis_handoffs import OPEN_HANDOFF_LUA, RedisHandoffStore, decode_conversation
 from .redis_window import WINDOW_LUA, RedisWindowStore
@@ -60,6 +61,8 @@ local function owner_of(value) return string.sub(value, string.find(value, '|', 
 # ms (RESTART_SETTLE), 10 renew the marker ("1"/"0"), 11 record the grant ("1"/"0"), 12-16 the grant's
 # arguments (see RedisWindowStore.grant_args), 17 read the conversation ("1"/"0"), 18 the answer opens a
 # hand-off ("1"/"0"), 19 on: open_handoff's arguments (RedisHandoffStore.open_args).
+# A tail that would be unused is left out: keys and arguments end where the claim's last use of them does
+# (an absent flag reads as "0"); the window's key is the push's own when no grant is recorded.
 # Answers {"C"} conflict, {"D", reply}, {"P"} pending, or, claimed, {kind, first, settle ms left, granted,
 # marker, conversation}: kind "A" answered (the answer stored as the reply, with its hand-off) or "N" pending
 # on the caller; first 1 unless a lapsed lease was taken over; the conversation's HGETALL ({} with the bot).
@@ -68,10 +71,9 @@ local function owner_of(value) return string.sub(value, string.find(value, '|', 
 # answer is stored and no grant recorded, and the caller waits the settle time, then looks again (a reply may
 # have been written back meanwhile).
 _ACQUIRE = WINDOW_LUA + OPEN_HANDOFF_LUA + _NOW_MS + """
-if ARGV[4] ~= '' then
-  local bound = redis.call('GET', KEYS[3])
-  if not bound then redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[5])
-  elseif bound ~= ARGV[4] then return {'C'} end
+if ARGV[4] ~= '' and not redis.call('SET', KEYS[3], ARGV[4], 'NX', 'PX', ARGV[5])
+    and redis.call('GET', KEYS[3]) ~= ARGV[4] then  -- bound already (a retry, rarely): to this body?
+  return {'C'}
 end
 local marker = redis.call('GET', KEYS[4])
 if not marker then
@@ -153,6 +155,8 @@ class RedisReplayStore(ReplayStore):
         self.poll = poll
         self.window: Optional[RedisWindowStore] = window
         self.handoffs = handoffs
+        from redis.exceptions import NoScriptError
+        self._no_script = NoScriptError
         self._acquire = redis.register_script(_ACQUIRE)
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
@@ -171,20 +175,8 @@ class RedisReplayStore(ReplayStore):
         return self._leases.current_owner()
 
     def acquire(self, push: PushClaim) -> Claim:
-        push_key = self.key(push.key)
-        grant_args: List[Any] = ["0"]
-        window_key = push_key   # a key of the same slot stands in for those a claim does not use
-        if push.grant is not None and self.window is not None:
-            window_key = self.window.key(push.grant[0])
-            grant_args = ["1", *self.window.grant_args(push.grant[1], push.now)]
-        conversation_keys, conversation_args = self._conversation_args(push, push_key)
-        query, digest = push.binding if push.binding is not None else ("", "")
-        found = self._acquire(
-            keys=[push_key, window_key, f"{self.prefix}query:{query}", f"{self.prefix}found-empty",
-                  *conversation_keys],
-            args=[self.owner, _ms(push.lease), _ms(push.ttl), digest, _ms(push.binding_ttl),
-                  "0" if push.answer is None else "1", push.answer or "", self._marker,
-                  _ms(RESTART_SETTLE), self._renew_marker(), *_padded(grant_args, 6), *conversation_args])
+        keys, args = self._claim_call(push)
+        found = self._run_claim(keys, args)
         kind = found[0]
         if kind == b"D":
             return Claim(Outcome.DONE, found[1].decode("utf-8"))
@@ -194,7 +186,9 @@ class RedisReplayStore(ReplayStore):
         granted = found[1] == 0 or found[3] == 1   # a takeover's push had its grant recorded by its first claim
         conversation = None
         if push.openid is not None and self.handoffs is not None:
-            conversation = decode_conversation(push.openid, dict(zip(found[5][::2], found[5][1::2])))
+            fields = found[5]   # the hash as a flat list; empty (nearly always): the user is with the bot
+            conversation = (decode_conversation(push.openid, dict(zip(fields[::2], fields[1::2]))) if fields
+                            else Conversation(push.openid))
         if kind == b"A":
             return Claim(Outcome.CLAIMED, granted=granted, answered=True, conversation=conversation)
         self._leases.hold(push.key, push.lease, push.ttl)
@@ -204,14 +198,36 @@ class RedisReplayStore(ReplayStore):
                 return Claim(Outcome.DONE, written_back)
         return Claim(Outcome.CLAIMED, granted=granted, conversation=conversation)
 
-    def _conversation_args(self, push: PushClaim, push_key: str) -> Tuple[List[str], List[Any]]:
-        """The claim's keys 5-8 and arguments 17 on: read the sender's conversation, open the hand-off."""
+    def _run_claim(self, keys: List[str], args: List[Any]) -> Any:
+        """The claim script's answer: an EVALSHA straight through the client (redis-py's Script object wraps
+        each call in work of its own), or through the Script where Redis does not know the script (it loads it)."""
+        sha = getattr(self._acquire, "sha", None)
+        if sha is not None:
+            try:
+                return self.redis.evalsha(sha, len(keys), *keys, *args)
+            except self._no_script:
+                pass
+        return self._acquire(keys=keys, args=args)
+
+    def _claim_call(self, push: PushClaim) -> Tuple[List[str], List[Any]]:
+        """The claim script's keys and arguments (see _ACQUIRE), without an unused tail."""
+        push_key = self.key(push.key)
+        query, digest = push.binding if push.binding is not None else ("", "")
+        keys = [push_key, push_key, f"{self.prefix}query:{query}", f"{self.prefix}found-empty"]
+        args: List[Any] = [self.owner, _ms(push.lease), _ms(push.ttl), digest, _ms(push.binding_ttl),
+                           "0" if push.answer is None else "1", push.answer or "", self._marker,
+                           _ms(RESTART_SETTLE), self._renew_marker()]
+        if push.grant is not None and self.window is not None:
+            keys[1] = self.window.key(push.grant[0])
+            args += ["1", *self.window.grant_args(push.grant[1], push.now)]
         if push.openid is None or self.handoffs is None:
-            return [push_key] * 4, ["0", "0"]
+            return keys, args
+        if len(args) == 10:
+            args += _NO_GRANT
         if push.handoff is None or push.answer is None:
-            return [self.handoffs.conv_key(push.openid)] + [push_key] * 3, ["1", "0"]
-        keys, args = self.handoffs.open_args(push.handoff)
-        return keys, ["1", "1", *args]
+            return [*keys, self.handoffs.conv_key(push.openid)], [*args, "1"]
+        handoff_keys, handoff_args = self.handoffs.open_args(push.handoff)
+        return [*keys, *handoff_keys], [*args, "1", "1", *handoff_args]
 
     def _renew_marker(self) -> str:
         """"1" once an hour: the claim then renews the found-empty marker's week-long TTL."""
@@ -299,8 +315,12 @@ class _LeaseKeeper:
         self._pid = 0
         self._running = False
         self.owner = ""
+        self._ident: Tuple[int, str] = (0, "")   # (pid, owner), set together for current_owner's unlocked read
 
     def current_owner(self) -> str:
+        pid, owner = self._ident   # one read: never a pid with another process's owner
+        if pid == os.getpid():
+            return owner
         with self._lock:
             self._check_pid()
             return self.owner
@@ -323,6 +343,7 @@ class _LeaseKeeper:
             return
         self._pid = os.getpid()
         self.owner = f"{socket.gethostname()}:{self._pid}:{secrets.token_hex(4)}"
+        self._ident = (self._pid, self.owner)
         self._held.clear()      # a forked child holds none of its parent's claims,
         self._running = False   # nor runs its thread
 
@@ -358,8 +379,8 @@ class _LeaseKeeper:
                     log.debug("could not renew %d claim(s): %s", len(keys), exc)
 
 
-def _padded(args: List[Any], size: int) -> List[Any]:
-    return args + [""] * (size - len(args))
+#: The claim's arguments 11-16 when it records no grant but reads the conversation (arguments 17 on).
+_NO_GRANT = ("0", "", "", "", "", "")
 
 
 def _ms(seconds: float) -> int:

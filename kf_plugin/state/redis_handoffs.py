@@ -32,6 +32,8 @@ T = TypeVar("T")
 # What a transaction's body answers: its result, and the writes to make (None: nothing to write).
 Body = Callable[[Any], Tuple[T, Optional[Callable[[Any], None]]]]
 _MGET_CHUNK = 1000
+#: A record as stored: ``json.dumps(..., ensure_ascii=False)`` without making an encoder per call.
+_record_json = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def _text(value: Any) -> str:
@@ -140,7 +142,7 @@ class RedisHandoffStore(HandoffStore):
         if now - self._maintained_at >= _MAINTAIN_EVERY:
             self._maintained_at, trim = now, f"({now - self.keep_records!r}"
         return keys, [conv.openid, record.id, repr(record.requested_at),
-                      json.dumps(record.to_dict(), ensure_ascii=False),
+                      _record_json(record.to_dict()),
                       _ms(record.requested_at + self.keep_records - now), _ms(KEEP_USER), trim,
                       _ms(self.keep_records), *fields]
 
@@ -177,7 +179,7 @@ class RedisHandoffStore(HandoffStore):
             tx.pexpire(self.active_key, _ms(KEEP_USER))
         if record is not None:
             now = self.clock()
-            tx.set(self.record_key(record.id), json.dumps(record.to_dict(), ensure_ascii=False),
+            tx.set(self.record_key(record.id), _record_json(record.to_dict()),
                    px=_ms(record.requested_at + self.keep_records - now))
             tx.zadd(self.records_key, {record.id: record.requested_at})
             tx.zremrangebyscore(self.records_key, "-inf", f"({now - self.keep_records!r}")

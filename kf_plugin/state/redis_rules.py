@@ -7,9 +7,9 @@ Cluster slot):
   other than the one it read last makes it re-read its rule file. A counter, not a pub/sub message: a worker
   that was disconnected, restarting or failing over to memory when the request was made still sees it at its
   next read, and one GET every few seconds costs Redis nothing.
-- ``rules:worker:{host}:{pid}``, a worker's :class:`WorkerReport` (JSON), written at each watch with a time
-  to live: a worker that stops drops out of ``kf-plugin rules status`` by itself, judged by Redis's clock,
-  whatever the hosts' clocks say.
+- ``rules:worker:{host}:{pid}``, a worker's :class:`WorkerReport` (JSON), written by its watch with a time
+  to live (again before a third of it has passed, at once when the report changed): a worker that stops drops
+  out of ``kf-plugin rules status`` by itself, judged by Redis's clock, whatever the hosts' clocks say.
 - ``rules:workers``, the set of the reports' names, for the status to find them (names whose report expired
   are removed when it is read).
 """

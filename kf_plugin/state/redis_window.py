@@ -1,6 +1,7 @@
 """The Redis implementation of the window store: each user's send rights, changed by Lua scripts only."""
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any, List, Optional
 
@@ -32,8 +33,8 @@ local function save_grants(key, grants, now, remember)
   redis.call('SET', key, encoded, 'PX', keep_ms(last, now))
 end
 local function add_grant(key, now, remember, encoded, most, expires)
-  if redis.call('EXISTS', key) == 0 then  -- a user with no record: nothing to merge (most pushes)
-    redis.call('SET', key, '[' .. encoded .. ']', 'PX', keep_ms(math.max(now + remember, expires), now))
+  -- a user with no record (most pushes): nothing to merge
+  if redis.call('SET', key, '[' .. encoded .. ']', 'NX', 'PX', keep_ms(math.max(now + remember, expires), now)) then
     return
   end
   local grants = load_grants(key, now)
@@ -103,9 +104,8 @@ class RedisWindowStore(WindowStore):
     def grant_args(self, grant: Grant, now: float) -> List[Any]:
         """The script arguments that add ``grant``: now, remember, the encoded grant, the most grants kept,
         when the grant expires."""
-        encoded = json.dumps([grant.action, -1 if grant.count is None else grant.count, repr(grant.expires_at),
-                              grant.used])
-        return [repr(now), self.remember, encoded, MAX_GRANTS_PER_USER, repr(grant.expires_at)]
+        expires = repr(grant.expires_at)
+        return [repr(now), self.remember, _encode_grant(grant, expires), MAX_GRANTS_PER_USER, expires]
 
     def consume(self, openid: str, now: float) -> Optional[Grant]:
         used = self._consume(keys=[self.key(openid)], args=[now, self.remember])
@@ -113,6 +113,24 @@ class RedisWindowStore(WindowStore):
 
     def revoke(self, openid: str, now: float, *, exhausted: bool) -> None:
         self._revoke(keys=[self.key(openid)], args=[now, self.remember, "1" if exhausted else "0"])
+
+
+def _encode_grant(grant: Grant, expires: str) -> str:
+    """``grant`` as the JSON the scripts keep (see WINDOW_LUA), exactly as ``json.dumps`` writes it.
+
+    Numbers that are plain ints and a time that is a float or an int are written here (their text needs no
+    escaping); anything else goes through ``json.dumps``.
+    """
+    count = -1 if grant.count is None else grant.count
+    if type(count) is int and type(grant.used) is int and type(grant.expires_at) in (float, int):
+        return f'[{_quoted(grant.action)}, {count}, "{expires}", {grant.used}]'
+    return json.dumps([grant.action, count, expires, grant.used])
+
+
+@functools.lru_cache(maxsize=64)
+def _quoted(text: str) -> str:
+    """``text`` as a JSON string (an action: there are a few)."""
+    return json.dumps(text)
 
 
 def _grant(raw: Any) -> Grant:
