@@ -68,12 +68,8 @@ def send(server: T.Server, pushes: T.PushSet, signer: PushSigner) -> None:
     for target, body, sender in zip(pushes.targets, pushes.bodies, pushes.senders):
         with socket.create_connection((HOST, server.port), timeout=120) as sock:
             sock.sendall(build_request(server.port, target, body).replace(b"keep-alive", b"close"))
-            answer = b""
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                answer += chunk
+            with sock.makefile("rb") as stream:
+                answer = stream.read()   # to the end: the worker closes the connection after its answer
         head, _, payload = answer.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200"), f"({server.system}) answered {head[:60]!r}"
         problem = T.answer_problem(payload, sender, pushes.push, signer)
