@@ -34,6 +34,16 @@ def in_thread(work):
     return done
 
 
+def push_in_flight(gate, release):
+    """A push held inside ``gate`` on another thread until ``release`` is set; set once it has left."""
+    def push():
+        with gate.reading():
+            release.wait(5)
+    done = in_thread(push)
+    eventually(lambda: gate._reading == 1)
+    return done
+
+
 def test_a_swap_waits_for_the_push_in_flight_and_new_pushes_wait_for_the_swap():
     gate, order = SwapGate(), []
     release_push = threading.Event()
@@ -76,13 +86,7 @@ def test_a_thread_reading_neither_waits_for_itself_nor_for_its_own_swap():
 
 def test_a_reading_thread_swaps_as_soon_as_the_other_pushes_leave():
     gate, release = SwapGate(wait=5), threading.Event()
-
-    def other_push():
-        with gate.reading():
-            release.wait(5)
-
-    other = in_thread(other_push)
-    eventually(lambda: gate._reading == 1)
+    other = push_in_flight(gate, release)
     with gate.reading():   # a handler that reloads the rules while another push is in flight
         threading.Timer(0.1, release.set).start()
         started = time.monotonic()
@@ -94,13 +98,7 @@ def test_a_reading_thread_swaps_as_soon_as_the_other_pushes_leave():
 
 def test_a_swap_goes_ahead_after_its_wait_and_says_so(caplog):
     gate, stuck = SwapGate(wait=0.2), threading.Event()
-
-    def stuck_push():
-        with gate.reading():
-            stuck.wait(5)
-
-    left = in_thread(stuck_push)
-    eventually(lambda: gate._reading == 1)
+    left = push_in_flight(gate, stuck)
     started = time.monotonic()
     with gate.swapping():
         assert time.monotonic() - started >= 0.2
