@@ -43,21 +43,10 @@ def served(system: str, args: argparse.Namespace, rules: Path, scratch: Path) ->
     """``system`` under gunicorn under callgrind, ready (a slow start: everything runs ~50 times slower)."""
     if system in T.REDIS_SYSTEMS:
         T.flush_redis(args.redis_url)
-    server = T.Server(system, "plain", T.server_env(system, "plain", args, rules), scratch)
-    command = server.command
-    server.command = lambda: [*VALGRIND, f"--callgrind-out-file={scratch}/callgrind.%p", *command()]
-    signer = PushSigner(T.TOKEN, None, T.APPID)
-    for _ in range(3):
-        server.port = T.free_port()
-        log = open(server.log_path, "ab")
-        server.process = subprocess.Popen(server.command(), env=server.env, stdout=log, stderr=log,
-                                          stdin=subprocess.DEVNULL, start_new_session=True)
-        log.close()
-        if server._wait_ready(signer, limit=600):
-            server.workers = server._all_workers(limit=120)
-            return server
-        server.stop()
-    raise RuntimeError(f"({system}) did not start under valgrind; see {server.log_path}")
+    server = T.Server(system, "plain", T.server_env(system, "plain", args, rules), scratch,
+                      wrapper=[*VALGRIND, f"--callgrind-out-file={scratch}/callgrind.%p"], ready_limit=600)
+    server.start(PushSigner(T.TOKEN, None, T.APPID))
+    return server
 
 
 def send(server: T.Server, pushes: T.PushSet, signer: PushSigner) -> None:

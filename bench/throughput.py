@@ -298,8 +298,11 @@ class Server:
     """One system under gunicorn with ``workers`` sync workers on a free loopback port; stopped by :meth:`stop`."""
 
     def __init__(self, system: str, mode: str, env: Dict[str, str], log_dir: Path,
-                 cpus: Optional[Set[int]] = None, workers: int = 1, app: Optional[str] = None):
+                 cpus: Optional[Set[int]] = None, workers: int = 1, app: Optional[str] = None,
+                 wrapper: Sequence[str] = (), ready_limit: float = 30.0):
+        """``wrapper``: a command gunicorn runs under (valgrind, say); ``ready_limit``: seconds a start may take."""
         self.system, self.mode = system, mode
+        self.wrapper, self.ready_limit = list(wrapper), ready_limit
         self.cpus = cpus
         self.worker_count = workers
         self.app = app or SYSTEMS[system][1]
@@ -314,8 +317,9 @@ class Server:
         # puts the current directory and --chdir ahead of it, and skips a --pythonpath entry already on sys.path.
         # --pythonpath entries go ahead of everything. apps.kf_app checks where kf_plugin came from.
         paths = [self.env["BENCH_KF_PLUGIN"]] if self.env.get("BENCH_KF_PLUGIN") else []
-        return [sys.executable, "-m", "gunicorn", "--workers", str(self.worker_count), "--worker-class", "sync",
-                "--bind", f"{HOST}:{self.port}", "--pythonpath", ",".join(paths + [str(BENCH)]),
+        return [*self.wrapper, sys.executable, "-m", "gunicorn", "--workers", str(self.worker_count),
+                "--worker-class", "sync", "--bind", f"{HOST}:{self.port}",
+                "--pythonpath", ",".join(paths + [str(BENCH)]),
                 "--chdir", str(ROOT), "--log-level", "warning", "--timeout", "60", self.app]
 
     def start(self, signer: PushSigner, attempts: int = 3) -> None:
@@ -327,8 +331,8 @@ class Server:
                                             stdin=subprocess.DEVNULL, start_new_session=True,
                                             preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
             log.close()
-            if self._wait_ready(signer):
-                self.workers = self._all_workers()
+            if self._wait_ready(signer, self.ready_limit):
+                self.workers = self._all_workers(self.ready_limit)
                 return
             self.stop()
         raise RuntimeError(f"gunicorn for ({self.system}, {self.mode}) did not start; see {self.log_path}:\n"
