@@ -191,6 +191,24 @@ def test_replay_a_claim_given_its_answer_stores_it_as_the_reply(backend, reply):
     assert store.wait("k", 0.05) == reply
 
 
+def test_redis_reads_its_clock_only_for_a_claim_that_needs_a_lease(redis_url):
+    """A first claim that stores a known answer runs no TIME; a pending claim, and a claim that finds a pending
+    one, read Redis's clock (a lease is judged by it)."""
+    backend = Backend("redis", redis_url)
+    store = backend.replay()
+    store.acquire(PushClaim("warm", 60, answer="a"))   # loads the script, notes the found-empty marker
+
+    def clock_reads(claim: PushClaim) -> int:
+        before = backend.redis.info("commandstats").get("cmdstat_time", {}).get("calls", 0)
+        store.acquire(claim)
+        return backend.redis.info("commandstats").get("cmdstat_time", {}).get("calls", 0) - before
+
+    assert clock_reads(PushClaim("known", 60, answer="<xml>r</xml>")) == 0
+    assert clock_reads(PushClaim("pending", 60)) == 1
+    assert clock_reads(PushClaim("pending", 60, answer="<xml>r</xml>")) == 1
+    store.release("pending")
+
+
 def test_replay_a_claim_given_its_answer_leaves_a_pending_claim_alone(backend):
     store = backend.replay()
     assert store.claim("k", 60)

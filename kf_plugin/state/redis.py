@@ -46,11 +46,19 @@ def scope_of(prefix: str, appid: str) -> str:
 
 # A push's key holds "P<lease end, ms of Redis's clock>|<owner>" while it is handled, "D<reply>" once answered.
 # Leases are judged by Redis's clock, so hosts whose clocks differ agree on them.
+# Redis's clock is read once, when first needed: a claim that stores a known answer needs it only when Redis
+# was found empty or the push is claimed already.
 _NOW_MS = """
-if redis.replicate_commands then redis.replicate_commands() end  -- Redis < 7: TIME before writes
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local function lease_of(ms, owner) return 'P' .. string.format('%.0f', now_ms + ms) .. '|' .. owner end
+if redis.replicate_commands then redis.replicate_commands() end  -- Redis < 7: TIME after writes
+local now_ms
+local function now()
+  if not now_ms then
+    local t = redis.call('TIME')
+    now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return now_ms
+end
+local function lease_of(ms, owner) return 'P' .. string.format('%.0f', now() + ms) .. '|' .. owner end
 local function lease_end(value) return tonumber(string.sub(value, 2, string.find(value, '|', 1, true) - 1)) end
 local function owner_of(value) return string.sub(value, string.find(value, '|', 1, true) + 1) end
 """
@@ -77,22 +85,22 @@ if ARGV[4] ~= '' and not redis.call('SET', KEYS[3], ARGV[4], 'NX', 'PX', ARGV[5]
 end
 local marker = redis.call('GET', KEYS[4])
 if not marker then
-  marker = string.format('%.0f', now_ms)
+  marker = string.format('%.0f', now())
   redis.call('SET', KEYS[4], marker, 'PX', 604800000)  -- a week, renewed hourly
 elseif ARGV[10] == '1' then
   redis.call('PEXPIRE', KEYS[4], 604800000)
 end
 local settle = 0
-if ARGV[8] ~= '' and ARGV[8] ~= marker then settle = math.max(0, tonumber(marker) + tonumber(ARGV[9]) - now_ms) end
+if ARGV[8] ~= '' and ARGV[8] ~= marker then settle = math.max(0, tonumber(marker) + tonumber(ARGV[9]) - now()) end
 local conv = {}
 if ARGV[17] == '1' then conv = redis.call('HGETALL', KEYS[5]) end
-local kind, stored = 'N', lease_of(tonumber(ARGV[2]), ARGV[1])
-if ARGV[6] == '1' and settle == 0 and #conv == 0 then kind, stored = 'A', 'D' .. ARGV[7] end
+local kind, stored = 'A', 'D' .. ARGV[7]
+if ARGV[6] ~= '1' or settle > 0 or #conv > 0 then kind, stored = 'N', lease_of(tonumber(ARGV[2]), ARGV[1]) end
 local first = 1
 if not redis.call('SET', KEYS[1], stored, 'NX', 'PX', ARGV[3]) then
   local value = redis.call('GET', KEYS[1])
   if string.sub(value, 1, 1) == 'D' then return {'D', string.sub(value, 2)} end
-  if lease_end(value) > now_ms then return {'P'} end
+  if lease_end(value) > now() then return {'P'} end
   redis.call('SET', KEYS[1], stored, 'KEEPTTL')
   first = 0
 end
@@ -123,7 +131,7 @@ _PEEK = _NOW_MS + """
 local value = redis.call('GET', KEYS[1])
 if not value then return nil end
 if string.sub(value, 1, 1) == 'D' then return {'D', string.sub(value, 2)} end
-if lease_end(value) > now_ms then return {'P'} end
+if lease_end(value) > now() then return {'P'} end
 return {'X'}
 """
 # A reply answered from a worker's memory while Redis was away: kept unless the push has a reply already.
