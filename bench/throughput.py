@@ -403,7 +403,7 @@ class Round:
     connections: int
     foreign_cores: float  # CPU the rest of the machine used meanwhile (other people's processes), in cores
     redis_other_commands: int = 0  # (b): commands Redis ran for other clients meanwhile
-    redis_time_per_push: float = 0.0  # (b): seconds Redis spent running commands (anyone's), per push
+    redis_time_per_push: float = 0.0  # (b): seconds of the redis-server's CPU (for anyone), per push
 
 
 def busy_cpu_seconds() -> float:
@@ -474,21 +474,20 @@ def merge(into: Check, other: Check) -> None:
 
 
 # Commands Redis counts for one push of (b) with this tree's kf_plugin, by push and mode (a script counts with
-# the commands it runs): the claim script (TIME, the plain push's query binding, the push, the sender's window;
-# for a transfer also the sender's conversation and the hand-off it opens), then the reply's SET. Counted on
-# Redis's total_commands_processed over 200 pushes in process; another checkout (--kf-plugin) may differ.
-REDIS_COMMANDS_PER_PUSH = {"transfer": {"plain": 14, "aes": 12}, "common": {"plain": 10, "aes": 8}}
+# the commands it runs). Both: the claim script (EVALSHA; the plain push's query binding; the found-empty
+# marker; the sender's conversation; the push; the sender's window). A transfer: the hand-off it opens too (the
+# conversation, its expiry, the record and two indexes), with its reply stored by the claim. A common push:
+# Redis's clock (TIME) for the push's lease, then the reply's SET. Counted on Redis's
+# total_commands_processed over 200 pushes in process; another checkout (--kf-plugin) may differ.
+REDIS_COMMANDS_PER_PUSH = {"transfer": {"plain": 11, "aes": 10}, "common": {"plain": 8, "aes": 7}}
 
 
-def redis_activity(url: Optional[str]) -> Tuple[int, int]:
-    """(commands processed, µs spent running commands) by the Redis at ``url`` since it started."""
+def redis_commands(url: Optional[str]) -> int:
+    """Commands the Redis at ``url`` has processed since it started (a script's own commands included)."""
     if url is None:
-        return 0, 0
+        return 0
     import redis
-    client = redis.Redis.from_url(url, socket_timeout=5)
-    commands = int(client.info("stats")["total_commands_processed"])
-    spent = sum(int(v.get("usec", 0)) for v in client.info("commandstats").values() if isinstance(v, dict))
-    return commands, spent
+    return int(redis.Redis.from_url(url, socket_timeout=5).info("stats")["total_commands_processed"])
 
 
 def one_round(server: Server, pushes: PushSet, signer: PushSigner, concurrency: int,
@@ -496,15 +495,14 @@ def one_round(server: Server, pushes: PushSet, signer: PushSigner, concurrency: 
     """``redis_url``: the system uses that Redis; count what else it ran meanwhile."""
     requests = pushes.requests_for(server.port)
     redis = redis_servers()
-    commands, spent = redis_activity(redis_url)
+    commands = redis_commands(redis_url)
     before = (time.perf_counter(), busy_cpu_seconds(), server.cpu_seconds(), cpu_of(redis), time.process_time())
     result = run_load(requests, server.port, concurrency=concurrency, time_limit=time_limit)
     after = (time.perf_counter(), busy_cpu_seconds(), server.cpu_seconds(), cpu_of(redis), time.process_time())
-    commands_after, spent_after = redis_activity(redis_url)
-    # Our own INFO calls (two before, two after) count too.
+    commands_after = redis_commands(redis_url)
+    # Our own INFO calls (one before, one after) count too.
     ours = REDIS_COMMANDS_PER_PUSH[pushes.push][server.mode] * len(result.outcomes)
-    others = max(0, commands_after - commands - 4 - ours)
-    redis_busy = (spent_after - spent) / 1e6
+    others = max(0, commands_after - commands - 2 - ours)
     wall, busy, worker, redis_cpu, own = (b - a for a, b in zip(before, after))
     # Whatever the machine did besides the worker, the clients, Redis and this process: other people's work.
     foreign = max(0.0, busy - worker - result.client_cpu - redis_cpu - own) / wall
@@ -512,7 +510,7 @@ def one_round(server: Server, pushes: PushSet, signer: PushSigner, concurrency: 
     latencies = [o.finished - o.started for o in result.outcomes]
     sent = max(1, len(result.outcomes))
     return Round(result.rate, latencies, worker / sent, result.connections, foreign, others,
-                 redis_busy / sent), check
+                 (redis_cpu if redis_url else 0.0) / sent), check
 
 
 def server_env(system: str, mode: str, args: argparse.Namespace, rules: Path) -> Dict[str, str]:
@@ -637,7 +635,7 @@ def background_notes(series: Dict[str, Series], push: str, mode: str) -> List[st
         lines.append(f"During the rounds of (b) Redis also ran {sum(others):,} commands for other clients "
                      f"(per round: {', '.join(f'{n:,}' for n in others)}; all it ran less "
                      f"{REDIS_COMMANDS_PER_PUSH[push][mode]} per push of (b), this tree's kf_plugin's count); "
-                     f"time Redis spent running commands, per push of (b): "
+                     f"the redis-server's CPU time, per push of (b): "
                      f"{', '.join(f'{b:.0f}' for b in busy)} µs.")
     return lines
 
