@@ -9,7 +9,7 @@ stay hidden. Here the systems of bench/throughput.py ((a) memory state, (b) Redi
 (bench/loadgen.py ``run_schedule``: each request leaves at its time, on a connection of its own), after 300
 warm-up pushes; the workers' user+system CPU over the run is divided by the pushes answered, so background
 work is charged to the pushes. Every answer is checked as in bench/throughput.py. ``--api``: KF_SECRET and
-KF_API_BASE_URL at a kf_plugin.sandbox.Sandbox on loopback, as users deploy it (token service, handler
+KF_API_BASE_URL at a kf_plugin.testing.Sandbox on loopback, as users deploy it (token service, handler
 thread pool; then ``--seconds`` must be a whole number of hand-off sweeps, so every window holds as many).
 ``--repeat N``: N turns per system, taken in alternation, each on a fresh server; the turn of median worker
 CPU is reported with the range (one turn's figure moves by a third from run to run on a small VM). Target:
@@ -54,8 +54,7 @@ from throughput import (  # noqa: E402
 )
 
 from kf_plugin.config import SETTINGS  # noqa: E402
-from kf_plugin.sandbox import Sandbox  # noqa: E402
-from kf_plugin.testing import PushSigner  # noqa: E402
+from kf_plugin.testing import PushSigner, Sandbox  # noqa: E402
 
 SECTION = "## CPU per push, paced"
 TARGET = 1.3

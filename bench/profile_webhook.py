@@ -10,7 +10,7 @@
 3. With ``--cprofile``: cProfile's top functions by cumulative time, in µs per request (cProfile's own
    overhead inflates them, call-heavy code most: read them as proportions).
 
-``--api``: (a) and (b) with KF_SECRET and KF_API_BASE_URL at a kf_plugin.sandbox.Sandbox on loopback, as
+``--api``: (a) and (b) with KF_SECRET and KF_API_BASE_URL at a kf_plugin.testing.Sandbox on loopback, as
 bench/throughput.py --api runs them (the token service and the handler thread pool under the reply deadline).
 ``--push common``: the common push of bench/throughput.py --push common (texts no kf rule takes, answered by
 the bot's own handler, and by every other system, with the same text reply) instead of the transfer push.

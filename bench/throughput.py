@@ -42,7 +42,7 @@ inter-processor interrupt through the hypervisor), on one CPU a few.
 
 kf_plugin runs with KF_TOKEN and KF_APPID and no KF_SECRET: no WeChat API calls, no deadline thread pool.
 With --api, (a) and (b) run as users deploy them: KF_SECRET set and KF_API_BASE_URL at a
-kf_plugin.sandbox.Sandbox served on loopback by this process, so the token service (its scheduler job) and the
+kf_plugin.testing.Sandbox served on loopback by this process, so the token service (its scheduler job) and the
 handler thread pool under the reply deadline exist; the benchmark's rule is a plain transfer, which makes no
 API call per push (the common push's bot handler runs on that pool, and makes none either).
 
@@ -88,8 +88,7 @@ from apps.common import (  # noqa: E402
 from loadgen import HOST, LoadResult, build_request, run_load  # noqa: E402
 
 from kf_plugin import load_rules  # noqa: E402
-from kf_plugin.sandbox import Sandbox  # noqa: E402
-from kf_plugin.testing import PushSigner, message_xml  # noqa: E402
+from kf_plugin.testing import PushSigner, Sandbox, message_xml  # noqa: E402
 from kf_plugin.webhook import parse_push  # noqa: E402
 
 SYSTEMS = {
@@ -784,7 +783,7 @@ def kf_description(args: argparse.Namespace) -> str:
            f"(KfPlugin(app, router=router)), whose one handler answers every text \"{REPLY_TEXT}\"; "
            if common else "), ")
         + "duplicate detection (KF_DEDUPE_TTL 60) and 48-hour-window tracking on; KF_TOKEN and KF_APPID set, "
-        + ("KF_SECRET set and KF_API_BASE_URL at a kf_plugin.sandbox.Sandbox on loopback (served by the benchmark's "
+        + ("KF_SECRET set and KF_API_BASE_URL at a kf_plugin.testing.Sandbox on loopback (served by the benchmark's "
            "process), so the token service and the handler thread pool under the reply deadline run as deployed "
            + ("(the bot's handler runs on that pool and makes no API call); " if common else
               "(the transfer rule makes no API call per push); ") if args.api else

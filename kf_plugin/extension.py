@@ -380,9 +380,12 @@ class KfPlugin(HookDecorators):
         warn_if_workers_do_not_share(settings.redis_url)
 
     def shutdown(self) -> None:
-        """Stop the background work this plugin started (its own scheduler and worker threads).
+        """Stop the background work of every app this plugin serves, once they serve no more pushes.
 
-        Called at exit anyway; tests and embedding code call it to stop early.
+        The background jobs stop (the scheduler the plugin started, or its jobs are taken off the bot's
+        scheduler, which keeps running), the background and handler pools stop after the tasks already
+        queued, and 微信客服 pulls end after their current page. The jobs stop at exit anyway; tests and
+        embedding code call it to stop early. Calling it again does nothing more.
         """
         self.jobs.shutdown()
         for services, _ in self._all_services():

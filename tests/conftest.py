@@ -1,6 +1,7 @@
 """Shared fixtures: apps in plain and safe mode, signed-push clients, a settable clock."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -8,7 +9,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import pytest
 from flask import Flask
@@ -62,6 +63,27 @@ class FakeClock:
         self.now += seconds
 
 
+@pytest.fixture(autouse=True)
+def plugins_stop_after_their_test(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every KfPlugin built during a test is shut down at its end: its jobs and thread pools stop.
+
+    Otherwise each app's background jobs run for the rest of the test process, and an earlier test's work
+    allocates while a later one counts objects, or draws random numbers while Hypothesis generates examples.
+    The plugins of module-scoped fixtures are built before this fixture starts recording; their fixtures stop them.
+    """
+    built: List[KfPlugin] = []
+    init = KfPlugin.__init__
+
+    @functools.wraps(init)
+    def recording_init(plugin: KfPlugin, *args: Any, **kwargs: Any) -> None:
+        built.append(plugin)
+        init(plugin, *args, **kwargs)
+    monkeypatch.setattr(KfPlugin, "__init__", recording_init)
+    yield
+    for plugin in built:
+        plugin.shutdown()
+
+
 @pytest.fixture
 def rules_file(tmp_path: Path) -> Path:
     path = tmp_path / "rules.yaml"
@@ -73,12 +95,13 @@ def rules_file(tmp_path: Path) -> Path:
 def make_app(rules_file: Path) -> Callable[..., Flask]:
     """``make_app(router=None, plugin_options=None, **config)`` → a Flask app with a KfPlugin.
 
-    The plugin is at ``app.extensions["kf_plugin"].plugin``.
+    The plugin is at ``app.extensions["kf_plugin"].plugin``; it is shut down after the test
+    (:func:`plugins_stop_after_their_test`).
     """
     def make(router: MessageRouter = None, plugin_options: Dict[str, Any] = None, **config: Any) -> Flask:
         app = Flask("kf_test")
-        # The rule watch off: most tests never shut their plugin down, and each would leave a job ticking every
-        # 2 s in the test process. The tests of the watch turn it on.
+        # The rule watch off: it would take SIGHUP in the test process and tick every 2 s while the test runs.
+        # The tests of the watch turn it on.
         app.config.update(KF_TOKEN=TOKEN, KF_APPID=APPID, KF_RULES=str(rules_file), KF_RULES_WATCH=0)
         app.config.update(config)
         KfPlugin(app, router=router, **(plugin_options or {}))

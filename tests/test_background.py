@@ -1,4 +1,4 @@
-"""The background pool: bounded backlog, results and errors through futures, shutdown."""
+"""The background pool: bounded backlog, results and errors through futures, shutdown (once, then refusing)."""
 import threading
 
 import pytest
@@ -58,3 +58,22 @@ def test_threads_are_daemons_started_on_first_use():
     threads = [t for t in threading.enumerate() if t.name.startswith("kf-test-pool")]
     assert len(threads) == 3 and all(t.daemon for t in threads)
     pool.shutdown()
+
+
+def test_after_shutdown_new_work_is_refused_and_a_second_shutdown_only_waits():
+    pool = Background(2, name="kf-test-closed")
+    assert pool.submit(lambda: "before").result(timeout=5) == "before"
+    pool.shutdown(wait=False)
+    refused = pool.submit(lambda: "after")
+    with pytest.raises(KfError, match="background pool 'kf-test-closed' was shut down"):
+        refused.result(timeout=0)                        # at once: no thread would ever run it
+    pool.shutdown(cancel_futures=True)                   # again, waiting: the stop signals are not cancelled
+    assert not [t for t in threading.enumerate() if t.name.startswith("kf-test-closed")]
+
+
+def test_a_pool_shut_down_before_its_first_task_starts_no_thread():
+    pool = Background(2, name="kf-test-unused")
+    pool.shutdown()
+    with pytest.raises(KfError, match="was shut down"):
+        pool.submit(lambda: None).result(timeout=0)
+    assert not [t for t in threading.enumerate() if t.name.startswith("kf-test-unused")]
