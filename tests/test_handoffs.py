@@ -13,9 +13,8 @@ from typing import Callable, Optional
 
 import pytest
 
-from kf_plugin.lifecycle import Change, Conversation, Ending, HandoffRecord, Stage, Transition, advance
-from kf_plugin.state import HandoffStore, MemoryHandoffStore, MemoryReplayStore
-from kf_plugin.state.base import Claim, Outcome, PushClaim
+from kf_plugin.lifecycle import Change, Conversation, Ending, HandoffRecord, Stage
+from kf_plugin.state import HandoffStore, MemoryHandoffStore
 from kf_plugin.state.failover import Failover, FailoverHandoffStore
 from kf_plugin.state.handoffs import KEEP_RECORDS, KEEP_USER
 from kf_plugin.state.shared import SharedState, open_state
@@ -155,30 +154,6 @@ def test_twenty_threads_requesting_one_user_make_one_hand_off(backend):
     assert len(winners) == 1 and winners[0].record is not None
     assert [r.id for r in store.records(0)] == [winners[0].record.id]
     assert store.conversation(U).handoff_id == winners[0].record.id
-
-
-def test_twenty_claims_of_one_users_pushes_store_one_answer_and_its_hand_off():
-    """Pushes of one user claimed at once, each with the transfer it planned: the claim that stores its answer
-    stores its hand-off with it, and every other claim reads the user queued and is left pending."""
-    handoffs = MemoryHandoffStore(clock=FakeClock(T0))
-    replay = MemoryReplayStore(handoffs=handoffs)
-
-    def claim(i: int) -> Claim:
-        change = request(T0 + i / 1000, f"h{i:02d}")
-        before = Conversation(U)
-        after, record = advance(before, None, change)
-        return replay.acquire(PushClaim(f"k{i}", 60.0, answer=f"transfer {i}", openid=U,
-                                        handoff=Transition(change, before, after, record)))
-
-    claims = run_threads(20, claim)
-    assert all(c.outcome is Outcome.CLAIMED for c in claims)
-    answered = [i for i, c in enumerate(claims) if c.answered]
-    assert len(answered) == 1
-    assert claims[answered[0]].conversation == Conversation(U)   # it read the user with the bot
-    assert all(c.conversation.stage is Stage.QUEUED for c in claims if not c.answered)
-    assert handoffs.conversation(U).handoff_id == f"h{answered[0]:02d}"
-    assert [r.id for r in handoffs.records(0)] == [f"h{answered[0]:02d}"]
-    assert replay.wait(f"k{answered[0]}", 0) == f"transfer {answered[0]}"
 
 
 # -- the active users and the records -------------------------------------------------------------------------

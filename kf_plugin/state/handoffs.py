@@ -14,8 +14,15 @@ from dataclasses import replace
 from typing import Any, Callable, Generic, List, Optional, Tuple, TypeVar
 
 from ..lifecycle import Change, Conversation, Ending, HandoffRecord, Stage, Transition, advance
+from .base import PushClaim
 
 __all__ = ["HandoffStore", "MemoryHandoffStore", "KEEP_RECORDS", "KEEP_USER", "RECENT_SIZE", "check_recent_size"]
+
+#: What a claim's ``take`` finds instead of claiming (see :meth:`HandoffStore.claim_for`).
+R = TypeVar("R")
+#: ``take(push, answer)`` of :meth:`HandoffStore.claim_for`, and what that method returns.
+Take = Callable[[PushClaim, Optional[str]], Optional[R]]
+Claimed = Tuple[Conversation, Optional[str], Optional[R]]
 
 #: Seconds a hand-off's record is kept after its request (``KF_HANDOFF_RECORDS_FOR``'s default).
 KEEP_RECORDS = 30 * 86400.0
@@ -50,6 +57,26 @@ class HandoffStore(ABC):
         bot (in one step no other change interleaves with); whether it was stored. The push claim calls it
         with the request it planned; the default applies the request's change again."""
         return self.apply(transition.after.openid, transition.change).moved
+
+    def claim_for(self, openid: str, push: PushClaim, take: Take[R]) -> Claimed[R]:
+        """Claim ``push`` of ``openid`` (its ``push.openid``) with ``take``, given where they are, and store the
+        hand-off it planned.
+
+        ``take(push, given)`` claims the push in a replay store and returns ``None``, or what it found instead of
+        a claim; ``given`` is ``push.answer`` for a user with the bot (it was worked out for one), else ``None``.
+        Only when it claimed with that answer is ``push.handoff`` stored (as :meth:`open` stores it). Returns
+        the user's conversation, ``given`` and what ``take`` returned.
+
+        The default reads the conversation, claims, then calls :meth:`open`: another change of the user may
+        come between (``open`` then stores nothing). A store that can hold off every other change overrides
+        it to do all three as one step. ``take`` must not use this store (an override may hold its lock).
+        """
+        conversation = self.conversation(openid)
+        given = push.answer if conversation.stage is Stage.BOT else None
+        refused = take(push, given)
+        if refused is None and given is not None and push.handoff is not None:
+            self.open(push.handoff)
+        return conversation, given, refused
 
     @abstractmethod
     def mark_noticed(self, openid: str, now: float, interval: float) -> bool:
@@ -176,18 +203,6 @@ class MemoryHandoffStore(HandoffStore):
         self._recent: _Expiring[str, Tuple[str, ...]] = _Expiring(max_users)
         self._unanswered: _Expiring[str, int] = _Expiring(max_users)
 
-    @property
-    def lock(self) -> threading.Lock:
-        """The lock every read and change of this store takes; :meth:`kept` and :meth:`keep_request` are called
-        with it held (a replay store in the same process claims a push under it: see
-        :class:`~kf_plugin.state.memory.MemoryReplayStore`)."""
-        return self._lock
-
-    def kept(self, openid: str) -> Optional[Conversation]:
-        """Where the user is, when they are not with the bot (``None``: with the bot). Called with :attr:`lock`
-        held."""
-        return self._conversations.get(openid, self._clock())
-
     def conversation(self, openid: str) -> Conversation:
         with self._lock:
             return self._conversations.get(openid, self._clock()) or Conversation(openid)
@@ -206,14 +221,28 @@ class MemoryHandoffStore(HandoffStore):
 
     def open(self, transition: Transition) -> bool:
         with self._lock:
-            if transition.record is None or self.kept(transition.after.openid) is not None:
+            kept = self._conversations.get(transition.after.openid, self._clock())
+            if transition.record is None or kept is not None:
                 return False   # not with the bot any more: another change came first
-            self.keep_request(transition.after, transition.record)
+            self._keep_request(transition.after, transition.record)
             return True
 
-    def keep_request(self, after: Conversation, record: HandoffRecord) -> None:
-        """Store a request's outcome (``after``, queued) and its ``record`` for a user :meth:`kept` found with the
-        bot. Called with :attr:`lock` held."""
+    def claim_for(self, openid: str, push: PushClaim, take: Take[R]) -> Claimed[R]:
+        """As :meth:`HandoffStore.claim_for`, under one hold of this store's lock: no other change of the user
+        comes between the read, the claim and the hand-off (``take`` takes its replay store's lock inside this
+        one, never the other way round)."""
+        with self._lock:
+            kept = self._conversations.get(openid, self._clock())   # None: the user is with the bot
+            given = push.answer if kept is None else None
+            refused = take(push, given)
+            planned = push.handoff
+            if refused is None and given is not None and planned is not None and planned.record is not None:
+                self._keep_request(planned.after, planned.record)
+        return (Conversation(openid) if kept is None else kept), given, refused
+
+    def _keep_request(self, after: Conversation, record: HandoffRecord) -> None:
+        """Store a request's outcome (``after``, queued) and its ``record`` for a user found with the bot, under
+        the lock."""
         self._keep(after, self._clock())
         self._records.put(record.id, record, record.requested_at + self.keep_records)
 

@@ -9,7 +9,7 @@ from dataclasses import replace
 from operator import itemgetter
 from typing import Callable, Dict, Iterable, List, Optional, Tuple, Union
 
-from ..lifecycle import Conversation, Stage
+from ..lifecycle import Conversation
 from .base import (
     MAX_GRANTS_PER_USER,
     Claim,
@@ -22,7 +22,7 @@ from .base import (
     WindowRecord,
     WindowStore,
 )
-from .handoffs import HandoffStore, MemoryHandoffStore
+from .handoffs import HandoffStore
 
 
 class _Pending(enum.Enum):
@@ -71,30 +71,14 @@ class MemoryReplayStore(ReplayStore):
 
     def acquire(self, push: PushClaim) -> Claim:
         handoffs, openid = self.handoffs, push.openid
+        conversation: Optional[Conversation]
         if openid is None or handoffs is None:
             conversation, answer = None, push.answer
-            with self._lock:
-                refused = self._take(push, answer)
-        elif isinstance(handoffs, MemoryHandoffStore):
-            # One hold of the hand-off store's lock (taken before this store's, never after) reads the sender's
-            # conversation, claims the push and stores its hand-off: no other change of the user comes between.
-            with handoffs.lock:
-                conversation = handoffs.kept(openid)
-                answer = push.answer if conversation is None else None
-                with self._lock:
-                    refused = self._take(push, answer)
-                if refused is None and answer is not None and push.handoff is not None:
-                    if push.handoff.record is not None:
-                        handoffs.keep_request(push.handoff.after, push.handoff.record)
-            if conversation is None:
-                conversation = Conversation(openid)
+            refused = self._take(push, answer)
         else:
-            conversation = handoffs.conversation(openid)
-            answer = push.answer if conversation.stage is Stage.BOT else None
-            with self._lock:
-                refused = self._take(push, answer)
-            if refused is None and answer is not None and push.handoff is not None:
-                handoffs.open(push.handoff)
+            # The hand-off store reads the sender's conversation, has _take claim the push with its answer only
+            # for a user with the bot, and stores the hand-off that answer makes.
+            conversation, answer, refused = handoffs.claim_for(openid, push, self._take)
         if refused is not None:
             return refused
         granted = push.grant is not None and self.window is not None
@@ -103,25 +87,27 @@ class MemoryReplayStore(ReplayStore):
         return Claim(Outcome.CLAIMED, granted=granted, answered=answer is not None, conversation=conversation)
 
     def _take(self, push: PushClaim, answer: Optional[str]) -> Optional[Claim]:
-        """Claim ``push.key`` (pending, or answered with ``answer``) under the lock; ``None`` when claimed,
-        else what was found instead."""
-        now = self._clock()
-        if push.binding is not None:
-            query, digest = push.binding
-            bound = _get(self._bindings, query, now)
-            if bound is None:
-                _put(self._bindings, query, digest, now, push.binding_ttl, self._max_entries)
-            elif bound != digest:
-                return Claim(Outcome.CONFLICT)
-        value = _get(self._entries, push.key, now)
-        if value is _PENDING:
-            return Claim(Outcome.PENDING)
-        if value is not None:
-            return Claim(Outcome.DONE, value)
-        _put(self._entries, push.key, _PENDING if answer is None else answer, now, push.ttl, self._max_entries)
-        if answer is not None and self._waiting:
-            self._changed.notify_all()
-        return None
+        """Claim ``push.key`` (pending, or answered with ``answer``) under this store's lock; ``None`` when
+        claimed, else what was found instead."""
+        with self._lock:
+            now = self._clock()
+            if push.binding is not None:
+                query, digest = push.binding
+                bound = _get(self._bindings, query, now)
+                if bound is None:
+                    _put(self._bindings, query, digest, now, push.binding_ttl, self._max_entries)
+                elif bound != digest:
+                    return Claim(Outcome.CONFLICT)
+            value = _get(self._entries, push.key, now)
+            if value is _PENDING:
+                return Claim(Outcome.PENDING)
+            if value is not None:
+                return Claim(Outcome.DONE, value)
+            _put(self._entries, push.key, _PENDING if answer is None else answer, now, push.ttl,
+                 self._max_entries)
+            if answer is not None and self._waiting:
+                self._changed.notify_all()
+            return None
 
     def complete(self, key: str, reply: str, ttl: float) -> None:
         with self._lock:
