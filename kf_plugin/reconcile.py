@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 from .admin import KfAdmin, Session, WaitQueue
 from .errors import KfError, WeChatAPIError
@@ -31,12 +31,13 @@ __all__ = ["QueueWatch", "Reconciler", "SweepReport", "session_change", "MAX_CHE
            "USER_ERRCODES"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: The most ``getsession`` calls one sweep makes (a bigger backlog is checked over several sweeps).
 MAX_CHECKS = 50
-#: The most users in the queue or with an agent one sweep looks at: those longest in their stage (the first
-#: to time out). Every worker sweeps, and reading each of them is a Redis read: a bigger backlog is worked
-#: through as its oldest leave.
+#: The most users in the queue or with an agent one sweep lists from the store's index: those longest in their
+#: stage (the first to time out); a bigger backlog is worked through as its oldest leave. Of them, only the
+#: overdue and the ones asked about (``MAX_CHECKS``) have their conversations read.
 MAX_ACTIVE = 4 * MAX_CHECKS
 #: Errcodes about one user (an openid WeChat does not know, a user who unfollowed): the sweep goes on with the
 #: next user. Any other error (rate limit, token, network) would strike every call alike: the sweep stops asking.
@@ -203,7 +204,7 @@ class Reconciler:
     check. ``on_transition`` sees every transition that moved someone. ``turn()``, when given, says whether
     this worker sweeps now (a lease shared by the workers: one of them sweeps an interval, the others skip
     it; changes are atomic anyway, so a user is moved and told once). ``max_active``: the most users one sweep
-    looks at.
+    lists (see :data:`MAX_ACTIVE`).
 
     :raises ValueError: ``max_checks`` or ``max_active`` below 1.
     """
@@ -253,41 +254,59 @@ class Reconciler:
             return True
 
     def _sweep(self, run: _Sweep) -> None:
-        """:raises _StoreFailed: logged already."""
-        try:
-            active = sorted(self.store.active(self.max_active), key=_turn)
-        except Exception:   # whatever the store raises, the job must live on to the next sweep
-            log.exception("hand-off sweep: could not list the users in a hand-off")
-            raise _StoreFailed() from None
-        overdue = self._overdue(active, run.now)
+        """Read who is in a hand-off since when (the store's index), then the conversations of only those the
+        sweep may move: the users long enough in their stage to be overdue, and those it asks WeChat about.
+
+        :raises _StoreFailed: logged already."""
+        listed = sorted(self._read(self.store.in_handoff, self.max_active), key=_turn)
+        timeout = self.policy.timeout
+        late = [openid for openid, since in listed if timeout is not None and run.now - since >= timeout]
+        overdue = self._overdue(self._read(self.store.conversations, late), run.now)
         if self.admin is not None:
-            self._check_sessions(run, active, overdue)
+            self._check_sessions(run, listed, overdue)
         for conv in overdue:
             self._time_out(run, conv)
 
-    def _overdue(self, active: Sequence[Conversation], now: float) -> List[Conversation]:
+    def _read(self, read: Callable[[Any], List[T]], argument: Any) -> List[T]:
+        """``read(argument)`` of the store. :raises _StoreFailed: it failed (logged)."""
+        try:
+            return read(argument)
+        except Exception:   # whatever the store raises, the job must live on to the next sweep
+            log.exception("hand-off sweep: could not list the users in a hand-off")
+            raise _StoreFailed() from None
+
+    def _overdue(self, convs: Sequence[Conversation], now: float) -> List[Conversation]:
         timeout = self.policy.timeout
         if timeout is None:
             return []
-        return [conv for conv in active if conv.stage is Stage.QUEUED and now - conv.since >= timeout]
+        return [conv for conv in convs if conv.stage is Stage.QUEUED and now - conv.since >= timeout]
 
     # -- sessions -----------------------------------------------------------------------------------------
 
-    def _check_sessions(self, run: _Sweep, active: Sequence[Conversation], overdue: Sequence[Conversation]) -> None:
+    def _check_sessions(self, run: _Sweep, listed: Sequence[Tuple[str, float]],
+                        overdue: Sequence[Conversation]) -> None:
         """Ask WeChat about the overdue users first (one an agent took is not timed out), then about those
-        asked about least recently, up to ``max_checks`` calls. :raises _StoreFailed: as :meth:`_apply`."""
-        unsure = [conv for conv in active if self.queue is None or not self.queue.lists(conv.openid)]
-        late = {conv.openid for conv in overdue}
+        asked about least recently, up to ``max_checks`` calls; only those users' conversations are read (a
+        user whose hand-off ended since the index was read is not asked about). :raises _StoreFailed: as
+        :meth:`_apply`."""
+        unsure = [user for user in listed if self.queue is None or not self.queue.lists(user[0])]
+        late = {conv.openid: conv for conv in overdue}
         never = float("-inf")
         # Forget users no longer in a hand-off, so the memory stays as small as the hand-offs.
-        self._asked = {conv.openid: self._asked.get(conv.openid, never) for conv in active}
-        turns = sorted(unsure, key=lambda conv: (conv.openid not in late, self._asked[conv.openid], _turn(conv)))
-        for conv in turns[:self.max_checks]:
+        self._asked = {openid: self._asked.get(openid, never) for openid, _ in listed}
+        turns = sorted(unsure, key=lambda user: (user[0] not in late, self._asked[user[0]], _turn(user)))
+        chosen = [openid for openid, _ in turns[:self.max_checks]]
+        read = {conv.openid: conv for conv in self._read(self.store.conversations,
+                                                         [openid for openid in chosen if openid not in late])}
+        for openid in chosen:
+            conv = late.get(openid) or read[openid]
+            if conv.stage is Stage.BOT:
+                continue
             if not run.asking:
                 return
             self._check(run, conv)
             if run.asking:   # a call that failed for everyone leaves the user first in line for the next sweep
-                self._asked[conv.openid] = run.now
+                self._asked[openid] = run.now
 
     def _check(self, run: _Sweep, conv: Conversation) -> None:
         """:raises _StoreFailed: as :meth:`_apply`."""
@@ -335,9 +354,9 @@ class Reconciler:
         return transition
 
 
-def _turn(conv: Conversation) -> Tuple[float, str]:
-    """Where a user comes in the sweep's turns: the longest in their stage first."""
-    return conv.since, conv.openid
+def _turn(user: Tuple[str, float]) -> Tuple[float, str]:
+    """Where a user (openid, since) comes in the sweep's turns: the longest in their stage first."""
+    return user[1], user[0]
 
 
 def _describe(exc: KfError) -> str:

@@ -171,6 +171,25 @@ def test_active_lists_queued_and_served_users_longest_first(backend):
     assert store.active(limit=0) == []
 
 
+def test_in_handoff_lists_who_since_when_as_active_does(backend):
+    store, now = backend.store(), backend.now()
+    store.apply("oC", request(now + 3, "hc"))
+    store.apply("oA", request(now + 1, "ha"))
+    store.apply("oB", Change("accept", now + 2, agent=A, handoff_id="hb"))
+    assert store.in_handoff() == [("oA", now + 1), ("oB", now + 2), ("oC", now + 3)]
+    assert store.in_handoff(limit=1) == [("oA", now + 1)] and store.in_handoff(limit=0) == []
+
+
+def test_conversations_reads_the_users_asked_for_in_order(backend):
+    store, now = backend.store(), backend.now()
+    store.apply("oA", request(now + 1, "ha"))
+    store.apply("oB", Change("accept", now + 2, agent=A, handoff_id="hb"))
+    found = store.conversations(["oB", "oNobody", "oA"])
+    assert [(c.openid, c.stage) for c in found] == [("oB", Stage.WITH_AGENT), ("oNobody", Stage.BOT),
+                                                      ("oA", Stage.QUEUED)]
+    assert found[0] == store.conversation("oB") and store.conversations([]) == []
+
+
 def test_records_by_request_time_within_inclusive_bounds(backend):
     store, now = backend.store(), backend.now()
     for i, openid in enumerate(["o2", "o0", "o1", "o3"]):

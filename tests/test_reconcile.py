@@ -288,6 +288,51 @@ def test_users_a_fresh_queue_lists_as_waiting_are_not_asked_about(api, admin, st
     assert sorted(call.query["openid"] for call in api.sandbox.calls_to(GETSESSION)) == [U, V]
 
 
+class Reads:
+    """Notes the users whose conversations the sweep reads from ``store``."""
+
+    def __init__(self, store: HandoffStore):
+        self.openids: List[str] = []
+        self.conversations = store.conversations
+        store.conversations = self.read
+
+    def read(self, openids):
+        self.openids += openids
+        return self.conversations(openids)
+
+
+def test_a_sweep_reads_only_the_conversations_of_users_it_may_move(api, admin, store, agents):
+    queued(api, store, U)                      # overdue by the sweep
+    api.clock.advance(601)
+    users = [f"oReads{n:02d}" for n in range(6)]
+    for openid in users:
+        with_agent(api, store, openid)
+    reads = Reads(store)
+    api.sandbox.clear_calls()
+    report = reconciler(api, store, admin, max_checks=3).sweep()
+    assert [call.query["openid"] for call in api.sandbox.calls_to(GETSESSION)] == [U, *users[:2]]
+    assert sorted(reads.openids) == sorted([U, *users[:2]])    # not the four others
+    assert [t.before.openid for t in report.transitions] == [U]
+
+
+def test_a_user_whose_hand_off_ends_after_the_listing_is_not_asked_about(api, admin, store, agents):
+    with_agent(api, store, U)
+    with_agent(api, store, V)
+    listing = store.in_handoff
+
+    def listed_then_closed(limit: int = 1000):
+        users = listing(limit)
+        api.sandbox.close(U)
+        store.apply(U, Change("close", api.clock(), agent=WANG))
+        return users
+
+    store.in_handoff = listed_then_closed
+    api.sandbox.clear_calls()
+    report = reconciler(api, store, admin).sweep()
+    assert [call.query["openid"] for call in api.sandbox.calls_to(GETSESSION)] == [V]
+    assert report.transitions == () and store.conversation(U).stage is Stage.BOT
+
+
 # -- failures -------------------------------------------------------------------------------------------------
 
 def test_an_api_failing_for_everyone_leaves_the_state_and_stops_asking(api, admin, store, agents, caplog):

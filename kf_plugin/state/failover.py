@@ -15,7 +15,7 @@ import time
 import weakref
 from collections import OrderedDict
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Callable, Generic, List, Optional, Set, Tuple, Type, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Generic, List, Optional, Sequence, Set, Tuple, Type, TypeVar
 
 from ..lifecycle import Change, Conversation, HandoffRecord, Transition
 from .base import Claim, Grant, Outcome, PushClaim, ReplayStore, Token, TokenStore, WindowRecord, WindowStore
@@ -383,6 +383,12 @@ class FailoverHandoffStore(_OnFailover[HandoffStore], HandoffStore):
 
     def active(self, limit: int = 1000) -> List[Conversation]:
         return self._on_either(lambda store: store.active(limit))
+
+    def in_handoff(self, limit: int = 1000) -> List[Tuple[str, float]]:
+        return self._on_either(lambda store: store.in_handoff(limit))
+
+    def conversations(self, openids: Sequence[str]) -> List[Conversation]:
+        return self._on_either(lambda store: store.conversations(openids))
 
     def records(self, since: float, until: Optional[float] = None) -> List[HandoffRecord]:
         return self._on_either(lambda store: store.records(since, until))

@@ -11,7 +11,7 @@ import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from dataclasses import replace
-from typing import Any, Callable, Generic, List, Optional, Tuple, TypeVar
+from typing import Any, Callable, Generic, List, Optional, Sequence, Tuple, TypeVar
 
 from ..lifecycle import Change, Conversation, Ending, HandoffRecord, Stage, Transition, advance
 from .base import PushClaim
@@ -86,6 +86,16 @@ class HandoffStore(ABC):
     @abstractmethod
     def active(self, limit: int = 1000) -> List[Conversation]:
         """The users queued or with an agent, the longest in their stage first; at most ``limit``."""
+
+    def in_handoff(self, limit: int = 1000) -> List[Tuple[str, float]]:
+        """``(openid, since)`` of the users :meth:`active` lists, in its order: who is in a hand-off and since
+        when, without their conversations (a store that indexes them reads only the index; a user whose
+        conversation has just ended may still be listed). The default takes them from :meth:`active`."""
+        return [(conv.openid, conv.since) for conv in self.active(limit)]
+
+    def conversations(self, openids: Sequence[str]) -> List[Conversation]:
+        """Where each of ``openids`` is, in their order (with the bot where nothing is kept)."""
+        return [self.conversation(openid) for openid in openids]
 
     @abstractmethod
     def records(self, since: float, until: Optional[float] = None) -> List[HandoffRecord]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 from ..lifecycle import Change, Conversation, HandoffRecord, Stage, Transition, advance
 from .handoffs import KEEP_RECORDS, KEEP_USER, RECENT_SIZE, HandoffStore, check_recent_size
@@ -224,7 +224,22 @@ class RedisHandoffStore(HandoffStore):
 
     def active(self, limit: int = 1000) -> List[Conversation]:
         """:raises ValueError: a stored conversation is not one this store wrote."""
-        openids = [_text(o) for o in self.redis.zrange(self.active_key, 0, max(0, limit - 1))] if limit > 0 else []
+        found = self.conversations([openid for openid, _ in self.in_handoff(limit)])
+        return [conv for conv in found if conv.stage is not Stage.BOT]
+
+    def in_handoff(self, limit: int = 1000) -> List[Tuple[str, float]]:
+        """The index of active users alone (one read); ``since`` as the index holds it."""
+        if limit <= 0:
+            return []
+        return [(_text(openid), float(since))
+                for openid, since in self.redis.zrange(self.active_key, 0, limit - 1, withscores=True)]
+
+    def conversations(self, openids: Sequence[str]) -> List[Conversation]:
+        """One pipeline; users the index holds whose conversation expired are dropped from it.
+
+        :raises ValueError: a stored conversation is not one this store wrote."""
+        if not openids:
+            return []
         pipe = self.redis.pipeline(transaction=False)
         for openid in openids:
             pipe.hgetall(self.conv_key(openid))
@@ -232,7 +247,7 @@ class RedisHandoffStore(HandoffStore):
         expired = [conv.openid for conv in found if conv.stage is Stage.BOT]
         if expired:
             self._forget_expired(expired)
-        return [conv for conv in found if conv.stage is not Stage.BOT]
+        return found
 
     def _forget_expired(self, openids: List[str]) -> None:
         """Drop from the index users whose conversation expired (no change took them back to the bot) — unless
