@@ -117,4 +117,7 @@ def test_jobs_falling_due_while_the_process_exits_print_nothing(rules_file):
     done = subprocess.run([sys.executable, "-c", EXITING_BOT, str(rules_file)], cwd=ROOT, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stderr == ""        # before: "Error submitting job" and "cannot schedule new futures" tracebacks
+    # Before: "Error submitting job" and "cannot schedule new futures" tracebacks. On a loaded machine a 10 ms
+    # job may still be running when it falls due again, which APScheduler reports as skipped: nothing else.
+    skipped = "skipped: maximum number of running instances reached"
+    assert [line for line in done.stderr.splitlines() if line and skipped not in line] == [], done.stderr
