@@ -19,7 +19,8 @@ import pytest
 from kf_plugin.errors import ConfigError
 from kf_plugin.state import (Grant, MemoryReplayStore, MemoryTokenStore, MemoryWindowStore, Token, WindowRecord)
 from kf_plugin.state.base import PushClaim
-from kf_plugin.state.failover import (Failover, FailoverReplayStore, FailoverTokenStore, FailoverWindowStore)
+from kf_plugin.state.failover import Failover, FailoverTokenStore, FailoverWindowStore
+from kf_plugin.state.failover_replay import FailoverReplayStore
 from kf_plugin.state.shared import SharedState, open_state
 
 from .conftest import FakeClock, PrivateRedis

@@ -49,7 +49,7 @@ def scope_of(prefix: str, appid: str) -> str:
 # Redis's clock is read once, when first needed: a claim that stores a known answer needs it only when Redis
 # was found empty or the push is claimed already.
 _NOW_MS = """
-if redis.replicate_commands then redis.replicate_commands() end  -- Redis < 7: TIME after writes
+if redis.replicate_commands then redis.replicate_commands() end  -- Redis < 5: to write after TIME
 local now_ms
 local function now()
   if not now_ms then

@@ -10,10 +10,10 @@ from .base import ReplayStore, TokenStore, WindowStore
 from .failover import (
     Failover,
     FailoverHandoffStore,
-    FailoverReplayStore,
     FailoverTokenStore,
     FailoverWindowStore,
 )
+from .failover_replay import FailoverReplayStore
 from .handoffs import KEEP_RECORDS, HandoffStore, MemoryHandoffStore
 from .memory import MemoryReplayStore, MemoryTokenStore, MemoryWindowStore
 
