@@ -4,7 +4,6 @@ from __future__ import annotations
 import functools
 import threading
 from collections import OrderedDict
-from dataclasses import replace
 from typing import TYPE_CHECKING, List, Optional, Set, Tuple
 
 from .base import Claim, Grant, Outcome, PushClaim, ReplayStore, WindowStore
@@ -46,9 +45,9 @@ class FailoverReplayStore(ReplayStore):
         self._lock = threading.Lock()
 
     def acquire(self, push: PushClaim) -> Claim:
-        local = self.fallback.acquire(replace(push, grant=None, answer=None, openid=None, handoff=None))
-        if local.outcome is not Outcome.CLAIMED:
-            return local
+        refused = self.fallback.take(push)
+        if refused is not None:
+            return refused
         if self.failover.bypassing:
             return self._claimed_here(push)
         try:

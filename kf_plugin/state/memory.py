@@ -86,6 +86,11 @@ class MemoryReplayStore(ReplayStore):
             self.window.add_grant(push.grant[0], push.grant[1], push.now)
         return Claim(Outcome.CLAIMED, granted=granted, answered=answer is not None, conversation=conversation)
 
+    def take(self, push: PushClaim) -> Optional[Claim]:
+        """Claim ``push.key`` pending, checking its binding, and nothing more (no grant, answer or hand-off):
+        ``None`` when claimed, else what was found instead (a conflict, a pending claim or a reply)."""
+        return self._take(push, None)
+
     def _take(self, push: PushClaim, answer: Optional[str]) -> Optional[Claim]:
         """Claim ``push.key`` (pending, or answered with ``answer``) under this store's lock; ``None`` when
         claimed, else what was found instead."""
