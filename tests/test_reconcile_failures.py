@@ -3,7 +3,7 @@ left as it was and the next sweep tries again."""
 from __future__ import annotations
 
 import logging
-from typing import List
+from typing import List, Sequence, Tuple
 
 import pytest
 
@@ -56,6 +56,9 @@ def test_a_network_failure_is_logged_and_changes_nothing(api, store, caplog):
 
 
 class FailingStore(MemoryHandoffStore):
+    """A store whose ``fail_on`` fails: a read (``active``, ``in_handoff``, ``conversations`` of at least one
+    user) or applying a change of that kind."""
+
     def __init__(self, clock, fail_on: str):
         super().__init__(clock=clock)
         self.fail_on = fail_on
@@ -64,6 +67,16 @@ class FailingStore(MemoryHandoffStore):
         if self.fail_on == "active":
             raise ConnectionError("the store is away")
         return super().active(limit)
+
+    def in_handoff(self, limit: int = 1000) -> List[Tuple[str, float]]:
+        if self.fail_on == "in_handoff":
+            raise ConnectionError("the store is away")
+        return super().in_handoff(limit)
+
+    def conversations(self, openids: Sequence[str]) -> List[Conversation]:
+        if self.fail_on == "conversations" and openids:
+            raise ConnectionError("the store is away")
+        return super().conversations(openids)
 
     def apply(self, openid: str, change: Change) -> Transition:
         if self.fail_on == change.kind:
@@ -79,6 +92,23 @@ def test_a_store_failure_is_logged_never_raised(api, admin, fail_on, caplog):
     report = reconciler(api, failing, admin).sweep()
     assert not report.complete and report.transitions == ()
     assert "the store is away" in caplog.text and api.sandbox.sent == []
+
+
+@pytest.mark.parametrize("fail_on, waited, what", [
+    ("in_handoff", 601, "list the users in a hand-off"),
+    ("conversations", 601, "read the conversations of 1 overdue user(s)"),
+    ("conversations", 0, "read the conversations of 1 user(s) to ask WeChat about"),
+], ids=["listing", "overdue", "to-ask-about"])
+def test_a_failing_store_read_is_logged_as_what_it_was_reading(api, admin, fail_on, waited, what, caplog):
+    failing = FailingStore(api.clock, fail_on)
+    queued(api, failing, U)
+    api.clock.advance(waited)
+    report = reconciler(api, failing, admin).sweep()
+    assert not report.complete and report.transitions == ()
+    assert api.sandbox.calls_to(GETSESSION) == [] and api.sandbox.sent == []
+    [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert record.getMessage() == f"hand-off sweep: could not {what}; the sweep ends here"
+    assert record.exc_info is not None and record.exc_info[1].args == ("the store is away",)
 
 
 def test_redis_down_without_failover_is_logged_never_raised(api, admin, caplog):
