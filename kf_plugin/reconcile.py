@@ -258,21 +258,24 @@ class Reconciler:
         sweep may move: the users long enough in their stage to be overdue, and those it asks WeChat about.
 
         :raises _StoreFailed: logged already."""
-        listed = sorted(self._read(self.store.in_handoff, self.max_active), key=_turn)
+        listed = sorted(self._read(self.store.in_handoff, self.max_active, "list the users in a hand-off"), key=_turn)
         timeout = self.policy.timeout
         late = [openid for openid, since in listed if timeout is not None and run.now - since >= timeout]
-        overdue = self._overdue(self._read(self.store.conversations, late), run.now)
+        convs = self._read(self.store.conversations, late, f"read the conversations of {len(late)} overdue user(s)")
+        overdue = self._overdue(convs, run.now)
         if self.admin is not None:
             self._check_sessions(run, listed, overdue)
         for conv in overdue:
             self._time_out(run, conv)
 
-    def _read(self, read: Callable[[Any], List[T]], argument: Any) -> List[T]:
-        """``read(argument)`` of the store. :raises _StoreFailed: it failed (logged)."""
+    def _read(self, read: Callable[[Any], List[T]], argument: Any, what: str) -> List[T]:
+        """``read(argument)`` of the store; ``what`` it does, for the log ("list the users in a hand-off").
+
+        :raises _StoreFailed: it failed (logged)."""
         try:
             return read(argument)
         except Exception:   # whatever the store raises, the job must live on to the next sweep
-            log.exception("hand-off sweep: could not list the users in a hand-off")
+            log.exception("hand-off sweep: could not %s; the sweep ends here", what)
             raise _StoreFailed() from None
 
     def _overdue(self, convs: Sequence[Conversation], now: float) -> List[Conversation]:
@@ -296,8 +299,9 @@ class Reconciler:
         self._asked = {openid: self._asked.get(openid, never) for openid, _ in listed}
         turns = sorted(unsure, key=lambda user: (user[0] not in late, self._asked[user[0]], _turn(user)))
         chosen = [openid for openid, _ in turns[:self.max_checks]]
-        read = {conv.openid: conv for conv in self._read(self.store.conversations,
-                                                         [openid for openid in chosen if openid not in late])}
+        unread = [openid for openid in chosen if openid not in late]
+        what = f"read the conversations of {len(unread)} user(s) to ask WeChat about"
+        read = {conv.openid: conv for conv in self._read(self.store.conversations, unread, what)}
         for openid in chosen:
             conv = late.get(openid) or read[openid]
             if conv.stage is Stage.BOT:

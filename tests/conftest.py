@@ -19,8 +19,9 @@ from kf_plugin.testing import PushSigner, WeChatTestClient
 
 from .redis_servers import TlsFiles, free_port
 
-# The fixtures of the hand-off lifecycle's push-path tests (workers on the sandbox, memory or Redis).
-pytest_plugins = ["tests.lifecycle_apps"]
+# The fixtures of the hand-off lifecycle's push-path tests (workers on the sandbox, memory or Redis), and those
+# of the hand-off sweep's tests (a hand-off store of either kind, agents on the sandbox).
+pytest_plugins = ["tests.lifecycle_apps", "tests.reconcile_support"]
 
 DATA = Path(__file__).parent / "data"
 TOKEN = "test-token"

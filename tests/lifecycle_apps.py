@@ -156,7 +156,7 @@ def make_worker(api, tmp_path: Path, make_app) -> Any:
         options = {"clock": clock} if clock is not None else {}
         if clock is not None:
             config.setdefault("KF_MAX_CLOCK_SKEW", 0)
-        # The push path alone: the background sweep (tests/test_reconcile.py) would reconcile with the sandbox's
+        # The push path alone: the background sweep (tests/test_reconcile_*.py) would reconcile with the sandbox's
         # sessions while a test pushes session events of its own.
         config = {"KF_HANDOFF_BUDGET": 2.0, "KF_HANDOFF_SWEEP": 0, **config}
         app = make_app(router=router, plugin_options=options, KF_RULES=str(path), KF_SECRET=api.sandbox.secret,
