@@ -23,7 +23,7 @@ from .errors import KfError
 from .filters import Event
 from .hooks import SESSION_EVENTS, HandoffHooks, SessionHooks, WeComEventHooks
 from .lifecycle import Conversation, HandoffRecord, HandoffSummary, summarize
-from .readings import GAUGES_INTERVAL, refresh_gauges
+from .readings import GAUGES_INTERVAL, refresh_gauges_in_turn
 from .reloading import RuleFileVersion, RuleWatch, install_sighup, no_rule_file, read_rule_file
 from .router import Handler, MessageRouter
 from .rules import Rule, RuleSet
@@ -198,7 +198,7 @@ class KfPlugin(HookDecorators):
         if services.reconciler is not None:   # queue timeouts, and session events WeChat's pushes missed
             self.jobs.add(f"{job}:handoff-sweep", services.reconciler.sweep, services.settings.handoff_sweep)
         if services.metrics.enabled:   # the gauges read from the state, for scrapes of the bot's own exporter too
-            self.jobs.add(f"{job}:gauges", functools.partial(refresh_gauges, services), GAUGES_INTERVAL)
+            self.jobs.add(f"{job}:gauges", functools.partial(refresh_gauges_in_turn, services), GAUGES_INTERVAL)
         if services.admin is None:
             return
         self.jobs.add(f"{job}:access-token", services.admin.client.tokens.tick, services.settings.token_interval)

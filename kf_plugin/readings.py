@@ -5,6 +5,7 @@ Nothing here holds an openid whole: :func:`mask` keeps its first and last four c
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
@@ -16,8 +17,10 @@ from .rules import Transfer
 if TYPE_CHECKING:
     from .services import Services
 
-__all__ = ["GAUGES_INTERVAL", "Readings", "RuleRow", "AgentRow", "QueuedRow", "HandoffRow", "read", "refresh_gauges",
-           "mask", "per_hour"]
+__all__ = ["GAUGES_INTERVAL", "GAUGES_LEASE", "GAUGES_LEASE_TTL", "Readings", "RuleRow", "AgentRow", "QueuedRow",
+           "HandoffRow", "read", "refresh_gauges", "refresh_gauges_in_turn", "mask", "per_hour"]
+
+log = logging.getLogger(__name__)
 
 HOUR = 3600.0
 #: How far back the status page looks at hand-offs, and how many it lists.
@@ -25,6 +28,12 @@ HANDOFF_HOURS = 24
 LAST_HANDOFFS = 20
 #: Seconds between the background readings of the gauges (queue, token, Redis) while metrics are on.
 GAUGES_INTERVAL = 15.0
+#: The lease the workers of one account share, so that one of them reads the queue for its gauge each interval.
+GAUGES_LEASE = "gauges"
+#: Seconds the lease lasts unless renewed: a little over :data:`GAUGES_INTERVAL`, so that its holder keeps it
+#: from one reading to the next (a run a few seconds late included), and a holder that dies is replaced within
+#: about one interval.
+GAUGES_LEASE_TTL = GAUGES_INTERVAL + 5.0
 
 
 def mask(openid: str) -> str:
@@ -91,23 +100,45 @@ def read(services: "Services") -> Readings:
     rules = [RuleRow(rule.name, _action(rule.action), rule.enabled, int(hits.get(rule.name, 0)))
              for rule in services.handoff.rules.rules]
     queued = _queued(services)
+    services.metrics.queue_length(len(queued))
     return Readings(now, rules, _agents(services),
                     [QueuedRow(mask(c.openid), c.reason or "", max(0.0, now - c.since)) for c in queued],
                     [_handoff(record) for record in sorted(records, key=lambda r: -r.requested_at)[:LAST_HANDOFFS]],
-                    per_hour(records, now), _gauges(services, queued), _redis(services),
+                    per_hour(records, now), _gauges(services), _redis(services),
                     {45015: refusals.get(45015, 0), 45047: refusals.get(45047, 0)})
 
 
-def refresh_gauges(services: "Services") -> None:
-    """Read the gauges that are read, not counted, into the metrics: the queue's length, each access token's
-    time left, whether Redis fails (before a scrape, and every little while in the background)."""
-    _gauges(services, _queued(services))
+def refresh_gauges(services: "Services", queue: bool = True) -> None:
+    """Read the gauges that are read, not counted, into the metrics: each access token's time left, whether
+    Redis fails (this process's own) and — unless ``queue`` is false — the queue's length, from the shared
+    state (before a scrape, and every little while in the background: see :func:`refresh_gauges_in_turn`).
+
+    :raises Exception: whatever the shared state raises while the queue is read (the other gauges are read
+        first)."""
+    _gauges(services)
+    if queue:
+        services.metrics.queue_length(services.shared.handoffs.count_queued())
 
 
-def _gauges(services: "Services", queued: List[Conversation]) -> Dict[str, Optional[float]]:
-    """:func:`refresh_gauges` with the queue read already; the tokens' seconds left by channel."""
+def refresh_gauges_in_turn(services: "Services") -> None:
+    """The background job of the gauges, every :data:`GAUGES_INTERVAL` seconds in each worker: each refreshes
+    its own gauges (tokens, Redis fallback), and the one holding :data:`GAUGES_LEASE` the queue's length too
+    (a scrape shows the value a live worker wrote last: one reader is enough, and spares the shared state a
+    read per worker). A lease that cannot be taken (its store fails) is logged: the queue is then not read
+    this round."""
+    try:
+        mine = services.take_turn(GAUGES_LEASE, GAUGES_LEASE_TTL)
+    except Exception:   # whatever the lease's store raises, the job must live on, and the other gauges be read
+        log.warning("gauges: could not take the lease of the queue's reading; the queue is not read this round",
+                    exc_info=True)
+        mine = False
+    refresh_gauges(services, queue=mine)
+
+
+def _gauges(services: "Services") -> Dict[str, Optional[float]]:
+    """The gauges of this process alone (the tokens' time left, the Redis fallback) into the metrics; the
+    tokens' seconds left by channel."""
     metrics = services.metrics
-    metrics.queue_length(len(queued))
     if services.shared.failover is not None:
         metrics.redis_fallback(services.shared.failover.degraded)
     left: Dict[str, Optional[float]] = {}

@@ -170,8 +170,18 @@ class Services:
     def _sweep_turn(self) -> bool:
         """Whether this worker sweeps the hand-offs now: one worker an interval, under a lease in the shared
         state that its holder renews each sweep (a dead holder's lapses after two intervals)."""
+        return self.take_turn(SWEEP_LEASE, 2 * self.settings.handoff_sweep)
+
+    def take_turn(self, lease: str, ttl: float) -> bool:
+        """Whether this worker holds the lease ``lease`` the account's workers share (in the shared state's token
+        store) now: taken when it is free or lapsed, renewed for ``ttl`` seconds when it is this worker's own, so
+        a holder that dies keeps it no longer than that. The worker is its host and process id, as they are at
+        the call (a worker forked after the services were made is a worker of its own).
+
+        :raises Exception: whatever the token store raises (Redis failing is met by its fallback memory).
+        """
         owner = f"{socket.gethostname()}:{os.getpid()}"
-        return self.shared.tokens.acquire(SWEEP_LEASE, owner, 2 * self.settings.handoff_sweep)
+        return self.shared.tokens.acquire(lease, owner, ttl)
 
     def answer_rule(self, rule: Rule, message: Any, conversation: Optional[Conversation] = None) -> BaseReply:
         """``rule``'s answer to ``message``, with the hand-off it makes stored and its notice on its way.

@@ -180,6 +180,20 @@ def test_in_handoff_lists_who_since_when_as_active_does(backend):
     assert store.in_handoff(limit=1) == [("oA", now + 1)] and store.in_handoff(limit=0) == []
 
 
+def test_count_queued_counts_the_users_active_lists_that_no_agent_has(backend):
+    store, now = backend.store(), backend.now()
+    assert store.count_queued() == 0
+    store.apply("oA", request(now + 1, "ha"))
+    store.apply("oB", Change("accept", now + 2, agent=A, handoff_id="hb"))
+    store.apply("oC", request(now + 3, "hc"))
+    store.apply("oD", request(now + 4, "hd"))
+    store.apply("oD", Change("cancel", now + 5))
+    assert store.count_queued() == 2
+    assert store.count_queued(limit=2) == 1 and store.count_queued(limit=0) == 0
+    store.apply("oA", Change("accept", now + 6, agent=B))
+    assert store.count_queued() == 1
+
+
 def test_conversations_reads_the_users_asked_for_in_order(backend):
     store, now = backend.store(), backend.now()
     store.apply("oA", request(now + 1, "ha"))
@@ -314,6 +328,7 @@ def test_hand_offs_fall_back_to_memory_while_redis_is_unreachable(caplog):
     assert handoffs.apply(U, request(now)).moved
     assert handoffs.failover.degraded
     assert handoffs.conversation(U).stage is Stage.QUEUED and handoffs.active()[0].openid == U
+    assert handoffs.count_queued() == 1
     assert handoffs.mark_noticed(U, now, 60) and not handoffs.mark_noticed(U, now + 1, 60)
     assert [r.id for r in handoffs.records(0)] == ["h1"] and handoffs.record("h1") is not None
     handoffs.remember(U, "hi", now)

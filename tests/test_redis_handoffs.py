@@ -114,6 +114,21 @@ def test_active_forgets_a_user_whose_conversation_expired(connection, redis_url)
     assert connection.zrange(f"{SCOPE}active", 0, -1) == [b"oHere"]
 
 
+@pytest.mark.parametrize("decoded", [False, True])
+def test_count_queued_reads_each_stage_alone_and_forgets_the_expired(connection, redis_url, monkeypatch, decoded):
+    store, now = new_store(redis_url), time.time()
+    store.apply("oGone", request(now, "h1"))
+    store.apply("oQueued", request(now + 1, "h2"))
+    store.apply("oServed", Change("accept", now + 2, agent=A, handoff_id="h3"))
+    connection.delete(f"{SCOPE}conv:oGone")   # as its TTL would
+    decoded_here: List[str] = []
+    monkeypatch.setattr("kf_plugin.state.redis_handoffs.decode_conversation",
+                        lambda openid, fields: decoded_here.append(openid))
+    counting = RedisHandoffStore(redis.Redis.from_url(redis_url, decode_responses=decoded), SCOPE)
+    assert counting.count_queued() == 1 and decoded_here == []   # no conversation read whole
+    assert connection.zrange(f"{SCOPE}active", 0, -1) == [b"oQueued", b"oServed"]
+
+
 def test_a_client_that_decodes_responses(redis_url):
     store, now = RedisHandoffStore(redis.Redis.from_url(redis_url, decode_responses=True), SCOPE), time.time()
     store.apply(U, request(now))

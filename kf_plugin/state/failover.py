@@ -254,6 +254,9 @@ class FailoverHandoffStore(_OnFailover[HandoffStore], HandoffStore):
     def conversations(self, openids: Sequence[str]) -> List[Conversation]:
         return self._on_either(lambda store: store.conversations(openids))
 
+    def count_queued(self, limit: int = 1000) -> int:
+        return self._on_either(lambda store: store.count_queued(limit))
+
     def records(self, since: float, until: Optional[float] = None) -> List[HandoffRecord]:
         return self._on_either(lambda store: store.records(since, until))
 

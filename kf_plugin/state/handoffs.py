@@ -97,6 +97,12 @@ class HandoffStore(ABC):
         """Where each of ``openids`` is, in their order (with the bot where nothing is kept)."""
         return [self.conversation(openid) for openid in openids]
 
+    def count_queued(self, limit: int = 1000) -> int:
+        """How many of the users :meth:`active` lists are queued (no agent has them yet). The default counts
+        them in :meth:`active`; a store that can tell a user's stage without reading their conversation whole
+        overrides it."""
+        return sum(1 for conv in self.active(limit) if conv.stage is Stage.QUEUED)
+
     @abstractmethod
     def records(self, since: float, until: Optional[float] = None) -> List[HandoffRecord]:
         """The records of the hand-offs requested from ``since`` to ``until`` (inclusive; ``None``: no end), in

@@ -249,6 +249,22 @@ class RedisHandoffStore(HandoffStore):
             self._forget_expired(expired)
         return found
 
+    def count_queued(self, limit: int = 1000) -> int:
+        """The index, then one pipeline of an ``HGET`` of each listed user's stage: no conversation is read whole
+        nor decoded. Users the index holds whose conversation expired count for nothing, and are dropped from
+        it (as :meth:`conversations` drops them)."""
+        openids = [_text(openid) for openid in self.redis.zrange(self.active_key, 0, limit - 1)] if limit > 0 else []
+        if not openids:
+            return 0
+        pipe = self.redis.pipeline(transaction=False)
+        for openid in openids:
+            pipe.hget(self.conv_key(openid), "stage")
+        stages = pipe.execute()
+        expired = [openid for openid, stage in zip(openids, stages) if stage is None]
+        if expired:
+            self._forget_expired(expired)
+        return sum(1 for stage in stages if stage is not None and _text(stage) == Stage.QUEUED.value)
+
     def _forget_expired(self, openids: List[str]) -> None:
         """Drop from the index users whose conversation expired (no change took them back to the bot) — unless
         one of them came back meanwhile: then they are left for the next look."""
