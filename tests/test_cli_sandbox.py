@@ -22,6 +22,8 @@ from kf_plugin.testing.sandbox.seeding import AgentSeed
 
 from .testing.sandbox.conftest import START, Clock, closed_port
 from .testing.sandbox.wechat_bot import TOKEN, WeChatBot
+from .testing.sandbox.wecom import wecom_bot
+from .testing.sandbox.wecom.conftest import CUSTOMER, Kf
 
 
 @pytest.fixture
@@ -125,6 +127,80 @@ def test_errors_are_one_line(kf, sandbox, args, code, error):
     sandbox.interact("oUser", "message")
     result = kf(*args)
     assert (result.exit_code, result.stderr, result.stdout) == (code, f"Error: {error}\n", "")
+
+
+# -- 微信客服 ------------------------------------------------------------------------------------
+
+@pytest.fixture
+def kfid(sandbox) -> str:
+    """A 微信客服 account with two receiving servicers (zhangsan, lisi) and one stopped (wangwu)."""
+    open_kfid = sandbox.wecom.add_account("客服")
+    for userid in ("zhangsan", "lisi"):
+        sandbox.wecom.add_servicer(open_kfid, userid)
+    sandbox.wecom.add_servicer(open_kfid, "wangwu", receiving=False)
+    return open_kfid
+
+
+NO_CALLBACK = "no 微信客服 bot connected: no callback (the item waits for sync_msg)"
+
+
+def test_a_wecom_customer_and_servicers_by_hand(kf, sandbox, server, kfid):
+    assert lines(kf("customer-says", kfid, CUSTOMER, "转人工")) == [
+        f"{CUSTOMER} wrote to {kfid} (msgid {sandbox.wecom.messages[-1]['msgid']})", NO_CALLBACK,
+        f"{CUSTOMER} on {kfid}: new, not handled yet (state 0)"]
+    api = Kf(server.url, sandbox.wecom)
+    api.fetch_token()
+    assert api.trans(kfid, 2)["errcode"] == 0                        # the bot puts the customer in the pool
+    assert lines(kf("servicer-takes", kfid, CUSTOMER, "zhangsan")) == [
+        f"zhangsan took {CUSTOMER} from the pool", NO_CALLBACK, f"{CUSTOMER} on {kfid}: with zhangsan (state 3)"]
+    assert lines(kf("servicer-says", kfid, CUSTOMER, "您好"))[0] == (
+        f"zhangsan wrote to {CUSTOMER} (msgid {sandbox.wecom.messages[-1]['msgid']})")
+    assert lines(kf("servicer-takes", kfid, CUSTOMER, "lisi"))[0] == f"lisi took {CUSTOMER} from zhangsan"
+    assert lines(kf("servicer-ends", kfid, CUSTOMER)) == [
+        f"lisi ended the session with {CUSTOMER}", NO_CALLBACK, f"{CUSTOMER} on {kfid}: ended (state 4)"]
+    assert lines(kf("servicer-takes", kfid, CUSTOMER, "zhangsan"))[0] == (
+        f"zhangsan reopened the ended session with {CUSTOMER}")
+    assert [(m["origin"], m.get("event", {}).get("change_type")) for m in sandbox.wecom.messages] == [
+        (3, None), (4, 1), (5, None), (4, 2), (4, 3), (4, 4)]
+
+
+def test_a_wecom_bot_is_called_back_and_json_is_the_answer(kf, sandbox, kfid):
+    bot = wecom_bot.WeComBot(sandbox.wecom.corpid)
+    with SandboxServer(bot.app) as served:
+        sandbox.wecom.connect_bot(served.url + "/wecom", wecom_bot.TOKEN, wecom_bot.AES_KEY)
+        assert lines(kf("customer-says", kfid, CUSTOMER, "你好"))[1] == (
+            f"kf_msg_or_event callback to the bot at {served.url}/wecom")
+        answer = json.loads(kf("customer-says", kfid, CUSTOMER, "在吗", "--json").stdout)
+        sandbox.wecom.wait_for_callbacks()
+    assert answer == {"open_kfid": kfid, "external_userid": CUSTOMER, "bot": served.url + "/wecom",
+                      "service_state": 0, "servicer": None, "msgid": sandbox.wecom.messages[-1]["msgid"]}
+    assert [heard["OpenKfId"] for heard in bot.heard] == [kfid, kfid]
+
+
+def test_state_shows_wecom_accounts_sessions_and_bot(kf, sandbox, kfid):
+    sandbox.wecom.customer_says(kfid, CUSTOMER, "你好")
+    assert lines(kf("state"))[-3:] == [
+        "微信客服 bot: none", f"微信客服 account {kfid} (客服), servicers: zhangsan, lisi, wangwu (stopped)",
+        f"  {CUSTOMER}: new, not handled yet (state 0)"]
+
+
+@pytest.mark.parametrize("args, code, error", [
+    (["customer-says", "wk" + "X" * 30, CUSTOMER, "hi"], 1, "no 微信客服 account '{bad}' (the accounts: {kfid})"),
+    (["servicer-takes", "{kfid}", "wmNobody", "zhangsan"], 1,
+     "no customer 'wmNobody': nobody with that external_userid has written yet"),
+    (["servicer-takes", "{kfid}", CUSTOMER, "ghost"], 1,
+     "no servicer 'ghost' of {kfid} (its servicers: zhangsan, lisi, wangwu)"),
+    (["servicer-takes", "{kfid}", CUSTOMER, "wangwu"], 1, "wangwu has stopped receiving customers"),
+    (["servicer-ends", "{kfid}", CUSTOMER], 1, f"no servicer serves {CUSTOMER} on {{kfid}} (state 0)"),
+    (["customer-says", "{kfid}", CUSTOMER, ""], 2, "'text' must be a non-empty string"),
+    (["customer-says", "{kfid}", CUSTOMER, "1", "--menu-id", "9"], 2,
+     f"menu_id '9' is in no menu sent to {CUSTOMER}: send a msgmenu first"),
+])
+def test_wecom_errors_are_one_line(kf, sandbox, kfid, args, code, error):
+    sandbox.wecom.customer_says(kfid, CUSTOMER, "你好")
+    result = kf(*[arg.format(kfid=kfid) for arg in args])
+    expected = error.format(kfid=kfid, bad="wk" + "X" * 30)
+    assert (result.exit_code, result.stderr, result.stdout) == (code, f"Error: {expected}\n", "")
 
 
 def test_no_sandbox_running_is_one_line():

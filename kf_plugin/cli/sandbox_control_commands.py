@@ -1,9 +1,11 @@
-"""``kf-plugin sandbox say|event|accept|close|switch|agent-says|lapse|agent|add-agent|state``: drive a running
-sandbox by hand, through its ``/sandbox/...`` control endpoints.
+"""``kf-plugin sandbox say|event|accept|close|switch|agent-says|lapse|agent|add-agent|state`` and, for 微信客服,
+``customer-says|servicer-takes|servicer-ends|servicer-says``: drive a running sandbox by hand, through its
+``/sandbox/...`` control endpoints.
 
-Each command is one HTTP call to ``--sandbox-url``; the sandbox applies WeChat's rules and pushes to
-its bot. Errors print one line: exit 2 for bad input (an unknown state name, say), 1 for anything
-else (an unknown user or agent, a refusal, a bot that did not answer, no sandbox running).
+Each command is one HTTP call to ``--sandbox-url``; the sandbox applies WeChat's (or WeCom's) rules and pushes
+to its bot (or sends WeCom's callback to its 微信客服 bot). Errors print one line: exit 2 for bad input (an
+unknown state name, say), 1 for anything else (an unknown user, agent, account, customer or servicer, a
+refusal, a bot that did not answer, no sandbox running).
 """
 from __future__ import annotations
 
@@ -148,9 +150,52 @@ def _print_state(state: Dict[str, Any]) -> None:
     click.echo(f"waiting: {len(state['wait_queue'])}")
     for case in state["wait_queue"]:
         click.echo(f"  {case['openid']} since {_local(case['latest_time'])}")
+    if state["wecom_accounts"] or state["wecom_bot"] is not None:
+        click.echo(f"微信客服 bot: {state['wecom_bot'] or 'none'}")
     for account in state["wecom_accounts"]:
-        servicers = ", ".join(account["servicers"]) or "none"
+        servicers = ", ".join(name if receiving else f"{name} (stopped)"
+                              for name, receiving in account["servicers"].items()) or "none"
         click.echo(f"微信客服 account {account['open_kfid']} ({account['name']}), servicers: {servicers}")
+        for session in account["sessions"]:
+            click.echo(f"  {session['external_userid']}: {_service_state(session)}")
+
+
+# -- 微信客服's output --------------------------------------------------------------------------
+
+_SERVICE_STATES = {0: "new, not handled yet", 1: "with the bot", 2: "waiting in the pool", 4: "ended"}
+
+
+def _service_state(session: Dict[str, Any]) -> str:
+    """A session's state in words, and by its number: ``with zhangsan (state 3)``."""
+    number = session["service_state"]
+    where = f"with {session['servicer']}" if number == 3 else _SERVICE_STATES.get(number, "unknown")
+    return f"{where} (state {number})"
+
+
+def _what_was_done(outcome: Dict[str, Any]) -> str:
+    """What the call made happen: who wrote (and the message's msgid), took or ended the session."""
+    customer, event = outcome["external_userid"], outcome.get("event")
+    if "written_by" in outcome:
+        return f"{outcome['written_by']} wrote to {customer} (msgid {outcome['msgid']})"
+    if "ended_by" in outcome:
+        return f"{outcome['ended_by']} ended the session with {customer}"
+    if event is not None:
+        taker, change = event["new_servicer_userid"], event["change_type"]
+        if change == 4:
+            return f"{taker} reopened the ended session with {customer}"
+        source = "the pool" if change == 1 else event["old_servicer_userid"]
+        return f"{taker} took {customer} from {source}"
+    return f"{customer} wrote to {outcome['open_kfid']} (msgid {outcome['msgid']})"
+
+
+def _print_wecom_outcome(outcome: Dict[str, Any]) -> None:
+    """What was done, whether the 微信客服 bot is called back, then where the customer's session stands."""
+    click.echo(_what_was_done(outcome))
+    if outcome["bot"] is None:
+        click.echo("no 微信客服 bot connected: no callback (the item waits for sync_msg)")
+    else:
+        click.echo(f"kf_msg_or_event callback to the bot at {outcome['bot']}")
+    click.echo(f"{outcome['external_userid']} on {outcome['open_kfid']}: {_service_state(outcome)}")
 
 
 # -- the commands ---------------------------------------------------------------------------
@@ -158,7 +203,7 @@ def _print_state(state: Dict[str, Any]) -> None:
 @click.command("state")
 @_controls(_print_state)
 def state(control: SandboxControl) -> Dict[str, Any]:
-    """Show the agents, the sessions, the wait queue and the bot."""
+    """Show the agents, the sessions, the wait queue and the bot; 微信客服's accounts, sessions and bot."""
     return control.call("GET", "/state")
 
 
@@ -246,4 +291,53 @@ def add_agent(control: SandboxControl, spec: str) -> Dict[str, Any]:
     return control.call("POST", "/agents", dataclasses.asdict(seed))
 
 
-SANDBOX_CONTROLS: List[click.Command] = [state, say, event, accept, close, switch, agent_says, lapse, agent, add_agent]
+# -- 微信客服 ------------------------------------------------------------------------------------
+
+def _customer(open_kfid: str, external_userid: str) -> str:
+    return f"/wecom/{_quoted(open_kfid)}/customers/{_quoted(external_userid)}"
+
+
+@click.command("customer-says")
+@click.argument("open_kfid")
+@click.argument("external_userid")
+@click.argument("text")
+@click.option("--menu-id", metavar="ID", help="The option clicked in a menu the bot sent the customer.")
+@_controls(_print_wecom_outcome)
+def customer_says(control: SandboxControl, open_kfid: str, external_userid: str, text: str,
+                  menu_id: Optional[str]) -> Dict[str, Any]:
+    """The 微信客服 customer EXTERNAL_USERID writes TEXT to OPEN_KFID: a kf_msg_or_event callback to the bot."""
+    return control.call("POST", _customer(open_kfid, external_userid) + "/say", {"text": text, "menu_id": menu_id})
+
+
+@click.command("servicer-takes")
+@click.argument("open_kfid")
+@click.argument("external_userid")
+@click.argument("servicer")
+@_controls(_print_wecom_outcome)
+def servicer_takes(control: SandboxControl, open_kfid: str, external_userid: str, servicer: str) -> Dict[str, Any]:
+    """SERVICER takes EXTERNAL_USERID in WeCom's client: from the pool, from another servicer or reopening an
+    ended session (a session_status_change event)."""
+    return control.call("POST", _customer(open_kfid, external_userid) + "/servicer-takes", {"servicer": servicer})
+
+
+@click.command("servicer-ends")
+@click.argument("open_kfid")
+@click.argument("external_userid")
+@_controls(_print_wecom_outcome)
+def servicer_ends(control: SandboxControl, open_kfid: str, external_userid: str) -> Dict[str, Any]:
+    """The servicer serving EXTERNAL_USERID ends the session (a session_status_change event)."""
+    return control.call("POST", _customer(open_kfid, external_userid) + "/servicer-ends")
+
+
+@click.command("servicer-says")
+@click.argument("open_kfid")
+@click.argument("external_userid")
+@click.argument("text")
+@_controls(_print_wecom_outcome)
+def servicer_says(control: SandboxControl, open_kfid: str, external_userid: str, text: str) -> Dict[str, Any]:
+    """The servicer serving EXTERNAL_USERID writes TEXT from WeCom's client (a message the bot can sync)."""
+    return control.call("POST", _customer(open_kfid, external_userid) + "/servicer-says", {"text": text})
+
+
+SANDBOX_CONTROLS: List[click.Command] = [state, say, event, accept, close, switch, agent_says, lapse, agent, add_agent,
+                                         customer_says, servicer_takes, servicer_ends, servicer_says]

@@ -15,9 +15,9 @@ is the HTTP side; :mod:`.faults` injects failures; :mod:`.calls` logs requests;
 :mod:`.redirect` points a ``requests`` session (wechatpy's) at a server;
 :mod:`.conversation` plays WeChat between users, a bot and agents, pushing
 through :mod:`.pushes`; :mod:`.sandbox` is the facade. :mod:`.control` serves the
-facade's control methods under ``/sandbox/`` for driving a running sandbox by hand, and
-:mod:`.seeding` names agents and their states for it. :mod:`.wecom` plays WeCom's
-微信客服 on the same server (``sandbox.wecom``).
+facade's control methods under ``/sandbox/`` for driving a running sandbox by hand (with
+:mod:`.refusals`, what its endpoints share), and :mod:`.seeding` names agents and their states
+for it. :mod:`.wecom` plays WeCom's 微信客服 on the same server (``sandbox.wecom``).
 """
 from .calls import Call
 from .errors import ApiError

@@ -3,8 +3,9 @@
 Each endpoint calls one method of the :class:`~kf_plugin.testing.sandbox.Sandbox` facade — the
 same method a test calls — and answers JSON: the outcome with 200, or ``{"error": "..."}`` with
 404 (an unknown user or agent, or path), 409 (WeChat's rules refuse: an offline agent, a user
-in no session), 400 (a bad body or state name) or 502 (the bot did not answer a push). Real
-WeChat has no such paths; ``kf-plugin sandbox say|accept|close|...`` are their client.
+in no session), 400 (a bad body or state name) or 502 (the bot did not answer a push). WeCom's
+customer and servicers have theirs under ``/sandbox/wecom/`` (:mod:`.wecom.control`). Real
+WeChat has no such paths; ``kf-plugin sandbox say|accept|close|customer-says|...`` are their client.
 """
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ from flask import Blueprint, Response, request
 from ..client import Answer
 from .errors import ApiError
 from .pushes import Bot, BotUnreachableError
+from .refusals import Refused, json_body, text_field
 from .seeding import AgentRoster, AgentSeed, agent_state, state_name
 from .wecom import WeComSandbox
+from .wecom.control import WECOM_ROUTES, WeComControlViews
 
 __all__ = ["PREFIX", "ROUTES", "Refused", "control_blueprint", "state_view", "answer_view"]
 
@@ -68,16 +71,8 @@ ROUTES: List[Tuple[str, str, str]] = [
     ("POST", "/users/<openid>/switch", "the session moves to another agent: {kf_account}"),
     ("POST", "/users/<openid>/agent-says", "the serving agent writes: {text}"),
     ("POST", "/users/<openid>/lapse", "the session lapses (no event)"),
+    *WECOM_ROUTES,
 ]
-
-
-class Refused(Exception):
-    """A control call that cannot be done: the HTTP status and a message naming what is wrong."""
-
-    def __init__(self, status: int, message: str):
-        self.status = status
-        self.message = message
-        super().__init__(message)
 
 
 def _json(payload: Dict[str, Any], status: int = 200) -> Response:
@@ -104,31 +99,6 @@ def _answering(view: View) -> Callable[..., Response]:
     return run
 
 
-def _body() -> Dict[str, Any]:
-    """The request's JSON object; ``{}`` for an empty body.
-
-    :raises Refused: 400 a body that is not a JSON object.
-    """
-    raw = request.get_data()
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise Refused(400, "the body must be a JSON object (UTF-8)") from None
-    if not isinstance(body, dict):
-        raise Refused(400, f"the body must be a JSON object, got {type(body).__name__}")
-    return body
-
-
-def _text(body: Dict[str, Any], name: str) -> str:
-    """:raises Refused: 400 the field is missing, empty or not a string."""
-    value = body.get(name)
-    if not isinstance(value, str) or not value:
-        raise Refused(400, f"{name!r} must be a non-empty string")
-    return value
-
-
 def answer_view(answer: Optional[Answer]) -> Optional[Dict[str, Any]]:
     """The bot's answer as JSON: its HTTP status, reply type, text, transfer target and XML (or body)."""
     if answer is None:
@@ -144,11 +114,16 @@ def state_view(sandbox: Sandbox) -> Dict[str, Any]:
                "sessions": agent["accepted_case"]} for name, agent in sandbox.agents.items()]
     sessions = [{"openid": openid, "kf_account": session["kf_account"], "since": session["createtime"]}
                 for openid, session in sandbox.sessions.items()]
-    wecom = [{"open_kfid": kfid, "name": account["name"], "servicers": account["servicers"]}
+    wecom_sessions = sandbox.wecom.sessions
+    wecom = [{"open_kfid": kfid, "name": account["name"], "servicers": account["servicers"],
+              "sessions": [{key: session[key] for key in ("external_userid", "service_state", "servicer")}
+                           for session in wecom_sessions if session["open_kfid"] == kfid]}
              for kfid, account in sandbox.wecom.accounts.items()]
+    wecom_bot = sandbox.wecom.bot
     return {"appid": sandbox.appid,
             "bot": None if bot is None else {"url": bot.url, "safe_mode": bot.signer.cipher is not None},
-            "agents": agents, "sessions": sessions, "wait_queue": sandbox.wait_queue, "wecom_accounts": wecom}
+            "agents": agents, "sessions": sessions, "wait_queue": sandbox.wait_queue, "wecom_accounts": wecom,
+            "wecom_bot": None if wecom_bot is None else wecom_bot.url}
 
 
 class ControlViews:
@@ -163,7 +138,7 @@ class ControlViews:
         return state_view(self.sandbox)
 
     def add_agent(self) -> Dict[str, Any]:
-        seed = AgentSeed.of(_body())
+        seed = AgentSeed.of(json_body())
         try:
             seed.add_to(self.sandbox)
         except ApiError as exc:  # 65406 it exists; the others: a malformed account or nickname
@@ -171,7 +146,7 @@ class ControlViews:
         return {"agent": self._agent(seed.kf_account)}
 
     def set_agent(self, kf_account: str) -> Dict[str, Any]:
-        online, status = agent_state(_body().get("state"))
+        online, status = agent_state(json_body().get("state"))
         with self._refusals(kf_account=kf_account):
             self.sandbox.set_online(kf_account, online, status)
         return {"agent": self._agent(kf_account)}
@@ -182,12 +157,12 @@ class ControlViews:
     # -- the user ----------------------------------------------------------------------
 
     def say(self, openid: str) -> Dict[str, Any]:
-        text = _text(_body(), "text")
+        text = text_field(json_body(), "text")
         return self._outcome(openid, self.sandbox.user_says(openid, text))
 
     def event(self, openid: str) -> Dict[str, Any]:
-        body = _body()
-        event, key = _text(body, "event"), body.get("key")
+        body = json_body()
+        event, key = text_field(body, "event"), body.get("key")
         if key is not None and not isinstance(key, str):
             raise Refused(400, f"'key' must be a string, got {key!r}")
         return self._outcome(openid, self.sandbox.user_event(openid, event, key))
@@ -195,7 +170,7 @@ class ControlViews:
     # -- the agents' side of a session ---------------------------------------------------
 
     def accept(self, openid: str) -> Dict[str, Any]:
-        kf_account = _body().get("kf_account") or self._the_online_agent(openid)
+        kf_account = json_body().get("kf_account") or self._the_online_agent(openid)
         with self._refusals(openid, kf_account), _pushed("the session is open all the same"):
             answer = self.sandbox.accept(openid, kf_account)
         return self._outcome(openid, answer)
@@ -207,14 +182,14 @@ class ControlViews:
         return dict(self._outcome(openid, answer), closed_by=serving)
 
     def switch(self, openid: str) -> Dict[str, Any]:
-        kf_account = _text(_body(), "kf_account")
+        kf_account = text_field(json_body(), "kf_account")
         self._serving(openid)
         with self._refusals(openid, kf_account), _pushed("the session moved all the same"):
             answer = self.sandbox.switch(openid, kf_account)
         return self._outcome(openid, answer)
 
     def agent_says(self, openid: str) -> Dict[str, Any]:
-        text = _text(_body(), "text")
+        text = text_field(json_body(), "text")
         serving = self._serving(openid)
         self.sandbox.agent_says(openid, text)
         return dict(self._outcome(openid, None), written_by=serving)
@@ -301,7 +276,7 @@ def control_blueprint(sandbox: Sandbox) -> Blueprint:
         "/users/<openid>/say": views.say, "/users/<openid>/event": views.event,
         "/users/<openid>/accept": views.accept, "/users/<openid>/close": views.close,
         "/users/<openid>/switch": views.switch, "/users/<openid>/agent-says": views.agent_says,
-        "/users/<openid>/lapse": views.lapse}
+        "/users/<openid>/lapse": views.lapse, **WeComControlViews(sandbox.wecom).handlers()}
     blueprint = Blueprint("sandbox_control", __name__, url_prefix=PREFIX)
     for method, path, _ in ROUTES:
         view = handlers[path]

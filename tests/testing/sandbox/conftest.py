@@ -1,4 +1,4 @@
-"""Fixtures for the sandbox tests: a hand-moved clock, a served sandbox, a small API client, and a bot."""
+"""Fixtures for the sandbox tests: a hand-moved clock, a served sandbox, small API and control clients, and a bot."""
 from __future__ import annotations
 
 import socket
@@ -81,6 +81,25 @@ def api(server: Any, sandbox: Sandbox) -> Api:
     client = Api(server.url, sandbox)
     client.fetch_token()
     return client
+
+
+class Control:
+    """Calls the control endpoints (``/sandbox/...``) of the served sandbox: ``(status, json)``."""
+
+    def __init__(self, url: str):
+        self.url = url + "/sandbox"
+        self.http = requests.Session()
+        self.http.trust_env = False
+
+    def __call__(self, method: str, path: str, body: Any = None, raw: Optional[bytes] = None) -> Tuple[int, Any]:
+        response = self.http.request(method, self.url + path, json=body, data=raw, timeout=10)
+        assert response.headers["Content-Type"] == "application/json; charset=utf-8"
+        return response.status_code, response.json()
+
+
+@pytest.fixture
+def control(server: Any) -> Control:
+    return Control(server.url)
 
 
 def errcode(answer: Dict[str, Any]) -> int:

@@ -2,34 +2,14 @@
 is wrong with 400/404/409/502. The bot is wechat_bot.py on its own loopback port."""
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional
 
 import pytest
-import requests
 
 from kf_plugin.testing.sandbox.seeding import AgentSeed
 
 from .conftest import START, closed_port
 from .wechat_bot import AES_KEY, TOKEN
-
-
-class Control:
-    """Calls the control endpoints of the served sandbox: ``(status, json)``."""
-
-    def __init__(self, url: str):
-        self.url = url + "/sandbox"
-        self.http = requests.Session()
-        self.http.trust_env = False
-
-    def __call__(self, method: str, path: str, body: Any = None, raw: Optional[bytes] = None) -> Tuple[int, Any]:
-        response = self.http.request(method, self.url + path, json=body, data=raw, timeout=10)
-        assert response.headers["Content-Type"] == "application/json; charset=utf-8"
-        return response.status_code, response.json()
-
-
-@pytest.fixture
-def control(server) -> Control:
-    return Control(server.url)
 
 
 @pytest.fixture
@@ -53,6 +33,9 @@ def test_state_lists_agents_sessions_queue_and_bot(staffed, control, make_bot):
     staffed.accept("oServed", "wang@gh_test")
     kfid = staffed.wecom.add_account("客服")
     staffed.wecom.add_servicer(kfid, "zhangsan")
+    staffed.wecom.add_servicer(kfid, "lisi", receiving=False)
+    staffed.wecom.customer_says(kfid, "wmCustomer", "你好")
+    staffed.wecom.connect_bot("http://127.0.0.1:5000/wecom/kf", TOKEN, AES_KEY)
     assert control("GET", "/state") == (200, {
         "appid": staffed.appid, "bot": {"url": bot.url, "safe_mode": True},
         "agents": [{"kf_account": "wang@gh_test", "nickname": "小王", "state": "online", "sessions": 1},
@@ -60,7 +43,9 @@ def test_state_lists_agents_sessions_queue_and_bot(staffed, control, make_bot):
                    {"kf_account": "zhao@gh_test", "nickname": "zhao", "state": "offline", "sessions": 0}],
         "sessions": [{"openid": "oServed", "kf_account": "wang@gh_test", "since": int(START)}],
         "wait_queue": [{"latest_time": int(START), "openid": "oQueued"}],
-        "wecom_accounts": [{"open_kfid": kfid, "name": "客服", "servicers": {"zhangsan": True}}]})
+        "wecom_accounts": [{"open_kfid": kfid, "name": "客服", "servicers": {"zhangsan": True, "lisi": False},
+                            "sessions": [{"external_userid": "wmCustomer", "service_state": 0, "servicer": None}]}],
+        "wecom_bot": "http://127.0.0.1:5000/wecom/kf"})
 
 
 @pytest.mark.parametrize("state, online, status", [("online", True, 1), ("busy", True, 2), ("offline", False, 0),

@@ -12,7 +12,8 @@ Layout: :mod:`.state` and its parts (:mod:`.tokens`, :mod:`.directory`, :mod:`.s
 :mod:`.inbox`, :mod:`.messages`) hold WeCom's rules without HTTP; :mod:`.stats` counts the
 statistics; :mod:`.endpoints` maps API paths onto them; :mod:`.api` answers them on the
 sandbox's server; :mod:`.callbacks` tells a connected bot about new messages and events;
-:mod:`.facade` is :class:`WeComSandbox`, the control and inspection side.
+:mod:`.facade` is :class:`WeComSandbox`, the control and inspection side; :mod:`.control` serves its customer's
+and servicers' methods under ``/sandbox/wecom/`` for driving them by hand.
 """
 from .callbacks import Callback
 from .errors import WECOM_ERRMSG, WeComError

@@ -7,6 +7,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from ..pushes import DEFAULT_TIMEOUT
 from .api import WeComApi
 from .callbacks import Callback, Notifier, WeComBot
+from .sessions import ENDED
 from .state import WeComState
 
 __all__ = ["WeComSandbox", "DEFAULT_CORPID", "DEFAULT_CORP_SECRET", "DEFAULT_AGENTID"]
@@ -238,6 +239,11 @@ class WeComSandbox:
         with self.state.lock:
             self._notifier.bot = bot
 
+    @property
+    def bot(self) -> Optional[WeComBot]:
+        """The connected bot (``url``, ``token``, ``corpid``), None without one."""
+        return self._notifier.bot
+
     def disconnect_bot(self) -> None:
         """Send no callbacks from now on (messages and events still queue for ``sync_msg``)."""
         with self.state.lock:
@@ -289,6 +295,14 @@ class WeComSandbox:
         with self.state.lock:
             conversation = self.state.conversation(open_kfid, external_userid)
             return conversation.state, conversation.servicer
+
+    @property
+    def sessions(self) -> List[Dict[str, Any]]:
+        """The sessions not ended (states 0–3), in the order first seen: open_kfid, external_userid,
+        service_state and servicer (in state 3, else None)."""
+        with self.state.lock:
+            return [{"open_kfid": c.open_kfid, "external_userid": c.external_userid, "service_state": c.state,
+                     "servicer": c.servicer} for c in self.state.board.all().values() if c.state != ENDED]
 
     @property
     def accounts(self) -> Dict[str, Dict[str, Any]]:
