@@ -41,7 +41,8 @@ def child(system: str, calls: int, built: int, rules: str, push: str) -> None:
 
     from kf_plugin.testing import PushSigner
     logging.disable(logging.WARNING)
-    app = P.make_app(system, "plain", Path(rules), "redis://127.0.0.1:6379/8", "", push)
+    # Under callgrind a long warm-up outlasts the clock-skew window its pushes were signed in.
+    app = P.make_app(system, "plain", Path(rules), "redis://127.0.0.1:6379/8", "", push, max_clock_skew=86400)
     requests = P.environs(T.PushFactory(PushSigner(T.TOKEN, None, T.APPID), push=push), built)
     for environ in requests[:calls]:
         P.call(app, environ)

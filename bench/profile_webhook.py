@@ -41,12 +41,17 @@ MODULES = {"a": "kf_app", "b": "kf_app", "c": "wechatpy_app", "d": "werobot_app"
            "f": "floor_app", "g": "wechatpy_app"}
 
 
-def make_app(system: str, mode: str, rules: Path, redis_url: str, api_url: str = "", push: str = "transfer") -> Any:
+def make_app(system: str, mode: str, rules: Path, redis_url: str, api_url: str = "", push: str = "transfer",
+             max_clock_skew: int = 0) -> Any:
+    """``system``'s app; ``max_clock_skew``: (a) and (b)'s KF_MAX_CLOCK_SKEW when given (a run slowed down by a
+    profiler may take longer than the default 300 s to send pushes signed at its start)."""
     for name in [n for n in os.environ if n.startswith(("KF_", "BENCH_"))]:
         del os.environ[name]
     os.environ.update(BENCH_MODE=mode, BENCH_PUSH=push)
     if system in ("a", "b"):
         os.environ["KF_RULES"] = str(rules)
+        if max_clock_skew:
+            os.environ["KF_MAX_CLOCK_SKEW"] = str(max_clock_skew)
         if api_url:
             os.environ.update(KF_SECRET=T.API_SECRET, KF_API_BASE_URL=api_url)
     if system == "b":
