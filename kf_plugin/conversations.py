@@ -7,7 +7,8 @@
   unless ``while_queued: bot`` — the push is answered with the queue notice when due, else ``success``.
 - With an agent: WeChat does not push their messages while the session forwards them, so one that comes
   means the session lapsed (30 minutes without a close): they are back with the bot.
-- The kf_* session events move users between the queue, an agent and the bot.
+- The kf_* session events move users between the queue, an agent and the bot; an ``unsubscribe`` cancels a
+  queued user's hand-off.
 
 Every move runs the ``@kf.on_handoff`` hooks in the background. The background side (queue timeouts,
 reconciling with WeChat's session API) is :mod:`kf_plugin.reconcile`.
@@ -102,12 +103,10 @@ class Conversations:
 
     def before_routing(self, message: Any, conversation: Conversation) -> Tuple[Optional[Early], Conversation]:
         """The answer when the lifecycle decides it (a cancel), else ``None`` (the rules and handlers decide);
-        and where the user is now: session events and lapsed sessions move them here first."""
+        and where the user is now: session events and lapsed sessions move them here first (an ``unsubscribe``
+        cancels a queued user's hand-off, yet leaves the push routed as for the user before it)."""
         if msg_type_of(message) == "event":
-            change = _SESSION_CHANGES.get(event_of(message) or "")
-            if change is not None:
-                return None, self.apply(message.source, _session_change(change, message)).after
-            return None, conversation
+            return None, self._after_event(message, conversation)
         if conversation.stage is Stage.WITH_AGENT:  # the session no longer forwards: it lapsed
             return None, self.apply(message.source, Change("lapse", at=self.clock())).after
         if conversation.stage is Stage.QUEUED and self.policy.is_cancel(text_of(message)):
@@ -116,6 +115,19 @@ class Conversations:
                 reply = TextReply(content=self.policy.cancel_text or DEFAULT_CANCEL_TEXT, message=message)
                 return Early(reply), transition.after
         return None, conversation
+
+    def _after_event(self, message: Any, conversation: Conversation) -> Conversation:
+        """Where an event push leaves its sender. A kf_* session event moves them. An ``unsubscribe`` of a queued
+        user cancels their hand-off (WeChat will not serve someone who unfollowed), yet the push is routed for
+        the user as they were, so the rules and handlers answer it as they always did (no queue notice: they no
+        longer wait); with an agent, WeChat ends the session itself and its close (or the sweep) tells the store."""
+        event = event_of(message) or ""
+        change = _SESSION_CHANGES.get(event)
+        if change is not None:
+            return self.apply(message.source, _session_change(change, message)).after
+        if event == "unsubscribe" and conversation.stage is Stage.QUEUED:
+            self.apply(message.source, Change("cancel", at=_event_time(message)))
+        return conversation
 
     def quiet(self, conversation: Conversation) -> bool:
         """Whether the bot's own handlers stay quiet for this user (queued, and ``while_queued: quiet``)."""
@@ -164,8 +176,12 @@ class Conversations:
 def _session_change(kind: str, message: Any) -> Change:
     """The change a kf_* session event makes, at the event's own time (so late events are recognised)."""
     agent = getattr(message, "to_account", None) if kind == "switch" else getattr(message, "account", None)
-    at = float(getattr(message, "_data", {}).get("CreateTime") or 0) or time.time()
-    return Change(kind, at=at, agent=agent or None)
+    return Change(kind, at=_event_time(message), agent=agent or None)
+
+
+def _event_time(message: Any) -> float:
+    """An event's own time (its CreateTime), so a late or retried event is recognised; the clock without one."""
+    return float(getattr(message, "_data", {}).get("CreateTime") or 0) or time.time()
 
 
 def _describe(message: Any) -> str:

@@ -10,8 +10,8 @@ Both run as scheduler jobs (``KF_QUEUE_REFRESH``, ``KF_HANDOFF_SWEEP``); a push 
     reconciler.sweep()                                         # job: every 30 s
 
 WeChat's answers are trusted over the store only where they cannot be misread: ``getsession`` naming an agent
-(or none) is the truth about a session; a queued user missing from ``getwaitcase``'s list proves nothing, as
-WeChat lists at most 100 of them.
+(or none) is the truth about a session, and its errcode 43004 ("require subscribe") says the user unfollowed;
+a queued user missing from ``getwaitcase``'s list proves nothing, as WeChat lists at most 100 of them.
 """
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ from .lifecycle import Change, Conversation, Stage, Transition
 from .queueing import QueuePolicy
 from .state.handoffs import HandoffStore
 
-__all__ = ["QueueWatch", "Reconciler", "SweepReport", "session_change", "MAX_CHECKS", "MAX_ACTIVE",
-           "USER_ERRCODES"]
+__all__ = ["QueueWatch", "Reconciler", "SweepReport", "session_change", "unfollowed_change", "MAX_CHECKS",
+           "MAX_ACTIVE", "USER_ERRCODES", "UNFOLLOWED"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -42,6 +42,9 @@ MAX_ACTIVE = 4 * MAX_CHECKS
 #: Errcodes about one user (an openid WeChat does not know, a user who unfollowed): the sweep goes on with the
 #: next user. Any other error (rate limit, token, network) would strike every call alike: the sweep stops asking.
 USER_ERRCODES = frozenset({40003, 43004})
+#: ``getsession``'s errcode for a user who unfollowed the account ("require subscribe"): an answer, not a failure
+#: (see :func:`unfollowed_change`). 40003 stays a failure: an openid WeChat does not know may be a wrong AppID.
+UNFOLLOWED = 43004
 
 
 class QueueWatch:
@@ -141,13 +144,22 @@ def session_change(conv: Conversation, session: Optional[Session], at: float) ->
     return None
 
 
+def unfollowed_change(conv: Conversation, at: float) -> Optional[Change]:
+    """What ``getsession`` answering :data:`UNFOLLOWED` at ``at`` says about ``conv``: the user unfollowed and
+    the ``unsubscribe`` push was missed. Queued: the hand-off is cancelled. With an agent: WeChat ended the
+    session (as :func:`session_change` with no session). ``None`` with the bot."""
+    if conv.stage is Stage.QUEUED:
+        return Change("cancel", at=at)
+    return session_change(conv, None, at)
+
+
 @dataclass(frozen=True)
 class SweepReport:
     """What one :meth:`Reconciler.sweep` did.
 
     ``transitions``: the ones that moved a user, in the order applied. ``checked``: users whose session WeChat
-    told. ``failures``: API calls that failed. ``complete``: ``False`` when the sweep stopped early (the API
-    failed for everyone, or the store failed).
+    told (or that they unfollowed). ``failures``: API calls that failed. ``complete``: ``False`` when the sweep
+    stopped early (the API failed for everyone, or the store failed).
     """
 
     transitions: Tuple[Transition, ...]
@@ -317,12 +329,13 @@ class Reconciler:
         assert self.admin is not None
         asked_at = self.clock()
         try:
-            session = self.admin.session(conv.openid)
+            change = session_change(conv, self.admin.session(conv.openid), asked_at)
         except KfError as exc:
-            run.failed("getsession", conv.openid, exc)
-            return
+            if not (isinstance(exc, WeChatAPIError) and exc.errcode == UNFOLLOWED):
+                run.failed("getsession", conv.openid, exc)
+                return
+            change = unfollowed_change(conv, asked_at)
         run.checked += 1
-        change = session_change(conv, session, asked_at)
         if change is not None:
             self._apply(run, conv.openid, change)
 

@@ -64,6 +64,13 @@ def eventually(predicate: Callable[[], Any], timeout: float = 5.0) -> None:
         time.sleep(0.01)
 
 
+def settled(seen: List[Transition], count: int) -> List[Transition]:
+    """Wait for ``count`` transitions in ``seen``, then a moment for any further one, were it to come."""
+    eventually(lambda: len(seen) >= count)
+    time.sleep(0.2)
+    return seen
+
+
 class EchoBot:
     """The bot's own handlers: it answers every text ``机器人：<text>`` and counts what it answered."""
 

@@ -13,15 +13,9 @@ from .lifecycle_apps import (
     WANG,
     eventually,
     session_event,
+    settled,
     text_push,
 )
-
-
-def settled(seen, count):
-    """Wait for ``count`` transitions in ``seen``, then a moment for any further one, were it to come."""
-    eventually(lambda: len(seen) >= count)
-    time.sleep(0.2)
-    return seen
 
 
 def test_each_move_is_heard_once_by_the_hooks_of_its_kind(make_worker, state):
