@@ -30,6 +30,10 @@ sys.path.insert(0, str(BENCH))
 import throughput as T  # noqa: E402
 
 VALGRIND = ["valgrind", "--tool=callgrind", "--cache-sim=yes"]
+# Both runs of a system hash strings alike, so that their common part (start-up and warm-up) costs the same in each
+# and cancels out of the difference; with a random seed per process it differs by a few tenths of a per cent,
+# which a long warm-up turns into several per cent of the measured pushes' count.
+SAME_HASHES = {**os.environ, "PYTHONHASHSEED": "0"}
 COLUMNS = ("Ir", "I1mr", "D1mr", "D1mw", "LL misses")
 
 
@@ -68,7 +72,7 @@ def per_push(system: str, args: argparse.Namespace, rules: Path) -> Dict[str, fl
             dump = Path(directory) / "callgrind.out"
             subprocess.run([*VALGRIND, f"--callgrind-out-file={dump}", sys.executable, __file__, "--child",
                             system, str(calls), str(built), str(rules), args.push],
-                           check=True, capture_output=True, timeout=7200)
+                           check=True, capture_output=True, timeout=7200, env=SAME_HASHES)
             runs.append(events(dump))
     return {name: (runs[1][name] - runs[0][name]) / args.pushes for name in COLUMNS}
 
