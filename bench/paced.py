@@ -63,7 +63,7 @@ SWEEP_EVERY = SETTINGS["KF_HANDOFF_SWEEP"].default
 
 
 def paced_run(server: Server, factory: PushFactory, signer: PushSigner, rate: float, seconds: float,
-              redis: Optional[psutil.Process]) -> Dict[str, float]:
+              redis: Optional[psutil.Process]) -> Dict[str, Any]:
     pushes = factory.make(int(rate * seconds))
     requests = pushes.requests_for(server.port)
     schedule = [(i / rate, request) for i, request in enumerate(requests)]
@@ -77,7 +77,7 @@ def paced_run(server: Server, factory: PushFactory, signer: PushSigner, rate: fl
     return {"sent": len(result.outcomes), "rate": len(result.outcomes) / wall, "worker_us": worker / sent * 1e6,
             "redis_us": redis_cpu / sent * 1e6, "p50": latencies[len(latencies) // 2] * 1e3,
             "p99": latencies[int(len(latencies) * 0.99)] * 1e3,
-            "bad": check.non_200 + check.wrong_reply + check.errors}
+            "bad": check.non_200 + check.wrong_reply + check.errors, "problem": check.first_problem}
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
@@ -114,7 +114,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 
 def measure(system: str, args: argparse.Namespace, api: Optional[Any], rules: Path, scratch: Path,
             server_cpus: Optional[set], signer: PushSigner, factory: PushFactory, redis: Optional[psutil.Process],
-            runs: Dict[Tuple[str, float], List[Dict[str, float]]]) -> None:
+            runs: Dict[Tuple[str, float], List[Dict[str, Any]]]) -> None:
     """One turn of ``system``: a fresh server, warmed up, then every rate; each run appended to ``runs``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KF_", "BENCH_"))}
     env.update(BENCH_MODE=args.mode, PYTHONDONTWRITEBYTECODE="1", KF_RULES=str(rules))
@@ -131,17 +131,21 @@ def measure(system: str, args: argparse.Namespace, api: Optional[Any], rules: Pa
             r = paced_run(server, factory, signer, rate, args.seconds, redis if system == "b" else None)
             runs.setdefault((system, rate), []).append(r)
             print(f"({system}) {rate:g}/s: worker {r['worker_us']:.0f} µs/push, Redis "
-                  f"{r['redis_us']:.0f} µs/push, {r['bad']} bad answers", flush=True)
+                  f"{r['redis_us']:.0f} µs/push, {r['bad']} bad answers"
+                  + (f" (the first: {r['problem']})" if r["bad"] else ""), flush=True)
+            if r["bad"]:   # what the server said about it, before its scratch directory goes
+                print("".join(server.log_path.read_text(errors="replace").splitlines(keepends=True)[-20:]))
     finally:
         server.stop()
 
 
-def median_run(measured: List[Dict[str, float]]) -> Dict[str, float]:
+def median_run(measured: List[Dict[str, Any]]) -> Dict[str, Any]:
     """The run of median worker CPU per push, with the range over every run and the wrong answers of all."""
     ordered = sorted(measured, key=lambda r: r["worker_us"])
     chosen = dict(ordered[(len(ordered) - 1) // 2])
     chosen.update(low=ordered[0]["worker_us"], high=ordered[-1]["worker_us"], runs=len(measured),
-                  bad=sum(r["bad"] for r in measured))
+                  bad=sum(r["bad"] for r in measured),
+                  problem=next((r["problem"] for r in measured if r["bad"]), ""))
     return chosen
 
 
@@ -163,7 +167,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     api = Sandbox(appid=APPID, secret=API_SECRET).serve() if args.api else None
     signer = PushSigner(TOKEN, AES_KEY if args.mode == "aes" else None, APPID)
     factory = PushFactory(signer)
-    runs: Dict[Tuple[str, float], List[Dict[str, float]]] = {}
+    runs: Dict[Tuple[str, float], List[Dict[str, Any]]] = {}
     began = time.monotonic()
     try:
         with tempfile.TemporaryDirectory(prefix="kf-paced-") as scratch:
@@ -190,7 +194,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0 if all(r["bad"] == 0 for r in results.values()) else 1
 
 
-def render(args: argparse.Namespace, command: str, results: Dict[Tuple[str, float], Dict[str, float]],
+def render(args: argparse.Namespace, command: str, results: Dict[Tuple[str, float], Dict[str, Any]],
            duration: float) -> str:
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [SECTION, "", f"`{command}` — {when}, {duration / 60:.1f} min.", "",
@@ -213,6 +217,9 @@ def render(args: argparse.Namespace, command: str, results: Dict[Tuple[str, floa
                      f"| {r['worker_us']:.0f} | {r['low']:.0f}–{r['high']:.0f} | {r['redis_us']:.0f} "
                      f"| {r['p50']:.2f} | {r['p99']:.2f} | {r['bad']} |")
     lines.append("")
+    for (system, rate), r in sorted(results.items()):
+        if r["bad"]:
+            lines.append(f"- ({system}) at {rate:g} req/s: the first wrong answer: {r['problem']}")
     for rate in args.rates:
         a, b = results.get(("a", rate)), results.get(("b", rate))
         if a and b:
