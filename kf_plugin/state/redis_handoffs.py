@@ -253,7 +253,7 @@ class RedisHandoffStore(HandoffStore):
         """The index, then one pipeline of an ``HGET`` of each listed user's stage: no conversation is read whole
         nor decoded. Users the index holds whose conversation expired count for nothing, and are dropped from
         it (as :meth:`conversations` drops them)."""
-        openids = [_text(openid) for openid in self.redis.zrange(self.active_key, 0, limit - 1)] if limit > 0 else []
+        openids = [openid for openid, _ in self.in_handoff(limit)]
         if not openids:
             return 0
         pipe = self.redis.pipeline(transaction=False)
